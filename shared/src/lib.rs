@@ -1,1 +1,29 @@
+//! Everything the likes binaries agree on: the domain, the wire format, the clock, config and
+//! the traits each backend implements.
+//!
+//! # Layout
+//! - [`ids`]: `UserId`, `ContentId`, validated non-zero u64s.
+//! - [`event`]: `LikeEvent` and its versioned fixed-layout wire encoding.
+//! - [`hlc`]: the hybrid logical clock that versions events (I4).
+//! - [`bus`]: `EventPublisher` / `EventSource`, durable publish and at-least-once consume.
+//! - [`log`]: the embedded bus, a durable local log with group-commit fsync.
+//! - [`cache`]: `StateCache`, the fast (never authoritative) state and counts.
+//! - [`store`]: `LikeStore`, the source of truth.
+//! - [`trending`]: `TrendingBoard`, where pipeline workers post their top-k.
+//! - [`config`], [`telemetry`], [`shutdown`], [`retry`]: plumbing every binary uses.
 
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod event;
+pub mod hlc;
+pub mod ids;
+pub mod log;
+pub mod retry;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod trending;
+
+pub use event::{Action, LikeEvent};
+pub use ids::{ContentId, UserId};

@@ -1,0 +1,51 @@
+//! The event bus contract: ingest publishes, the pipeline consumes and acks.
+//!
+//! `publish` resolves only once the event is durable (acked by Pulsar, or fsynced to the local
+//! log): ingest answers 2xx only after it (I3). Consumption is at-least-once: a delivery that
+//! is not acked comes back after a restart or failover, which the sink makes harmless (I2).
+
+use crate::event::LikeEvent;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The bus is at its bound (queue or log size): shed load, retry later (503).
+    #[error("event bus is full")]
+    Full,
+    /// The bus cannot take events now (broker down, log closed).
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+    #[error("event bus I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[async_trait]
+pub trait EventPublisher: Send + Sync + 'static {
+    /// Makes `event` durable; returns once it is (and not before).
+    async fn publish(&self, event: &LikeEvent) -> Result<(), BusError>;
+
+    /// Whether publishing is expected to work now (for `/readyz`).
+    fn is_ready(&self) -> bool;
+}
+
+/// One event handed to the pipeline, with the handle that acknowledges it.
+#[derive(Debug, Clone)]
+pub struct Delivery<A> {
+    pub event: LikeEvent,
+    pub ack: A,
+    /// The partition the event came from (content-keyed, so one content is in one partition).
+    pub partition: u32,
+}
+
+#[async_trait]
+pub trait EventSource: Send + 'static {
+    type Ack: Clone + Send + Sync + std::fmt::Debug + 'static;
+
+    /// The next delivery; `None` once the source is closed. Must be cancel-safe: the pipeline
+    /// calls it inside `select!` with ticks and shutdown.
+    async fn recv(&mut self) -> Result<Option<Delivery<Self::Ack>>, BusError>;
+
+    /// Acknowledges deliveries whose effects the sink has committed. Acks arrive in delivery
+    /// order, so a source may ack cumulatively.
+    async fn ack(&mut self, acks: Vec<Self::Ack>) -> Result<(), BusError>;
+}

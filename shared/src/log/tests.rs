@@ -1,0 +1,145 @@
+use super::*;
+use crate::bus::{EventPublisher, EventSource};
+use crate::event::{Action, LikeEvent};
+use crate::ids::{ContentId, UserId};
+use std::time::Duration;
+
+fn event(n: u64) -> LikeEvent {
+    LikeEvent {
+        event_id: n as u128,
+        user_id: UserId::new(n).expect("non-zero"),
+        content_id: ContentId::new(1 + n % 3).expect("non-zero"),
+        action: Action::Like,
+        version: n,
+        ts_ms: n,
+        source: "test".into(),
+    }
+}
+
+fn config(dir: &Path) -> LogConfig {
+    LogConfig {
+        dir: dir.to_path_buf(),
+        segment_bytes: 300,
+        ..LogConfig::default()
+    }
+}
+
+async fn recv_n(source: &mut LogSource, n: usize) -> Vec<Delivery<u64>> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(5), source.recv()).await;
+        out.push(
+            next.expect("delivery in time")
+                .expect("recv")
+                .expect("open"),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn delivers_in_order_and_resumes_after_the_acked_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (publisher, mut source) = open(&config(dir.path())).expect("open");
+        for n in 1..=10 {
+            publisher.publish(&event(n)).await.expect("publish");
+        }
+        let got = recv_n(&mut source, 10).await;
+        let users: Vec<u64> = got.iter().map(|d| d.event.user_id.get()).collect();
+        assert_eq!(users, (1..=10).collect::<Vec<_>>());
+        source
+            .ack(got[..4].iter().map(|d| d.ack).collect())
+            .await
+            .expect("ack");
+        assert_eq!(source.acked_offset(), 4);
+    }
+    let (publisher, mut source) = open(&config(dir.path())).expect("reopen");
+    publisher.publish(&event(11)).await.expect("publish");
+    let again: Vec<u64> = recv_n(&mut source, 7)
+        .await
+        .iter()
+        .map(|d| d.event.user_id.get())
+        .collect();
+    assert_eq!(
+        again,
+        (5..=11).collect::<Vec<_>>(),
+        "unacked events come back, acked ones do not"
+    );
+}
+
+#[tokio::test]
+async fn rotates_segments_and_deletes_the_acked_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (publisher, mut source) = open(&config(dir.path())).expect("open");
+    for n in 1..=40 {
+        publisher.publish(&event(n)).await.expect("publish");
+    }
+    let before = list_segments(dir.path()).expect("list").len();
+    assert!(before > 3, "300-byte segments rotate: {before}");
+    let got = recv_n(&mut source, 40).await;
+    source
+        .ack(got.iter().map(|d| d.ack).collect())
+        .await
+        .expect("ack");
+    let after = list_segments(dir.path()).expect("list").len();
+    assert_eq!(after, 1, "only the open segment stays");
+    assert!(publisher.is_ready());
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_earlier_records_survive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (publisher, _source) = open(&LogConfig {
+            dir: dir.path().into(),
+            ..LogConfig::default()
+        })
+        .expect("open");
+        for n in 1..=3 {
+            publisher.publish(&event(n)).await.expect("publish");
+        }
+    }
+    let path = segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&path).expect("read");
+    let whole = bytes.len();
+    bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]); // a frame header and part of a payload
+    fs::write(&path, &bytes).expect("write");
+    let (publisher, mut source) = open(&LogConfig {
+        dir: dir.path().into(),
+        ..LogConfig::default()
+    })
+    .expect("reopen");
+    assert_eq!(fs::metadata(&path).expect("meta").len() as usize, whole);
+    publisher
+        .publish(&event(4))
+        .await
+        .expect("publish after recovery");
+    let users: Vec<u64> = recv_n(&mut source, 4)
+        .await
+        .iter()
+        .map(|d| d.event.user_id.get())
+        .collect();
+    assert_eq!(users, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn refuses_appends_past_its_byte_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig {
+        dir: dir.path().into(),
+        max_bytes: 200,
+        ..LogConfig::default()
+    };
+    let (publisher, _source) = open(&cfg).expect("open");
+    let mut refused = 0;
+    for n in 1..=10 {
+        match publisher.publish(&event(n)).await {
+            Ok(()) => {}
+            Err(BusError::Full) => refused += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused > 0 && refused < 10, "refused {refused}");
+    assert!(!publisher.is_ready());
+}

@@ -1,0 +1,88 @@
+//! The store contract: the source of truth (I1) that the sink writes and reads fall back to.
+
+use crate::ids::{ContentId, UserId};
+use async_trait::async_trait;
+
+/// The last state of one (user, content) after collapsing a window: what the sink applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LikeChange {
+    pub user_id: UserId,
+    pub content_id: ContentId,
+    pub liked: bool,
+    pub version: u64,
+    pub ts_ms: u64,
+}
+
+/// A stored row's state, tombstones (`liked == false`) included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowState {
+    pub liked: bool,
+    pub version: u64,
+}
+
+/// What one committed window did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Rows inserted or updated (changes older than the stored version are skipped).
+    pub rows_written: usize,
+    /// Count deltas derived from the row transitions actually made, one per content touched.
+    pub count_deltas: Vec<(ContentId, i64)>,
+}
+
+/// One liked content in a user's history page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LikedItem {
+    pub content_id: ContentId,
+    pub liked_at_ms: u64,
+}
+
+/// A position in a user's history, newest first: strictly older than (liked_at_ms, content_id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub liked_at_ms: u64,
+    pub content_id: ContentId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying: connection lost, deadlock, write conflict, timeout.
+    #[error("transient store error: {0}")]
+    Transient(String),
+    /// Retrying cannot help: the batch itself is bad or the schema refuses it.
+    #[error("permanent store error: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+#[async_trait]
+pub trait LikeStore: Send + Sync + 'static {
+    /// Applies one window in one transaction. Each change overwrites its row only if its version
+    /// is newer (I4); counts move by the transitions made (I2). All or nothing.
+    async fn apply_window(&self, changes: &[LikeChange]) -> Result<ApplyOutcome, StoreError>;
+
+    /// Exact counts, 0 for contents never liked.
+    async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, StoreError>;
+
+    /// The stored state of each (user, content); `None` where no row exists.
+    async fn states(
+        &self,
+        user: UserId,
+        contents: &[ContentId],
+    ) -> Result<Vec<Option<RowState>>, StoreError>;
+
+    /// The user's liked contents, newest first, strictly after `cursor`.
+    async fn history(
+        &self,
+        user: UserId,
+        cursor: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<LikedItem>, StoreError>;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
