@@ -1,1 +1,10 @@
+//! The sink: turns collapsed windows into committed rows and exact counts.
+//!
+//! # Layout
+//! - [`transitions`]: which rows a window writes and how far counts move (I2, I4); no I/O.
+//! - [`sqlite`]: the embedded store (SQLite via sqlx), one transaction per window.
 
+pub mod sqlite;
+pub mod transitions;
+
+pub use sqlite::{SqliteConfig, SqliteStore};
