@@ -1,1 +1,28 @@
+//! Ingest: the HTTP front door of likes.
+//!
+//! A request is admitted (in-flight bound, per-IP and per-user token buckets), authenticated
+//! (bearer JWT or a trusted gateway header), validated into typed ids, then applied to the state
+//! cache and published durably before it is answered (DESIGN sections 4 and 7).
+//!
+//! # Layout
+//! - [`app`]: `Application::build` / `local_addr` / `run_until_stopped`.
+//! - [`filters`]: the warp routes; [`handlers`]: one function per route.
+//! - [`service`]: the like/unlike/read logic behind the routes, free of HTTP.
+//! - [`auth`], [`limits`], [`error`], [`metrics`]: the cross-cutting parts.
+//! - [`memory_cache`]: the embedded `StateCache`.
+//! - [`config`]: `IngestConfig`.
 
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod filters;
+pub mod handlers;
+pub mod limits;
+pub mod memory_cache;
+pub mod metrics;
+pub mod service;
+
+pub use app::Application;
+pub use config::IngestConfig;
+pub use service::Backends;

@@ -1,1 +1,11 @@
+//! The pipeline: consumes like events, cuts them into windows, collapses each window to one change
+//! per (user, content), commits it through the sink, then acks (DESIGN section 2).
+//!
+//! # Layout
+//! - [`operators`]: the in-memory stream operators (window, collapse, deltas, HeavyKeeper top-k).
+//! - [`runtime`]: the [`runtime::Worker`] loop that drives them between source, sink and acks.
 
+pub mod operators;
+pub mod runtime;
+
+pub use runtime::{Worker, WorkerConfig, WorkerStats};

@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`transitions`]: which rows a window writes and how far counts move (I2, I4); no I/O.
+//! - [`dead_letter`]: `DeadLetterPublisher` and the embedded file of dead letters.
 //! - [`sqlite`]: the embedded store (SQLite via sqlx), one transaction per window.
 
+pub mod dead_letter;
 pub mod sqlite;
 pub mod transitions;
 

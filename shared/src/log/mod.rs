@@ -61,6 +61,8 @@ pub(crate) struct LogShared {
     /// Bytes in live segments.
     pub bytes: AtomicU64,
     pub failed: AtomicBool,
+    /// One past the last offset the consumer acked.
+    pub acked: AtomicU64,
 }
 
 /// Opens (or creates) the log in `config.dir`, recovering from a crash.
@@ -90,6 +92,7 @@ pub fn open(config: &LogConfig) -> io::Result<(LogPublisher, LogSource)> {
         durable,
         bytes: AtomicU64::new(bytes),
         failed: AtomicBool::new(false),
+        acked: AtomicU64::new(consumer),
     });
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let writer = Writer {
@@ -125,6 +128,17 @@ pub struct LogPublisher {
 }
 
 impl LogPublisher {
+    /// One past the last durable offset.
+    pub fn durable_offset(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// One past the last offset the consumer acked; equal to [`Self::durable_offset`] once
+    /// everything written has been applied.
+    pub fn acked_offset(&self) -> u64 {
+        self.shared.acked.load(Ordering::Acquire)
+    }
+
     /// Appends raw bytes and returns their offset once durable.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
         if self.shared.failed.load(Ordering::Acquire) {
@@ -284,6 +298,7 @@ impl EventSource for LogSource {
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))??;
         self.acked = next;
+        self.shared.acked.store(next, Ordering::Release);
         Ok(())
     }
 }

@@ -1,0 +1,80 @@
+//! Building and running the HTTP server, in the zero-to-production shape: `build` binds (port 0
+//! in tests), `local_addr` tells where, `run_until_stopped` serves until the shutdown signal and
+//! lets requests in flight finish.
+
+use crate::auth::Authenticator;
+use crate::config::IngestConfig;
+use crate::filters::{routes, Context};
+use crate::limits::Admission;
+use crate::metrics::Metrics;
+use crate::service::{Backends, LikeService};
+use likes_shared::shutdown::Shutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("no JWT secret: set auth.jwt_secret (LIKES_AUTH__JWT_SECRET) or auth.trusted_user_header")]
+    NoSecret,
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ctx: Arc<Context>,
+}
+
+impl Application {
+    /// Binds the listener. `jwt_secret` must be non-empty unless a trusted header is configured.
+    pub async fn build(config: &IngestConfig, backends: Backends, mut shutdown: Shutdown) -> Result<Self, BuildError> {
+        if config.auth.jwt_secret.is_empty() && config.auth.trusted_user_header.is_none() {
+            return Err(BuildError::NoSecret);
+        }
+        let addr: SocketAddr = config.http_addr.parse().map_err(|e: std::net::AddrParseError| BuildError::Bind {
+            addr: config.http_addr.clone(),
+            reason: e.to_string(),
+        })?;
+        let dev_tokens = config.auth.dev_tokens && addr.ip().is_loopback();
+        if config.auth.dev_tokens && !dev_tokens {
+            tracing::warn!(%addr, "dev tokens stay off: they are served only on a loopback address");
+        }
+        let metrics = Arc::new(Metrics::new()?);
+        let ctx = Arc::new(Context {
+            service: LikeService::new(backends, config.instance_id(), metrics.clone()),
+            auth: Authenticator::new(config.auth.jwt_secret.as_bytes(), config.auth.trusted_user_header.clone()),
+            admission: Admission::new(&config.rate),
+            metrics,
+            body_limit: config.body_limit_bytes,
+            trust_forwarded_for: config.trust_forwarded_for,
+            dev_tokens,
+            dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
+        });
+        let (addr, server) = warp::serve(routes(ctx.clone()))
+            .try_bind_with_graceful_shutdown(addr, async move { shutdown.wait().await })
+            .map_err(|e| BuildError::Bind { addr: config.http_addr.clone(), reason: e.to_string() })?;
+        Ok(Application { addr, server: Box::pin(server), ctx })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until shutdown; returns once requests in flight are answered.
+    pub async fn run_until_stopped(self) {
+        let ctx = self.ctx.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                ctx.admission.housekeeping();
+            }
+        });
+        self.server.await;
+        housekeeping.abort();
+    }
+}

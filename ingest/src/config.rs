@@ -1,0 +1,90 @@
+//! `likes-ingest` configuration: defaults that run locally, a TOML file, `LIKES_*` variables.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for bearer JWTs. Empty: the binary picks one (see its docs).
+    pub jwt_secret: String,
+    /// Behind a gateway that authenticates: trust this header as the user id instead of a JWT.
+    pub trusted_user_header: Option<String>,
+    /// Serve `POST /v1/dev/token`. Honoured only on a loopback address.
+    pub dev_tokens: bool,
+    /// Lifetime of issued dev tokens.
+    pub dev_token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            trusted_user_header: None,
+            dev_tokens: false,
+            dev_token_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per user, and the burst above it.
+    pub per_user_per_sec: u32,
+    pub per_user_burst: u32,
+    /// Sustained requests per second per client IP, and the burst above it.
+    pub per_ip_per_sec: u32,
+    pub per_ip_burst: u32,
+    /// Requests being served at once across the instance; past it, 429.
+    pub max_in_flight: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_user_per_sec: 20,
+            per_user_burst: 40,
+            per_ip_per_sec: 2_000,
+            per_ip_burst: 4_000,
+            max_in_flight: 4_096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address the API listens on (`LIKES_HTTP_ADDR`).
+    pub http_addr: String,
+    /// Largest request body accepted, in bytes (413 above).
+    pub body_limit_bytes: u64,
+    /// Use the first `X-Forwarded-For` address as the client IP (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub auth: AuthConfig,
+    pub rate: RateLimitConfig,
+    /// Names this instance in events (`source`); defaults to host name and pid.
+    pub instance_id: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            http_addr: "127.0.0.1:8080".into(),
+            body_limit_bytes: 16 * 1024,
+            trust_forwarded_for: false,
+            auth: AuthConfig::default(),
+            rate: RateLimitConfig::default(),
+            instance_id: String::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn instance_id(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    }
+}

@@ -1,0 +1,206 @@
+//! The routes: warp filters that admit, authenticate and validate, then call a handler.
+//! Every failure becomes an [`ApiError`] rejection, recovered into JSON in one place.
+
+use crate::auth::Authenticator;
+use crate::error::{recover, ApiError};
+use crate::handlers;
+use crate::limits::Admission;
+use crate::metrics::Metrics;
+use crate::service::LikeService;
+use bytes::Bytes;
+use likes_shared::{Action, ContentId, UserId};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
+use warp::http::Method;
+use warp::{Filter, Rejection, Reply};
+
+pub struct Context {
+    pub service: LikeService,
+    pub auth: Authenticator,
+    pub admission: Admission,
+    pub metrics: Arc<Metrics>,
+    pub body_limit: u64,
+    pub trust_forwarded_for: bool,
+    pub dev_tokens: bool,
+    pub dev_token_ttl_secs: u64,
+}
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+fn with_ctx(ctx: Arc<Context>) -> impl Filter<Extract = (Arc<Context>,), Error = Infallible> + Clone {
+    warp::any().map(move || ctx.clone())
+}
+
+/// An in-flight slot (held until the reply is built) after the client IP's rate check.
+fn admitted(ctx: Arc<Context>) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
+    with_ctx(ctx)
+        .and(warp::addr::remote())
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and_then(|ctx: Arc<Context>, remote: Option<SocketAddr>, forwarded: Option<String>| async move {
+            let permit = ctx.admission.enter()?;
+            let forwarded_ip = forwarded
+                .filter(|_| ctx.trust_forwarded_for)
+                .and_then(|f| f.split(',').next().and_then(|ip| ip.trim().parse::<IpAddr>().ok()));
+            if let Some(ip) = forwarded_ip.or(remote.map(|r| r.ip())) {
+                ctx.admission.check_ip(ip)?;
+            }
+            Ok::<_, Rejection>(permit)
+        })
+}
+
+/// The caller, if credentials were sent (bad credentials reject with 401).
+fn caller(ctx: Arc<Context>) -> impl Filter<Extract = (Option<UserId>,), Error = Rejection> + Clone {
+    with_ctx(ctx)
+        .and(warp::header::headers_cloned())
+        .and_then(|ctx: Arc<Context>, headers: warp::http::HeaderMap| async move {
+            let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let trusted = ctx.auth.trusted_header().and_then(text);
+            ctx.auth
+                .identify(text("authorization").as_deref(), trusted.as_deref())
+                .map_err(warp::reject::custom)
+        })
+}
+
+fn content_id() -> impl Filter<Extract = (ContentId,), Error = Rejection> + Clone {
+    warp::path::param::<String>().and_then(|raw: String| async move {
+        ContentId::parse(&raw).map_err(|e| warp::reject::custom(ApiError::bad_request(e.to_string())))
+    })
+}
+
+/// A JSON body: right content type, within the size limit, no unknown fields.
+fn json_body<T: DeserializeOwned + Send>(ctx: Arc<Context>) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    with_ctx(ctx)
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and_then(|ctx: Arc<Context>, kind: Option<String>, length: Option<u64>| async move {
+            let is_json = kind
+                .as_deref()
+                .and_then(|k| k.split(';').next())
+                .is_some_and(|k| k.trim().eq_ignore_ascii_case("application/json"));
+            if !is_json {
+                return Err(warp::reject::custom(ApiError::UnsupportedMediaType));
+            }
+            match length {
+                Some(n) if n > ctx.body_limit => Err(warp::reject::custom(ApiError::PayloadTooLarge(ctx.body_limit))),
+                Some(_) => Ok(ctx.body_limit),
+                None => Err(warp::reject::custom(ApiError::LengthRequired)),
+            }
+        })
+        .and(warp::body::bytes())
+        .and_then(|_limit: u64, body: Bytes| async move {
+            serde_json::from_slice::<T>(&body)
+                .map_err(|e| warp::reject::custom(ApiError::bad_request(format!("invalid JSON body: {e}"))))
+        })
+}
+
+fn ok<R: Reply>(result: Result<R, ApiError>) -> Result<R, Rejection> {
+    result.map_err(warp::reject::custom)
+}
+
+pub fn routes(ctx: Arc<Context>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let c = ctx.clone();
+    let like = warp::path!("v1" / "contents" / ..)
+        .and(content_id())
+        .and(warp::path!("like"))
+        .and(warp::put().map(|| Action::Like).or(warp::delete().map(|| Action::Unlike)).unify())
+        .and(admitted(c.clone()))
+        .and(caller(c.clone()))
+        .and(with_ctx(c.clone()))
+        .and_then(|content, action, _permit, user, ctx| async move {
+            ok(handlers::act(ctx, content, user, action).await)
+        });
+    let get = warp::path!("v1" / "contents" / ..)
+        .and(content_id())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(admitted(c.clone()))
+        .and(caller(c.clone()))
+        .and(with_ctx(c.clone()))
+        .and_then(|content, _permit, user, ctx| async move { ok(handlers::get_content(ctx, content, user).await) });
+    let batch = warp::path!("v1" / "contents:batchGet")
+        .and(warp::post())
+        .and(admitted(c.clone()))
+        .and(caller(c.clone()))
+        .and(json_body::<handlers::BatchGetRequest>(c.clone()))
+        .and(with_ctx(c.clone()))
+        .and_then(|_permit, user, body, ctx| async move { ok(handlers::batch_get(ctx, body, user).await) });
+    let mine = warp::path!("v1" / "me" / "likes")
+        .and(warp::get())
+        .and(admitted(c.clone()))
+        .and(caller(c.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_ctx(c.clone()))
+        .and_then(|_permit, user, query, ctx| async move { ok(handlers::my_likes(ctx, query, user).await) });
+    let trending = warp::path!("v1" / "trending")
+        .and(warp::get())
+        .and(admitted(c.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_ctx(c.clone()))
+        .and_then(|_permit, query, ctx| async move { ok(handlers::trending(ctx, query).await) });
+    let dev_token = warp::path!("v1" / "dev" / "token")
+        .and(warp::post())
+        .and(with_ctx(c.clone()))
+        .and_then(|ctx: Arc<Context>| async move {
+            if ctx.dev_tokens {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(admitted(c.clone()))
+        .and(json_body::<handlers::DevTokenRequest>(c.clone()))
+        .and(with_ctx(c.clone()))
+        .and_then(|_permit, body, ctx| async move { ok(handlers::dev_token(ctx, body).await) });
+    let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_ctx(c.clone()))
+        .and_then(|ctx| async move { ok(handlers::readyz(ctx).await) });
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_ctx(c.clone())).map(|ctx: Arc<Context>| {
+        warp::reply::with_header(ctx.metrics.render(), "content-type", "text/plain; version=0.0.4")
+    });
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json"));
+
+    let observed = ctx.metrics.clone();
+    like.or(get)
+        .or(batch)
+        .or(mine)
+        .or(trending)
+        .or(dev_token)
+        .or(healthz)
+        .or(readyz)
+        .or(metrics)
+        .or(openapi)
+        .recover(recover)
+        .with(warp::log::custom(move |info| {
+            let route = route_label(info.method(), info.path());
+            observed.requests.with_label_values(&[route, info.status().as_str()]).inc();
+            observed.latency.with_label_values(&[route]).observe(info.elapsed().as_secs_f64());
+        }))
+}
+
+/// A fixed label per route: paths carry ids, which must not become label values.
+fn route_label(method: &Method, path: &str) -> &'static str {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("PUT", ["v1", "contents", _, "like"]) => "like",
+        ("DELETE", ["v1", "contents", _, "like"]) => "unlike",
+        ("GET", ["v1", "contents", _]) => "get_content",
+        ("POST", ["v1", "contents:batchGet"]) => "batch_get",
+        ("GET", ["v1", "me", "likes"]) => "my_likes",
+        ("GET", ["v1", "trending"]) => "trending",
+        ("POST", ["v1", "dev", "token"]) => "dev_token",
+        (_, ["healthz"]) => "healthz",
+        (_, ["readyz"]) => "readyz",
+        (_, ["metrics"]) => "metrics",
+        (_, ["openapi.json"]) => "openapi",
+        _ => "other",
+    }
+}

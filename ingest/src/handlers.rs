@@ -1,0 +1,167 @@
+//! One function per route: take validated input, call [`LikeService`], shape the JSON answer.
+
+use crate::error::ApiError;
+use crate::filters::Context;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use likes_shared::store::HistoryCursor;
+use likes_shared::{Action, ContentId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::reply::{json as reply_json, with_status, Json, WithStatus};
+
+pub const MAX_BATCH: usize = 100;
+const MAX_PAGE: usize = 100;
+
+fn require(user: Option<UserId>) -> Result<UserId, ApiError> {
+    user.ok_or_else(|| ApiError::Unauthorized("this endpoint needs `Authorization: Bearer <token>`".into()))
+}
+
+pub async fn act(ctx: Arc<Context>, content: ContentId, user: Option<UserId>, action: Action) -> Result<Json, ApiError> {
+    let user = require(user)?;
+    ctx.admission.check_user(user)?;
+    let outcome = ctx.service.act(user, content, action).await?;
+    Ok(reply_json(&json!({
+        "content_id": content,
+        "liked": outcome.liked,
+        "count": outcome.count,
+        "changed": outcome.changed,
+    })))
+}
+
+pub async fn get_content(ctx: Arc<Context>, content: ContentId, user: Option<UserId>) -> Result<Json, ApiError> {
+    let count = ctx.service.counts(&[content]).await?[0];
+    let mut body = json!({ "content_id": content, "count": count });
+    if let Some(user) = user {
+        ctx.admission.check_user(user)?;
+        body["liked"] = Value::Bool(ctx.service.liked(user, &[content]).await?[0]);
+    }
+    Ok(reply_json(&body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchGetRequest {
+    pub content_ids: Vec<ContentId>,
+}
+
+pub async fn batch_get(ctx: Arc<Context>, request: BatchGetRequest, user: Option<UserId>) -> Result<Json, ApiError> {
+    let ids = request.content_ids;
+    if ids.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "content_ids has {} ids; at most {MAX_BATCH} per call",
+            ids.len()
+        )));
+    }
+    let counts = ctx.service.counts(&ids).await?;
+    let liked = match user {
+        Some(user) => {
+            ctx.admission.check_user(user)?;
+            Some(ctx.service.liked(user, &ids).await?)
+        }
+        None => None,
+    };
+    let items: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut item = json!({ "content_id": id, "count": counts[i] });
+            if let Some(liked) = &liked {
+                item["liked"] = Value::Bool(liked[i]);
+            }
+            item
+        })
+        .collect();
+    Ok(reply_json(&json!({ "items": items })))
+}
+
+fn parse_limit(query: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!("limit must be an integer from 1 to {MAX_PAGE}"))),
+        },
+    }
+}
+
+fn only_params(query: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match query.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!("unknown query parameter `{unknown}`"))),
+        None => Ok(()),
+    }
+}
+
+/// Cursors are opaque to clients: base64url of `<liked_at_ms>:<content_id>`.
+fn encode_cursor(cursor: HistoryCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", cursor.liked_at_ms, cursor.content_id))
+}
+
+fn decode_cursor(text: &str) -> Result<HistoryCursor, ApiError> {
+    let bad = || ApiError::bad_request("cursor is not one this API returned");
+    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, content) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(HistoryCursor {
+        liked_at_ms: at.parse().map_err(|_| bad())?,
+        content_id: ContentId::parse(content).map_err(|_| bad())?,
+    })
+}
+
+pub async fn my_likes(ctx: Arc<Context>, query: HashMap<String, String>, user: Option<UserId>) -> Result<Json, ApiError> {
+    let user = require(user)?;
+    ctx.admission.check_user(user)?;
+    only_params(&query, &["cursor", "limit"])?;
+    let limit = parse_limit(&query, 20)?;
+    let cursor = query.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c)).transpose()?;
+    let items = ctx.service.history(user, cursor, limit).await?;
+    let next_cursor = (items.len() == limit).then(|| {
+        let last = items[items.len() - 1];
+        encode_cursor(HistoryCursor { liked_at_ms: last.liked_at_ms, content_id: last.content_id })
+    });
+    let items: Vec<Value> = items
+        .iter()
+        .map(|i| json!({ "content_id": i.content_id, "liked_at_ms": i.liked_at_ms }))
+        .collect();
+    Ok(reply_json(&json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+pub async fn trending(ctx: Arc<Context>, query: HashMap<String, String>) -> Result<Json, ApiError> {
+    only_params(&query, &["limit"])?;
+    let limit = parse_limit(&query, 10)?;
+    let items: Vec<Value> = ctx
+        .service
+        .trending(limit)
+        .await
+        .iter()
+        .map(|e| json!({ "content_id": e.content_id, "score": e.score }))
+        .collect();
+    Ok(reply_json(&json!({ "items": items })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevTokenRequest {
+    pub user_id: UserId,
+}
+
+pub async fn dev_token(ctx: Arc<Context>, request: DevTokenRequest) -> Result<Json, ApiError> {
+    let token = ctx.auth.issue(request.user_id, ctx.dev_token_ttl_secs)?;
+    Ok(reply_json(&json!({ "token": token, "user_id": request.user_id })))
+}
+
+pub async fn readyz(ctx: Arc<Context>) -> Result<WithStatus<Json>, ApiError> {
+    let backends = ctx.service.backends();
+    let bus = backends.publisher.is_ready();
+    let cache = backends.cache.ping().await.is_ok();
+    let store = backends.store.ping().await.is_ok();
+    let status = if bus && cache && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "ready": status == StatusCode::OK,
+        "checks": { "bus": bus, "cache": cache, "store": store },
+    });
+    Ok(with_status(reply_json(&body), status))
+}

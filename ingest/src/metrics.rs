@@ -1,0 +1,42 @@
+//! Prometheus metrics served on `/metrics`. No user ids in labels: cardinality stays fixed.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub events_published: IntCounter,
+    pub publish_failures: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("likes_ingest".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("request_seconds", "HTTP request latency by route").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["route"],
+        )?;
+        let events_published = IntCounter::new("events_published_total", "Like events made durable")?;
+        let publish_failures = IntCounter::new("publish_failures_total", "Publishes refused or failed (503)")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(events_published.clone()))?;
+        registry.register(Box::new(publish_failures.clone()))?;
+        Ok(Metrics { registry, requests, latency, events_published, publish_failures })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(%error, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,174 @@
+//! What ingest does, without HTTP: apply an action to the state cache, make it durable, answer.
+//!
+//! The order of a like is the contract of DESIGN section 7: the cache decides whether the action
+//! changes anything (so repeated likes publish nothing), the event carries the version the cache
+//! applied, and the answer waits for the publish. If the publish fails the cache change is
+//! reverted and the caller gets 503: no 2xx without a durable event (I3), no cached state without
+//! one either.
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use likes_shared::bus::{BusError, EventPublisher};
+use likes_shared::cache::{CachedApply, StateCache};
+use likes_shared::hlc::{now_ms, HybridClock};
+use likes_shared::store::{HistoryCursor, LikeStore, LikedItem, RowState};
+use likes_shared::trending::{TrendingBoard, TrendingEntry};
+use likes_shared::{Action, ContentId, LikeEvent, UserId};
+use std::sync::Arc;
+
+/// The backends ingest runs on; embedded or real, behind the same traits.
+#[derive(Clone)]
+pub struct Backends {
+    pub cache: Arc<dyn StateCache>,
+    pub store: Arc<dyn LikeStore>,
+    pub publisher: Arc<dyn EventPublisher>,
+    pub trending: Arc<dyn TrendingBoard>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionOutcome {
+    pub liked: bool,
+    pub count: i64,
+    pub changed: bool,
+}
+
+pub struct LikeService {
+    backends: Backends,
+    clock: HybridClock,
+    source: String,
+    metrics: Arc<Metrics>,
+}
+
+impl LikeService {
+    pub fn new(backends: Backends, source: String, metrics: Arc<Metrics>) -> Self {
+        LikeService { backends, clock: HybridClock::new(), source, metrics }
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    #[tracing::instrument(skip(self), fields(user = user.get(), content = content.get()))]
+    pub async fn act(&self, user: UserId, content: ContentId, action: Action) -> Result<ActionOutcome, ApiError> {
+        // Fill the count first so the transition below moves a cached value the caller sees.
+        self.counts(&[content]).await?;
+        let applied = self.apply_to_cache(user, content, action).await?;
+        if applied.changed {
+            let event = LikeEvent {
+                event_id: rand::random::<u128>(),
+                user_id: user,
+                content_id: content,
+                action,
+                version: applied.version,
+                ts_ms: now_ms(),
+                source: self.source.clone(),
+            };
+            if let Err(error) = self.backends.publisher.publish(&event).await {
+                self.metrics.publish_failures.inc();
+                if let Err(revert) = self.backends.cache.revert(user, content, &applied).await {
+                    tracing::error!(%revert, "could not revert a cached state after a failed publish");
+                }
+                return Err(match error {
+                    BusError::Full => ApiError::unavailable("event log is full; retry shortly"),
+                    other => {
+                        tracing::error!(error = %other, "publish failed");
+                        ApiError::unavailable("events cannot be made durable right now")
+                    }
+                });
+            }
+            self.metrics.events_published.inc();
+        }
+        let count = match applied.count {
+            Some(n) => n,
+            None => self.counts(&[content]).await?[0],
+        };
+        Ok(ActionOutcome { liked: applied.liked, count: count.max(0), changed: applied.changed })
+    }
+
+    async fn apply_to_cache(&self, user: UserId, content: ContentId, action: Action) -> Result<CachedApply, ApiError> {
+        let cache = &self.backends.cache;
+        let version = self.clock.now();
+        if let Some(applied) = cache.apply(user, content, action, version, None).await.map_err(cache_down)? {
+            return Ok(applied);
+        }
+        let stored = self.backends.store.states(user, &[content]).await.map_err(store_down)?[0];
+        if let Some(row) = stored {
+            self.clock.observe(row.version);
+        }
+        let version = self.clock.now();
+        cache
+            .apply(user, content, action, version, Some(stored))
+            .await
+            .map_err(cache_down)?
+            .ok_or_else(|| ApiError::unavailable("state cache refused a seeded state"))
+    }
+
+    /// Counts for `contents`, from the cache, filling misses from the store.
+    pub async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, ApiError> {
+        let cached = self.backends.cache.counts(contents).await.map_err(cache_down)?;
+        let missing: Vec<ContentId> =
+            contents.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(id, _)| *id).collect();
+        let mut out: Vec<i64> = cached.iter().map(|c| c.unwrap_or(0)).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let stored = self.backends.store.counts(&missing).await.map_err(store_down)?;
+        for (id, n) in missing.iter().zip(stored) {
+            let value = self.backends.cache.fill_count(*id, n).await.map_err(cache_down)?;
+            for (slot, c) in out.iter_mut().zip(contents) {
+                if c == id {
+                    *slot = value;
+                }
+            }
+        }
+        Ok(out.into_iter().map(|n| n.max(0)).collect())
+    }
+
+    /// Whether `user` likes each of `contents`, from the cache, filling misses from the store.
+    pub async fn liked(&self, user: UserId, contents: &[ContentId]) -> Result<Vec<bool>, ApiError> {
+        let cached = self.backends.cache.states(user, contents).await.map_err(cache_down)?;
+        let missing: Vec<ContentId> =
+            contents.iter().zip(&cached).filter(|(_, s)| s.is_none()).map(|(id, _)| *id).collect();
+        let mut out: Vec<bool> = cached.iter().map(|s| s.is_some_and(|s| s.liked)).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let stored = self.backends.store.states(user, &missing).await.map_err(store_down)?;
+        let seeds: Vec<(ContentId, Option<RowState>)> = missing.iter().copied().zip(stored).collect();
+        self.backends.cache.seed_states(user, &seeds).await.map_err(cache_down)?;
+        // Re-read: a concurrent action may have won over the seed, and the cache holds it.
+        let now = self.backends.cache.states(user, &missing).await.map_err(cache_down)?;
+        for ((id, seed), current) in seeds.iter().zip(now) {
+            let liked = current.or(*seed).is_some_and(|s| s.liked);
+            for (slot, c) in out.iter_mut().zip(contents) {
+                if c == id {
+                    *slot = liked;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn history(
+        &self,
+        user: UserId,
+        cursor: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<LikedItem>, ApiError> {
+        self.backends.store.history(user, cursor, limit).await.map_err(store_down)
+    }
+
+    pub async fn trending(&self, limit: usize) -> Vec<TrendingEntry> {
+        self.backends.trending.top(limit).await
+    }
+}
+
+fn cache_down(e: likes_shared::cache::CacheError) -> ApiError {
+    tracing::error!(error = %e, "state cache failed");
+    ApiError::unavailable("state cache unavailable")
+}
+
+fn store_down(e: likes_shared::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "store failed");
+    ApiError::unavailable("store unavailable")
+}

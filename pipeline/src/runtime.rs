@@ -1,0 +1,189 @@
+//! The worker loop: the one place that owns a `select!` (STYLE: operators never spawn).
+//!
+//! `source → window → collapse → sink (one transaction) → ack → trending`. A window's acks go back
+//! only after its transaction commits, so a crash anywhere means redelivery, never loss, and the
+//! sink's transition-derived deltas make redelivery harmless (I2). While the store fails
+//! transiently the loop retries the same window with backoff and reads nothing new: the bounded
+//! source queue then holds the broker back (I7). A permanent failure dead-letters the window and
+//! the stream goes on.
+
+use crate::operators::{ContentDeltas, CountOrTimeWindow, Operator, PerUserCollapse, TrendingConfig, TrendingTopK, Window, WindowConfig};
+use likes_shared::bus::{BusError, EventSource};
+use likes_shared::hlc::now_ms;
+use likes_shared::retry::Backoff;
+use likes_shared::shutdown::Shutdown;
+use likes_shared::store::LikeStore;
+use likes_shared::trending::{TrendingBoard, TrendingEntry};
+use likes_sink::dead_letter::{DeadLetter, DeadLetterPublisher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::time::sleep_until;
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkerConfig {
+    pub window: WindowConfig,
+    pub trending: TrendingConfig,
+    pub backoff: Backoff,
+    /// Which slot of the trending board this worker posts to.
+    pub board_slot: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("event source failed: {0}")]
+    Source(#[from] BusError),
+    #[error("dead-letter publish failed: {0}")]
+    DeadLetter(#[from] likes_sink::dead_letter::DeadLetterError),
+}
+
+/// Running totals, readable while the worker runs (tests, metrics).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub events: AtomicU64,
+    pub windows: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead_letters: AtomicU64,
+}
+
+pub struct Worker<S: EventSource> {
+    source: S,
+    store: Arc<dyn LikeStore>,
+    board: Arc<dyn TrendingBoard>,
+    dead_letters: Arc<dyn DeadLetterPublisher>,
+    config: WorkerConfig,
+    stats: Arc<WorkerStats>,
+    window: CountOrTimeWindow<S::Ack>,
+    collapse: PerUserCollapse,
+    deltas: ContentDeltas,
+    trending: TrendingTopK,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl<S: EventSource> Worker<S> {
+    pub fn new(
+        source: S,
+        store: Arc<dyn LikeStore>,
+        board: Arc<dyn TrendingBoard>,
+        dead_letters: Arc<dyn DeadLetterPublisher>,
+        config: WorkerConfig,
+    ) -> Self {
+        Worker {
+            source,
+            store,
+            board,
+            dead_letters,
+            window: config.window.build(),
+            collapse: PerUserCollapse::new(),
+            deltas: ContentDeltas::new(),
+            trending: config.trending.build(Instant::now()),
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until shutdown or the source closes, committing what it holds before returning.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), WorkerError> {
+        let mut closed: Vec<Window<S::Ack>> = Vec::new();
+        let mut lists: Vec<Vec<TrendingEntry>> = Vec::new();
+        loop {
+            let deadline = match (self.window.deadline(), self.trending.deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let step = tokio::select! {
+                // Shutdown first: a busy source must not starve it.
+                biased;
+                _ = shutdown.wait() => {
+                    self.window.on_close(&mut closed);
+                    Step::Stop
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+                    let now = Instant::now();
+                    self.window.on_tick(now, &mut closed);
+                    self.trending.on_tick(now, &mut lists);
+                    Step::Continue
+                }
+                next = self.source.recv() => match next? {
+                    Some(delivery) => {
+                        self.stats.events.fetch_add(1, Ordering::Relaxed);
+                        self.window.process(delivery, Instant::now(), &mut closed);
+                        Step::Continue
+                    }
+                    None => {
+                        self.window.on_close(&mut closed);
+                        Step::Stop
+                    }
+                },
+            };
+            for window in closed.drain(..) {
+                if !self.commit(window, &mut shutdown).await? {
+                    return Ok(()); // shutdown while retrying: the window stays unacked.
+                }
+            }
+            for list in lists.drain(..) {
+                self.board.post(self.config.board_slot, list).await;
+            }
+            if let Step::Stop = step {
+                self.board.post(self.config.board_slot, self.trending.top()).await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies one window and acks it; `Ok(false)` if shutdown interrupted the retries.
+    #[tracing::instrument(skip_all, fields(events = window.events.len()))]
+    async fn commit(&mut self, window: Window<S::Ack>, shutdown: &mut Shutdown) -> Result<bool, WorkerError> {
+        let changes = self.collapse.collapse(&window.events);
+        let estimated = self.deltas.estimate(&changes).len();
+        let mut attempt = 0u32;
+        let mut first_failed_at_ms = None;
+        loop {
+            match self.store.apply_window(&changes).await {
+                Ok(outcome) => {
+                    self.stats.rows_written.fetch_add(outcome.rows_written as u64, Ordering::Relaxed);
+                    tracing::debug!(rows = outcome.rows_written, contents = estimated, "window committed");
+                    break;
+                }
+                Err(error) if error.is_transient() => {
+                    first_failed_at_ms.get_or_insert_with(now_ms);
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let wait = self.config.backoff.delay(attempt);
+                    tracing::warn!(%error, attempt, ?wait, "window apply failed; retrying");
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.wait() => return Ok(false),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, events = window.events.len(), "window refused; dead-lettering it");
+                    let letter = DeadLetter {
+                        events: window.events.clone(),
+                        error: error.to_string(),
+                        attempts: attempt + 1,
+                        first_failed_at_ms: first_failed_at_ms.unwrap_or_else(now_ms),
+                    };
+                    self.dead_letters.publish(&letter).await?;
+                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        self.source.ack(window.acks.clone()).await?;
+        self.stats.windows.fetch_add(1, Ordering::Relaxed);
+        self.trending.observe_likes(&window.events);
+        self.window.recycle(window);
+        Ok(true)
+    }
+}
