@@ -11,7 +11,8 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use likes_smoke::{unique_name, ServicesEnv};
 use pulsar::consumer::InitialPosition;
-use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
+use pulsar::routing_policy::RoutingPolicy;
+use pulsar::{ConsumerOptions, ProducerOptions, Pulsar, SubType, TokioExecutor};
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::Row;
 
@@ -188,7 +189,20 @@ async fn pulsar_keyed_round_trip_on_partitioned_topic() {
         .await
         .expect("consumer");
 
-    let mut producer = pulsar.producer().with_topic(&topic).build().await.expect("producer");
+    // pulsar-rs 6.x: with the default `routing_policy: None` a partitioned
+    // producer ignores message keys (plain round robin); `RoundRobin` is the
+    // policy that hashes the key (murmur3) and falls back to round robin
+    // for keyless messages.
+    let mut producer = pulsar
+        .producer()
+        .with_topic(&topic)
+        .with_options(ProducerOptions {
+            routing_policy: Some(RoutingPolicy::RoundRobin),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("producer");
     let keys = ["post-1", "post-2", "post-3", "post-4", "post-5"];
     let per_key = 4;
     let mut sent = 0;
