@@ -1,0 +1,129 @@
+//! Starting the all-in-one for a test: port 0, a fresh data dir, a client.
+
+#![allow(dead_code)]
+
+use likes::{Embedded, EmbeddedConfig};
+use likes_ingest::auth::Authenticator;
+use likes_shared::UserId;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret";
+
+pub struct TestApp {
+    pub app: Embedded,
+    pub base: String,
+    pub client: Client,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn config(dir: &std::path::Path) -> EmbeddedConfig {
+    let mut config = EmbeddedConfig {
+        data_dir: dir.to_path_buf(),
+        ..EmbeddedConfig::default()
+    };
+    config.ingest.http_addr = "127.0.0.1:0".into();
+    config.ingest.auth.jwt_secret = SECRET.into();
+    config.window_max_age_ms = 5;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(&mut EmbeddedConfig)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    tweak(&mut config);
+    let app = Embedded::start(config).await.expect("app starts");
+    let base = format!("http://{}", app.addr);
+    TestApp {
+        app,
+        base,
+        client: Client::new(),
+        _dir: dir,
+    }
+}
+
+pub fn token(user: u64) -> String {
+    Authenticator::new(SECRET.as_bytes(), None)
+        .issue(UserId::new(user).expect("non-zero"), 600)
+        .expect("token")
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str, user: Option<u64>) -> RequestBuilder {
+        let builder = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        match user {
+            Some(u) => builder.bearer_auth(token(u)),
+            None => builder,
+        }
+    }
+
+    pub async fn like(&self, user: u64, content: u64) -> Value {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/v1/contents/{content}/like"),
+                Some(user),
+            ),
+            200,
+        )
+        .await
+    }
+
+    pub async fn unlike(&self, user: u64, content: u64) -> Value {
+        self.json(
+            self.request(
+                Method::DELETE,
+                &format!("/v1/contents/{content}/like"),
+                Some(user),
+            ),
+            200,
+        )
+        .await
+    }
+
+    /// Sends, asserts the status, returns the JSON body.
+    pub async fn json(&self, request: RequestBuilder, status: u16) -> Value {
+        let response = request.send().await.expect("request");
+        let got = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        assert_eq!(got, status, "body: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Sends, asserts a 4xx/5xx with the error shape and `code`, returns the response headers' body.
+    pub async fn error(&self, request: RequestBuilder, status: u16, code: &str) -> Value {
+        let body = self.json(request, status).await;
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        body
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Response {
+        request.send().await.expect("request")
+    }
+
+    /// Polls `check` until it is true (the pipeline commits asynchronously).
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
