@@ -70,17 +70,25 @@ pub struct Embedded {
 impl Embedded {
     pub async fn start(mut config: EmbeddedConfig) -> anyhow::Result<Embedded> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
         if config.ingest.auth.jwt_secret.is_empty() {
             config.ingest.auth.jwt_secret = local_secret(&dir.join("jwt.secret"))?;
         }
         let (trigger, shutdown) = shutdown::channel();
-        let log = LogConfig { dir: dir.join("log"), max_bytes: config.log_max_bytes, ..LogConfig::default() };
+        let log = LogConfig {
+            dir: dir.join("log"),
+            max_bytes: config.log_max_bytes,
+            ..LogConfig::default()
+        };
         let (publisher, source) = likes_shared::log::open(&log).context("opening the local log")?;
-        let store = SqliteConfig { path: dir.join("likes.db"), ..SqliteConfig::default() }
-            .build()
-            .await
-            .context("opening the SQLite store")?;
+        let store = SqliteConfig {
+            path: dir.join("likes.db"),
+            ..SqliteConfig::default()
+        }
+        .build()
+        .await
+        .context("opening the SQLite store")?;
         let board = Arc::new(MemoryTrendingBoard::default());
         let worker = Worker::new(
             source,
@@ -108,7 +116,14 @@ impl Embedded {
         let app = Application::build(&config.ingest, backends, shutdown).await?;
         let addr = app.local_addr();
         let server = tokio::spawn(app.run_until_stopped());
-        Ok(Embedded { addr, store, worker_stats, trigger, server, worker })
+        Ok(Embedded {
+            addr,
+            store,
+            worker_stats,
+            trigger,
+            server,
+            worker,
+        })
     }
 
     /// Stops taking requests, answers those in flight, commits the open window, and returns.
@@ -128,7 +143,10 @@ async fn catch_up<T>(publisher: &likes_shared::log::LogPublisher, worker: &JoinH
     if publisher.acked_offset() >= target {
         return;
     }
-    tracing::info!(backlog = target - publisher.acked_offset(), "applying the log's backlog before serving");
+    tracing::info!(
+        backlog = target - publisher.acked_offset(),
+        "applying the log's backlog before serving"
+    );
     // A worker that stopped (its error is returned by `stop`) will not catch up: serve anyway.
     while publisher.acked_offset() < target && !worker.is_finished() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -142,7 +160,9 @@ fn local_secret(path: &std::path::Path) -> anyhow::Result<String> {
             return Ok(secret.trim().to_owned());
         }
     }
-    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let secret: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
     std::fs::write(path, &secret).with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
 }

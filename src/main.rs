@@ -19,7 +19,11 @@ async fn main() -> anyhow::Result<()> {
     let config: EmbeddedConfig = likes_shared::config::load()?;
     let data_dir = config.data_dir.clone();
     let app = Embedded::start(config).await?;
-    println!("likes is serving http://{}/ (data in {})", app.addr, data_dir.display());
+    println!(
+        "likes is serving http://{}/ (data in {})",
+        app.addr,
+        data_dir.display()
+    );
     likes_shared::shutdown::os_signal().await;
     tracing::info!("shutting down");
     app.stop().await

@@ -19,7 +19,9 @@ pub enum BuildError {
     Bind { addr: String, reason: String },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("no JWT secret: set auth.jwt_secret (LIKES_AUTH__JWT_SECRET) or auth.trusted_user_header")]
+    #[error(
+        "no JWT secret: set auth.jwt_secret (LIKES_AUTH__JWT_SECRET) or auth.trusted_user_header"
+    )]
     NoSecret,
 }
 
@@ -31,14 +33,22 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener. `jwt_secret` must be non-empty unless a trusted header is configured.
-    pub async fn build(config: &IngestConfig, backends: Backends, mut shutdown: Shutdown) -> Result<Self, BuildError> {
+    pub async fn build(
+        config: &IngestConfig,
+        backends: Backends,
+        mut shutdown: Shutdown,
+    ) -> Result<Self, BuildError> {
         if config.auth.jwt_secret.is_empty() && config.auth.trusted_user_header.is_none() {
             return Err(BuildError::NoSecret);
         }
-        let addr: SocketAddr = config.http_addr.parse().map_err(|e: std::net::AddrParseError| BuildError::Bind {
-            addr: config.http_addr.clone(),
-            reason: e.to_string(),
-        })?;
+        let addr: SocketAddr =
+            config
+                .http_addr
+                .parse()
+                .map_err(|e: std::net::AddrParseError| BuildError::Bind {
+                    addr: config.http_addr.clone(),
+                    reason: e.to_string(),
+                })?;
         let dev_tokens = config.auth.dev_tokens && addr.ip().is_loopback();
         if config.auth.dev_tokens && !dev_tokens {
             tracing::warn!(%addr, "dev tokens stay off: they are served only on a loopback address");
@@ -46,7 +56,10 @@ impl Application {
         let metrics = Arc::new(Metrics::new()?);
         let ctx = Arc::new(Context {
             service: LikeService::new(backends, config.instance_id(), metrics.clone()),
-            auth: Authenticator::new(config.auth.jwt_secret.as_bytes(), config.auth.trusted_user_header.clone()),
+            auth: Authenticator::new(
+                config.auth.jwt_secret.as_bytes(),
+                config.auth.trusted_user_header.clone(),
+            ),
             admission: Admission::new(&config.rate),
             metrics,
             body_limit: config.body_limit_bytes,
@@ -56,8 +69,15 @@ impl Application {
         });
         let (addr, server) = warp::serve(routes(ctx.clone()))
             .try_bind_with_graceful_shutdown(addr, async move { shutdown.wait().await })
-            .map_err(|e| BuildError::Bind { addr: config.http_addr.clone(), reason: e.to_string() })?;
-        Ok(Application { addr, server: Box::pin(server), ctx })
+            .map_err(|e| BuildError::Bind {
+                addr: config.http_addr.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Application {
+            addr,
+            server: Box::pin(server),
+            ctx,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -51,11 +51,15 @@ impl Authenticator {
                     .map_err(|e| ApiError::Unauthorized(format!("trusted user header: {e}")));
             }
         }
-        let Some(header) = authorization else { return Ok(None) };
+        let Some(header) = authorization else {
+            return Ok(None);
+        };
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must be `Bearer <token>`".into())
+            })?;
         let data = decode::<Claims>(token.trim(), &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
         UserId::parse(&data.claims.sub)
@@ -65,7 +69,11 @@ impl Authenticator {
 
     pub fn issue(&self, user: UserId, ttl_secs: u64) -> Result<String, ApiError> {
         let now = likes_shared::hlc::now_ms() / 1000;
-        let claims = Claims { sub: user.to_string(), iat: now, exp: now + ttl_secs };
+        let claims = Claims {
+            sub: user.to_string(),
+            iat: now,
+            exp: now + ttl_secs,
+        };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
             ApiError::unavailable("cannot issue a token")
@@ -86,9 +94,15 @@ mod tests {
         let auth = Authenticator::new(b"secret-a", None);
         let token = auth.issue(user(7), 60).expect("token");
         let header = format!("Bearer {token}");
-        assert_eq!(auth.identify(Some(&header), None).expect("valid"), Some(user(7)));
+        assert_eq!(
+            auth.identify(Some(&header), None).expect("valid"),
+            Some(user(7))
+        );
         let other = Authenticator::new(b"secret-b", None);
-        assert!(matches!(other.identify(Some(&header), None), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            other.identify(Some(&header), None),
+            Err(ApiError::Unauthorized(_))
+        ));
         assert_eq!(auth.identify(None, None).expect("anonymous"), None);
         assert!(auth.identify(Some("Basic abc"), None).is_err());
         assert!(auth.identify(Some("Bearer not.a.jwt"), None).is_err());
@@ -98,16 +112,29 @@ mod tests {
     fn expired_tokens_are_refused() {
         let auth = Authenticator::new(b"s", None);
         let now = likes_shared::hlc::now_ms() / 1000;
-        let claims = Claims { sub: "7".into(), iat: now - 100, exp: now - 60 };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"s"))
-            .expect("encode");
-        assert!(auth.identify(Some(&format!("Bearer {token}")), None).is_err());
+        let claims = Claims {
+            sub: "7".into(),
+            iat: now - 100,
+            exp: now - 60,
+        };
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"s"),
+        )
+        .expect("encode");
+        assert!(auth
+            .identify(Some(&format!("Bearer {token}")), None)
+            .is_err());
     }
 
     #[test]
     fn trusted_header_only_when_configured() {
         let gateway = Authenticator::new(b"s", Some("X-User-Id".into()));
-        assert_eq!(gateway.identify(None, Some("9")).expect("trusted"), Some(user(9)));
+        assert_eq!(
+            gateway.identify(None, Some("9")).expect("trusted"),
+            Some(user(9))
+        );
         assert!(gateway.identify(None, Some("0")).is_err());
     }
 }

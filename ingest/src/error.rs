@@ -24,9 +24,15 @@ pub enum ApiError {
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("{message}")]
-    RateLimited { message: String, retry_after: Duration },
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("{message}")]
-    Unavailable { message: String, retry_after: Duration },
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+    },
 }
 
 impl ApiError {
@@ -35,7 +41,10 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError::Unavailable { message: message.into(), retry_after: Duration::from_secs(1) }
+        ApiError::Unavailable {
+            message: message.into(),
+            retry_after: Duration::from_secs(1),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -68,9 +77,8 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after, .. } | ApiError::Unavailable { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -81,7 +89,8 @@ impl warp::reject::Reject for ApiError {}
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        let mut response = warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
         if let Some(wait) = self.retry_after() {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -103,7 +112,10 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
         ApiError::BadRequest("request body is too large".into())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::LengthRequired
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
         ApiError::UnsupportedMediaType
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed

@@ -31,69 +31,92 @@ pub struct Context {
 
 const OPENAPI: &str = include_str!("openapi.json");
 
-fn with_ctx(ctx: Arc<Context>) -> impl Filter<Extract = (Arc<Context>,), Error = Infallible> + Clone {
+fn with_ctx(
+    ctx: Arc<Context>,
+) -> impl Filter<Extract = (Arc<Context>,), Error = Infallible> + Clone {
     warp::any().map(move || ctx.clone())
 }
 
 /// An in-flight slot (held until the reply is built) after the client IP's rate check.
-fn admitted(ctx: Arc<Context>) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
+fn admitted(
+    ctx: Arc<Context>,
+) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
     with_ctx(ctx)
         .and(warp::addr::remote())
         .and(warp::header::optional::<String>("x-forwarded-for"))
-        .and_then(|ctx: Arc<Context>, remote: Option<SocketAddr>, forwarded: Option<String>| async move {
-            let permit = ctx.admission.enter()?;
-            let forwarded_ip = forwarded
-                .filter(|_| ctx.trust_forwarded_for)
-                .and_then(|f| f.split(',').next().and_then(|ip| ip.trim().parse::<IpAddr>().ok()));
-            if let Some(ip) = forwarded_ip.or(remote.map(|r| r.ip())) {
-                ctx.admission.check_ip(ip)?;
-            }
-            Ok::<_, Rejection>(permit)
-        })
+        .and_then(
+            |ctx: Arc<Context>, remote: Option<SocketAddr>, forwarded: Option<String>| async move {
+                let permit = ctx.admission.enter()?;
+                let forwarded_ip = forwarded.filter(|_| ctx.trust_forwarded_for).and_then(|f| {
+                    f.split(',')
+                        .next()
+                        .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+                });
+                if let Some(ip) = forwarded_ip.or(remote.map(|r| r.ip())) {
+                    ctx.admission.check_ip(ip)?;
+                }
+                Ok::<_, Rejection>(permit)
+            },
+        )
 }
 
 /// The caller, if credentials were sent (bad credentials reject with 401).
-fn caller(ctx: Arc<Context>) -> impl Filter<Extract = (Option<UserId>,), Error = Rejection> + Clone {
-    with_ctx(ctx)
-        .and(warp::header::headers_cloned())
-        .and_then(|ctx: Arc<Context>, headers: warp::http::HeaderMap| async move {
-            let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+fn caller(
+    ctx: Arc<Context>,
+) -> impl Filter<Extract = (Option<UserId>,), Error = Rejection> + Clone {
+    with_ctx(ctx).and(warp::header::headers_cloned()).and_then(
+        |ctx: Arc<Context>, headers: warp::http::HeaderMap| async move {
+            let text = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
             let trusted = ctx.auth.trusted_header().and_then(text);
             ctx.auth
                 .identify(text("authorization").as_deref(), trusted.as_deref())
                 .map_err(warp::reject::custom)
-        })
+        },
+    )
 }
 
 fn content_id() -> impl Filter<Extract = (ContentId,), Error = Rejection> + Clone {
     warp::path::param::<String>().and_then(|raw: String| async move {
-        ContentId::parse(&raw).map_err(|e| warp::reject::custom(ApiError::bad_request(e.to_string())))
+        ContentId::parse(&raw)
+            .map_err(|e| warp::reject::custom(ApiError::bad_request(e.to_string())))
     })
 }
 
 /// A JSON body: right content type, within the size limit, no unknown fields.
-fn json_body<T: DeserializeOwned + Send>(ctx: Arc<Context>) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+fn json_body<T: DeserializeOwned + Send>(
+    ctx: Arc<Context>,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     with_ctx(ctx)
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
-        .and_then(|ctx: Arc<Context>, kind: Option<String>, length: Option<u64>| async move {
-            let is_json = kind
-                .as_deref()
-                .and_then(|k| k.split(';').next())
-                .is_some_and(|k| k.trim().eq_ignore_ascii_case("application/json"));
-            if !is_json {
-                return Err(warp::reject::custom(ApiError::UnsupportedMediaType));
-            }
-            match length {
-                Some(n) if n > ctx.body_limit => Err(warp::reject::custom(ApiError::PayloadTooLarge(ctx.body_limit))),
-                Some(_) => Ok(ctx.body_limit),
-                None => Err(warp::reject::custom(ApiError::LengthRequired)),
-            }
-        })
+        .and_then(
+            |ctx: Arc<Context>, kind: Option<String>, length: Option<u64>| async move {
+                let is_json = kind
+                    .as_deref()
+                    .and_then(|k| k.split(';').next())
+                    .is_some_and(|k| k.trim().eq_ignore_ascii_case("application/json"));
+                if !is_json {
+                    return Err(warp::reject::custom(ApiError::UnsupportedMediaType));
+                }
+                match length {
+                    Some(n) if n > ctx.body_limit => Err(warp::reject::custom(
+                        ApiError::PayloadTooLarge(ctx.body_limit),
+                    )),
+                    Some(_) => Ok(ctx.body_limit),
+                    None => Err(warp::reject::custom(ApiError::LengthRequired)),
+                }
+            },
+        )
         .and(warp::body::bytes())
         .and_then(|_limit: u64, body: Bytes| async move {
-            serde_json::from_slice::<T>(&body)
-                .map_err(|e| warp::reject::custom(ApiError::bad_request(format!("invalid JSON body: {e}"))))
+            serde_json::from_slice::<T>(&body).map_err(|e| {
+                warp::reject::custom(ApiError::bad_request(format!("invalid JSON body: {e}")))
+            })
         })
 }
 
@@ -101,12 +124,19 @@ fn ok<R: Reply>(result: Result<R, ApiError>) -> Result<R, Rejection> {
     result.map_err(warp::reject::custom)
 }
 
-pub fn routes(ctx: Arc<Context>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+pub fn routes(
+    ctx: Arc<Context>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let c = ctx.clone();
     let like = warp::path!("v1" / "contents" / ..)
         .and(content_id())
         .and(warp::path!("like"))
-        .and(warp::put().map(|| Action::Like).or(warp::delete().map(|| Action::Unlike)).unify())
+        .and(
+            warp::put()
+                .map(|| Action::Like)
+                .or(warp::delete().map(|| Action::Unlike))
+                .unify(),
+        )
         .and(admitted(c.clone()))
         .and(caller(c.clone()))
         .and(with_ctx(c.clone()))
@@ -120,21 +150,27 @@ pub fn routes(ctx: Arc<Context>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(admitted(c.clone()))
         .and(caller(c.clone()))
         .and(with_ctx(c.clone()))
-        .and_then(|content, _permit, user, ctx| async move { ok(handlers::get_content(ctx, content, user).await) });
+        .and_then(|content, _permit, user, ctx| async move {
+            ok(handlers::get_content(ctx, content, user).await)
+        });
     let batch = warp::path!("v1" / "contents:batchGet")
         .and(warp::post())
         .and(admitted(c.clone()))
         .and(caller(c.clone()))
         .and(json_body::<handlers::BatchGetRequest>(c.clone()))
         .and(with_ctx(c.clone()))
-        .and_then(|_permit, user, body, ctx| async move { ok(handlers::batch_get(ctx, body, user).await) });
+        .and_then(|_permit, user, body, ctx| async move {
+            ok(handlers::batch_get(ctx, body, user).await)
+        });
     let mine = warp::path!("v1" / "me" / "likes")
         .and(warp::get())
         .and(admitted(c.clone()))
         .and(caller(c.clone()))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_ctx(c.clone()))
-        .and_then(|_permit, user, query, ctx| async move { ok(handlers::my_likes(ctx, query, user).await) });
+        .and_then(|_permit, user, query, ctx| async move {
+            ok(handlers::my_likes(ctx, query, user).await)
+        });
     let trending = warp::path!("v1" / "trending")
         .and(warp::get())
         .and(admitted(c.clone()))
@@ -156,14 +192,23 @@ pub fn routes(ctx: Arc<Context>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(json_body::<handlers::DevTokenRequest>(c.clone()))
         .and(with_ctx(c.clone()))
         .and_then(|_permit, body, ctx| async move { ok(handlers::dev_token(ctx, body).await) });
-    let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let readyz = warp::path!("readyz")
         .and(warp::get())
         .and(with_ctx(c.clone()))
         .and_then(|ctx| async move { ok(handlers::readyz(ctx).await) });
-    let metrics = warp::path!("metrics").and(warp::get()).and(with_ctx(c.clone())).map(|ctx: Arc<Context>| {
-        warp::reply::with_header(ctx.metrics.render(), "content-type", "text/plain; version=0.0.4")
-    });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_ctx(c.clone()))
+        .map(|ctx: Arc<Context>| {
+            warp::reply::with_header(
+                ctx.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+        });
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json"));
@@ -181,8 +226,14 @@ pub fn routes(ctx: Arc<Context>) -> impl Filter<Extract = (impl Reply,), Error =
         .recover(recover)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method(), info.path());
-            observed.requests.with_label_values(&[route, info.status().as_str()]).inc();
-            observed.latency.with_label_values(&[route]).observe(info.elapsed().as_secs_f64());
+            observed
+                .requests
+                .with_label_values(&[route, info.status().as_str()])
+                .inc();
+            observed
+                .latency
+                .with_label_values(&[route])
+                .observe(info.elapsed().as_secs_f64());
         }))
 }
 

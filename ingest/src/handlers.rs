@@ -17,10 +17,17 @@ pub const MAX_BATCH: usize = 100;
 const MAX_PAGE: usize = 100;
 
 fn require(user: Option<UserId>) -> Result<UserId, ApiError> {
-    user.ok_or_else(|| ApiError::Unauthorized("this endpoint needs `Authorization: Bearer <token>`".into()))
+    user.ok_or_else(|| {
+        ApiError::Unauthorized("this endpoint needs `Authorization: Bearer <token>`".into())
+    })
 }
 
-pub async fn act(ctx: Arc<Context>, content: ContentId, user: Option<UserId>, action: Action) -> Result<Json, ApiError> {
+pub async fn act(
+    ctx: Arc<Context>,
+    content: ContentId,
+    user: Option<UserId>,
+    action: Action,
+) -> Result<Json, ApiError> {
     let user = require(user)?;
     ctx.admission.check_user(user)?;
     let outcome = ctx.service.act(user, content, action).await?;
@@ -32,7 +39,11 @@ pub async fn act(ctx: Arc<Context>, content: ContentId, user: Option<UserId>, ac
     })))
 }
 
-pub async fn get_content(ctx: Arc<Context>, content: ContentId, user: Option<UserId>) -> Result<Json, ApiError> {
+pub async fn get_content(
+    ctx: Arc<Context>,
+    content: ContentId,
+    user: Option<UserId>,
+) -> Result<Json, ApiError> {
     let count = ctx.service.counts(&[content]).await?[0];
     let mut body = json!({ "content_id": content, "count": count });
     if let Some(user) = user {
@@ -48,7 +59,11 @@ pub struct BatchGetRequest {
     pub content_ids: Vec<ContentId>,
 }
 
-pub async fn batch_get(ctx: Arc<Context>, request: BatchGetRequest, user: Option<UserId>) -> Result<Json, ApiError> {
+pub async fn batch_get(
+    ctx: Arc<Context>,
+    request: BatchGetRequest,
+    user: Option<UserId>,
+) -> Result<Json, ApiError> {
     let ids = request.content_ids;
     if ids.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
@@ -83,14 +98,18 @@ fn parse_limit(query: &HashMap<String, String>, default: usize) -> Result<usize,
         None => Ok(default),
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(format!("limit must be an integer from 1 to {MAX_PAGE}"))),
+            _ => Err(ApiError::bad_request(format!(
+                "limit must be an integer from 1 to {MAX_PAGE}"
+            ))),
         },
     }
 }
 
 fn only_params(query: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     match query.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::bad_request(format!("unknown query parameter `{unknown}`"))),
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "unknown query parameter `{unknown}`"
+        ))),
         None => Ok(()),
     }
 }
@@ -111,22 +130,35 @@ fn decode_cursor(text: &str) -> Result<HistoryCursor, ApiError> {
     })
 }
 
-pub async fn my_likes(ctx: Arc<Context>, query: HashMap<String, String>, user: Option<UserId>) -> Result<Json, ApiError> {
+pub async fn my_likes(
+    ctx: Arc<Context>,
+    query: HashMap<String, String>,
+    user: Option<UserId>,
+) -> Result<Json, ApiError> {
     let user = require(user)?;
     ctx.admission.check_user(user)?;
     only_params(&query, &["cursor", "limit"])?;
     let limit = parse_limit(&query, 20)?;
-    let cursor = query.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c)).transpose()?;
+    let cursor = query
+        .get("cursor")
+        .filter(|c| !c.is_empty())
+        .map(|c| decode_cursor(c))
+        .transpose()?;
     let items = ctx.service.history(user, cursor, limit).await?;
     let next_cursor = (items.len() == limit).then(|| {
         let last = items[items.len() - 1];
-        encode_cursor(HistoryCursor { liked_at_ms: last.liked_at_ms, content_id: last.content_id })
+        encode_cursor(HistoryCursor {
+            liked_at_ms: last.liked_at_ms,
+            content_id: last.content_id,
+        })
     });
     let items: Vec<Value> = items
         .iter()
         .map(|i| json!({ "content_id": i.content_id, "liked_at_ms": i.liked_at_ms }))
         .collect();
-    Ok(reply_json(&json!({ "items": items, "next_cursor": next_cursor })))
+    Ok(reply_json(
+        &json!({ "items": items, "next_cursor": next_cursor }),
+    ))
 }
 
 pub async fn trending(ctx: Arc<Context>, query: HashMap<String, String>) -> Result<Json, ApiError> {
@@ -150,7 +182,9 @@ pub struct DevTokenRequest {
 
 pub async fn dev_token(ctx: Arc<Context>, request: DevTokenRequest) -> Result<Json, ApiError> {
     let token = ctx.auth.issue(request.user_id, ctx.dev_token_ttl_secs)?;
-    Ok(reply_json(&json!({ "token": token, "user_id": request.user_id })))
+    Ok(reply_json(
+        &json!({ "token": token, "user_id": request.user_id }),
+    ))
 }
 
 pub async fn readyz(ctx: Arc<Context>) -> Result<WithStatus<Json>, ApiError> {
@@ -158,7 +192,11 @@ pub async fn readyz(ctx: Arc<Context>) -> Result<WithStatus<Json>, ApiError> {
     let bus = backends.publisher.is_ready();
     let cache = backends.cache.ping().await.is_ok();
     let store = backends.store.ping().await.is_ok();
-    let status = if bus && cache && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if bus && cache && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "ready": status == StatusCode::OK,
         "checks": { "bus": bus, "cache": cache, "store": store },

@@ -40,24 +40,31 @@ impl Admission {
 
     /// Holds one in-flight slot for as long as the permit lives.
     pub fn enter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::RateLimited {
-            message: "server is at its in-flight request limit".into(),
-            retry_after: Duration::from_secs(1),
-        })
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::RateLimited {
+                message: "server is at its in-flight request limit".into(),
+                retry_after: Duration::from_secs(1),
+            })
     }
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.per_ip.check_key(&ip).map_err(|not_until| ApiError::RateLimited {
-            message: "too many requests from this address".into(),
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        self.per_ip
+            .check_key(&ip)
+            .map_err(|not_until| ApiError::RateLimited {
+                message: "too many requests from this address".into(),
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
     }
 
     pub fn check_user(&self, user: UserId) -> Result<(), ApiError> {
-        self.per_user.check_key(&user.get()).map_err(|not_until| ApiError::RateLimited {
-            message: "too many requests for this user".into(),
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        self.per_user
+            .check_key(&user.get())
+            .map_err(|not_until| ApiError::RateLimited {
+                message: "too many requests for this user".into(),
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
     }
 
     /// Forgets keys whose buckets have refilled; call periodically.
@@ -90,7 +97,9 @@ mod tests {
             admission.check_user(a).expect("within burst");
         }
         match admission.check_user(a) {
-            Err(ApiError::RateLimited { retry_after, .. }) => assert!(retry_after <= Duration::from_secs(1)),
+            Err(ApiError::RateLimited { retry_after, .. }) => {
+                assert!(retry_after <= Duration::from_secs(1))
+            }
             other => panic!("expected a limit, got {other:?}"),
         }
         admission.check_user(b).expect("another user is unaffected");
@@ -98,7 +107,10 @@ mod tests {
 
     #[test]
     fn in_flight_slots_are_bounded_and_returned() {
-        let admission = Admission::new(&RateLimitConfig { max_in_flight: 2, ..RateLimitConfig::default() });
+        let admission = Admission::new(&RateLimitConfig {
+            max_in_flight: 2,
+            ..RateLimitConfig::default()
+        });
         let first = admission.enter().expect("slot");
         let _second = admission.enter().expect("slot");
         assert!(admission.enter().is_err());

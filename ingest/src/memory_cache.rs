@@ -75,22 +75,49 @@ impl StateCache for MemoryStateCache {
             Self::make_room(&mut states, self.per_shard);
             states.insert((user, content), previous);
             let count = self.count_shard(content).lock().get(&content).copied();
-            return Ok(Some(CachedApply { liked, changed: false, version: previous_version, previous, count }));
+            return Ok(Some(CachedApply {
+                liked,
+                changed: false,
+                version: previous_version,
+                previous,
+                count,
+            }));
         }
         // The order this cache saw wins over clock skew between ingest instances.
         let applied = version.max(previous_version + 1);
         Self::make_room(&mut states, self.per_shard);
-        states.insert((user, content), Some(RowState { liked, version: applied }));
+        states.insert(
+            (user, content),
+            Some(RowState {
+                liked,
+                version: applied,
+            }),
+        );
         let count = self.count_shard(content).lock().get_mut(&content).map(|n| {
             *n += if liked { 1 } else { -1 };
             *n
         });
-        Ok(Some(CachedApply { liked, changed: true, version: applied, previous, count }))
+        Ok(Some(CachedApply {
+            liked,
+            changed: true,
+            version: applied,
+            previous,
+            count,
+        }))
     }
 
-    async fn revert(&self, user: UserId, content: ContentId, applied: &CachedApply) -> Result<(), CacheError> {
+    async fn revert(
+        &self,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+    ) -> Result<(), CacheError> {
         let mut states = self.state_shard(user).lock();
-        let still_ours = states.get(&(user, content)).copied().flatten().is_some_and(|s| s.version == applied.version);
+        let still_ours = states
+            .get(&(user, content))
+            .copied()
+            .flatten()
+            .is_some_and(|s| s.version == applied.version);
         if still_ours && applied.changed {
             states.insert((user, content), applied.previous);
             if let Some(n) = self.count_shard(content).lock().get_mut(&content) {
@@ -100,16 +127,31 @@ impl StateCache for MemoryStateCache {
         Ok(())
     }
 
-    async fn states(&self, user: UserId, contents: &[ContentId]) -> Result<Vec<Option<RowState>>, CacheError> {
+    async fn states(
+        &self,
+        user: UserId,
+        contents: &[ContentId],
+    ) -> Result<Vec<Option<RowState>>, CacheError> {
         let states = self.state_shard(user).lock();
         // Known-absent reads as a tombstone at version 0 so callers can tell it from cold.
         Ok(contents
             .iter()
-            .map(|c| states.get(&(user, *c)).map(|k| k.unwrap_or(RowState { liked: false, version: 0 })))
+            .map(|c| {
+                states.get(&(user, *c)).map(|k| {
+                    k.unwrap_or(RowState {
+                        liked: false,
+                        version: 0,
+                    })
+                })
+            })
             .collect())
     }
 
-    async fn seed_states(&self, user: UserId, seeds: &[(ContentId, Option<RowState>)]) -> Result<(), CacheError> {
+    async fn seed_states(
+        &self,
+        user: UserId,
+        seeds: &[(ContentId, Option<RowState>)],
+    ) -> Result<(), CacheError> {
         let mut states = self.state_shard(user).lock();
         for (content, state) in seeds {
             Self::make_room(&mut states, self.per_shard);
@@ -119,7 +161,10 @@ impl StateCache for MemoryStateCache {
     }
 
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError> {
-        Ok(contents.iter().map(|c| self.count_shard(*c).lock().get(c).copied()).collect())
+        Ok(contents
+            .iter()
+            .map(|c| self.count_shard(*c).lock().get(c).copied())
+            .collect())
     }
 
     async fn fill_count(&self, content: ContentId, count: i64) -> Result<i64, CacheError> {
@@ -140,24 +185,49 @@ mod tests {
     use super::*;
 
     fn ids(u: u64, c: u64) -> (UserId, ContentId) {
-        (UserId::new(u).expect("non-zero"), ContentId::new(c).expect("non-zero"))
+        (
+            UserId::new(u).expect("non-zero"),
+            ContentId::new(c).expect("non-zero"),
+        )
     }
 
     #[tokio::test]
     async fn cold_until_seeded_then_transitions_move_the_count() {
         let cache = MemoryStateCache::new(1_000);
         let (u, c) = ids(1, 2);
-        assert_eq!(cache.apply(u, c, Action::Like, 10, None).await.expect("apply"), None);
+        assert_eq!(
+            cache
+                .apply(u, c, Action::Like, 10, None)
+                .await
+                .expect("apply"),
+            None
+        );
         assert_eq!(cache.fill_count(c, 5).await.expect("fill"), 5);
         assert_eq!(cache.fill_count(c, 99).await.expect("fill is NX"), 5);
-        let liked = cache.apply(u, c, Action::Like, 10, Some(None)).await.expect("apply").expect("seeded");
+        let liked = cache
+            .apply(u, c, Action::Like, 10, Some(None))
+            .await
+            .expect("apply")
+            .expect("seeded");
         assert!(liked.changed && liked.liked);
         assert_eq!(liked.count, Some(6));
-        let again = cache.apply(u, c, Action::Like, 11, None).await.expect("apply").expect("warm");
+        let again = cache
+            .apply(u, c, Action::Like, 11, None)
+            .await
+            .expect("apply")
+            .expect("warm");
         assert!(!again.changed);
         assert_eq!((again.version, again.count), (10, Some(6)));
-        let unliked = cache.apply(u, c, Action::Unlike, 5, None).await.expect("apply").expect("warm");
-        assert_eq!((unliked.changed, unliked.version, unliked.count), (true, 11, Some(5)), "never lowers a version");
+        let unliked = cache
+            .apply(u, c, Action::Unlike, 5, None)
+            .await
+            .expect("apply")
+            .expect("warm");
+        assert_eq!(
+            (unliked.changed, unliked.version, unliked.count),
+            (true, 11, Some(5)),
+            "never lowers a version"
+        );
     }
 
     #[tokio::test]
@@ -165,14 +235,38 @@ mod tests {
         let cache = MemoryStateCache::new(1_000);
         let (u, c) = ids(1, 2);
         cache.fill_count(c, 0).await.expect("fill");
-        let first = cache.apply(u, c, Action::Like, 10, Some(None)).await.expect("apply").expect("seeded");
+        let first = cache
+            .apply(u, c, Action::Like, 10, Some(None))
+            .await
+            .expect("apply")
+            .expect("seeded");
         cache.revert(u, c, &first).await.expect("revert");
-        assert_eq!(cache.states(u, &[c]).await.expect("states"), vec![Some(RowState { liked: false, version: 0 })]);
+        assert_eq!(
+            cache.states(u, &[c]).await.expect("states"),
+            vec![Some(RowState {
+                liked: false,
+                version: 0
+            })]
+        );
         assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(0)]);
-        let like = cache.apply(u, c, Action::Like, 20, None).await.expect("apply").expect("warm");
-        let _unlike = cache.apply(u, c, Action::Unlike, 30, None).await.expect("apply").expect("warm");
-        cache.revert(u, c, &like).await.expect("stale revert is a no-op");
-        assert_eq!(cache.states(u, &[c]).await.expect("states")[0].map(|s| s.liked), Some(false));
+        let like = cache
+            .apply(u, c, Action::Like, 20, None)
+            .await
+            .expect("apply")
+            .expect("warm");
+        let _unlike = cache
+            .apply(u, c, Action::Unlike, 30, None)
+            .await
+            .expect("apply")
+            .expect("warm");
+        cache
+            .revert(u, c, &like)
+            .await
+            .expect("stale revert is a no-op");
+        assert_eq!(
+            cache.states(u, &[c]).await.expect("states")[0].map(|s| s.liked),
+            Some(false)
+        );
         assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(0)]);
     }
 }

@@ -1,6 +1,8 @@
 //! Prometheus metrics served on `/metrics`. No user ids in labels: cardinality stays fixed.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -23,13 +25,23 @@ impl Metrics {
             ]),
             &["route"],
         )?;
-        let events_published = IntCounter::new("events_published_total", "Like events made durable")?;
-        let publish_failures = IntCounter::new("publish_failures_total", "Publishes refused or failed (503)")?;
+        let events_published =
+            IntCounter::new("events_published_total", "Like events made durable")?;
+        let publish_failures = IntCounter::new(
+            "publish_failures_total",
+            "Publishes refused or failed (503)",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
         registry.register(Box::new(publish_failures.clone()))?;
-        Ok(Metrics { registry, requests, latency, events_published, publish_failures })
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            events_published,
+            publish_failures,
+        })
     }
 
     pub fn render(&self) -> String {

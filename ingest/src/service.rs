@@ -41,7 +41,12 @@ pub struct LikeService {
 
 impl LikeService {
     pub fn new(backends: Backends, source: String, metrics: Arc<Metrics>) -> Self {
-        LikeService { backends, clock: HybridClock::new(), source, metrics }
+        LikeService {
+            backends,
+            clock: HybridClock::new(),
+            source,
+            metrics,
+        }
     }
 
     pub fn backends(&self) -> &Backends {
@@ -49,7 +54,12 @@ impl LikeService {
     }
 
     #[tracing::instrument(skip(self), fields(user = user.get(), content = content.get()))]
-    pub async fn act(&self, user: UserId, content: ContentId, action: Action) -> Result<ActionOutcome, ApiError> {
+    pub async fn act(
+        &self,
+        user: UserId,
+        content: ContentId,
+        action: Action,
+    ) -> Result<ActionOutcome, ApiError> {
         // Fill the count first so the transition below moves a cached value the caller sees.
         self.counts(&[content]).await?;
         let applied = self.apply_to_cache(user, content, action).await?;
@@ -82,16 +92,34 @@ impl LikeService {
             Some(n) => n,
             None => self.counts(&[content]).await?[0],
         };
-        Ok(ActionOutcome { liked: applied.liked, count: count.max(0), changed: applied.changed })
+        Ok(ActionOutcome {
+            liked: applied.liked,
+            count: count.max(0),
+            changed: applied.changed,
+        })
     }
 
-    async fn apply_to_cache(&self, user: UserId, content: ContentId, action: Action) -> Result<CachedApply, ApiError> {
+    async fn apply_to_cache(
+        &self,
+        user: UserId,
+        content: ContentId,
+        action: Action,
+    ) -> Result<CachedApply, ApiError> {
         let cache = &self.backends.cache;
         let version = self.clock.now();
-        if let Some(applied) = cache.apply(user, content, action, version, None).await.map_err(cache_down)? {
+        if let Some(applied) = cache
+            .apply(user, content, action, version, None)
+            .await
+            .map_err(cache_down)?
+        {
             return Ok(applied);
         }
-        let stored = self.backends.store.states(user, &[content]).await.map_err(store_down)?[0];
+        let stored = self
+            .backends
+            .store
+            .states(user, &[content])
+            .await
+            .map_err(store_down)?[0];
         if let Some(row) = stored {
             self.clock.observe(row.version);
         }
@@ -105,16 +133,35 @@ impl LikeService {
 
     /// Counts for `contents`, from the cache, filling misses from the store.
     pub async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, ApiError> {
-        let cached = self.backends.cache.counts(contents).await.map_err(cache_down)?;
-        let missing: Vec<ContentId> =
-            contents.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(id, _)| *id).collect();
+        let cached = self
+            .backends
+            .cache
+            .counts(contents)
+            .await
+            .map_err(cache_down)?;
+        let missing: Vec<ContentId> = contents
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         let mut out: Vec<i64> = cached.iter().map(|c| c.unwrap_or(0)).collect();
         if missing.is_empty() {
             return Ok(out);
         }
-        let stored = self.backends.store.counts(&missing).await.map_err(store_down)?;
+        let stored = self
+            .backends
+            .store
+            .counts(&missing)
+            .await
+            .map_err(store_down)?;
         for (id, n) in missing.iter().zip(stored) {
-            let value = self.backends.cache.fill_count(*id, n).await.map_err(cache_down)?;
+            let value = self
+                .backends
+                .cache
+                .fill_count(*id, n)
+                .await
+                .map_err(cache_down)?;
             for (slot, c) in out.iter_mut().zip(contents) {
                 if c == id {
                     *slot = value;
@@ -126,18 +173,42 @@ impl LikeService {
 
     /// Whether `user` likes each of `contents`, from the cache, filling misses from the store.
     pub async fn liked(&self, user: UserId, contents: &[ContentId]) -> Result<Vec<bool>, ApiError> {
-        let cached = self.backends.cache.states(user, contents).await.map_err(cache_down)?;
-        let missing: Vec<ContentId> =
-            contents.iter().zip(&cached).filter(|(_, s)| s.is_none()).map(|(id, _)| *id).collect();
+        let cached = self
+            .backends
+            .cache
+            .states(user, contents)
+            .await
+            .map_err(cache_down)?;
+        let missing: Vec<ContentId> = contents
+            .iter()
+            .zip(&cached)
+            .filter(|(_, s)| s.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         let mut out: Vec<bool> = cached.iter().map(|s| s.is_some_and(|s| s.liked)).collect();
         if missing.is_empty() {
             return Ok(out);
         }
-        let stored = self.backends.store.states(user, &missing).await.map_err(store_down)?;
-        let seeds: Vec<(ContentId, Option<RowState>)> = missing.iter().copied().zip(stored).collect();
-        self.backends.cache.seed_states(user, &seeds).await.map_err(cache_down)?;
+        let stored = self
+            .backends
+            .store
+            .states(user, &missing)
+            .await
+            .map_err(store_down)?;
+        let seeds: Vec<(ContentId, Option<RowState>)> =
+            missing.iter().copied().zip(stored).collect();
+        self.backends
+            .cache
+            .seed_states(user, &seeds)
+            .await
+            .map_err(cache_down)?;
         // Re-read: a concurrent action may have won over the seed, and the cache holds it.
-        let now = self.backends.cache.states(user, &missing).await.map_err(cache_down)?;
+        let now = self
+            .backends
+            .cache
+            .states(user, &missing)
+            .await
+            .map_err(cache_down)?;
         for ((id, seed), current) in seeds.iter().zip(now) {
             let liked = current.or(*seed).is_some_and(|s| s.liked);
             for (slot, c) in out.iter_mut().zip(contents) {
@@ -155,7 +226,11 @@ impl LikeService {
         cursor: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<LikedItem>, ApiError> {
-        self.backends.store.history(user, cursor, limit).await.map_err(store_down)
+        self.backends
+            .store
+            .history(user, cursor, limit)
+            .await
+            .map_err(store_down)
     }
 
     pub async fn trending(&self, limit: usize) -> Vec<TrendingEntry> {

@@ -7,7 +7,10 @@
 //! source queue then holds the broker back (I7). A permanent failure dead-letters the window and
 //! the stream goes on.
 
-use crate::operators::{ContentDeltas, CountOrTimeWindow, Operator, PerUserCollapse, TrendingConfig, TrendingTopK, Window, WindowConfig};
+use crate::operators::{
+    ContentDeltas, CountOrTimeWindow, Operator, PerUserCollapse, TrendingConfig, TrendingTopK,
+    Window, WindowConfig,
+};
 use likes_shared::bus::{BusError, EventSource};
 use likes_shared::hlc::now_ms;
 use likes_shared::retry::Backoff;
@@ -134,7 +137,9 @@ impl<S: EventSource> Worker<S> {
                 self.board.post(self.config.board_slot, list).await;
             }
             if let Step::Stop = step {
-                self.board.post(self.config.board_slot, self.trending.top()).await;
+                self.board
+                    .post(self.config.board_slot, self.trending.top())
+                    .await;
                 return Ok(());
             }
         }
@@ -142,7 +147,11 @@ impl<S: EventSource> Worker<S> {
 
     /// Applies one window and acks it; `Ok(false)` if shutdown interrupted the retries.
     #[tracing::instrument(skip_all, fields(events = window.events.len()))]
-    async fn commit(&mut self, window: Window<S::Ack>, shutdown: &mut Shutdown) -> Result<bool, WorkerError> {
+    async fn commit(
+        &mut self,
+        window: Window<S::Ack>,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool, WorkerError> {
         let changes = self.collapse.collapse(&window.events);
         let estimated = self.deltas.estimate(&changes).len();
         let mut attempt = 0u32;
@@ -150,8 +159,14 @@ impl<S: EventSource> Worker<S> {
         loop {
             match self.store.apply_window(&changes).await {
                 Ok(outcome) => {
-                    self.stats.rows_written.fetch_add(outcome.rows_written as u64, Ordering::Relaxed);
-                    tracing::debug!(rows = outcome.rows_written, contents = estimated, "window committed");
+                    self.stats
+                        .rows_written
+                        .fetch_add(outcome.rows_written as u64, Ordering::Relaxed);
+                    tracing::debug!(
+                        rows = outcome.rows_written,
+                        contents = estimated,
+                        "window committed"
+                    );
                     break;
                 }
                 Err(error) if error.is_transient() => {

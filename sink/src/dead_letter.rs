@@ -61,7 +61,10 @@ impl DeadLetterPublisher for FileDeadLetters {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
             file.write_all(&line)?;
             file.sync_data()
         })
@@ -89,9 +92,17 @@ mod tests {
             ts_ms: 6,
             source: "s".into(),
         };
-        let letter = DeadLetter { events: vec![event], error: "bad".into(), attempts: 3, first_failed_at_ms: 9 };
+        let letter = DeadLetter {
+            events: vec![event],
+            error: "bad".into(),
+            attempts: 3,
+            first_failed_at_ms: 9,
+        };
         letters.publish(&letter).await.expect("publish");
         letters.publish(&letter).await.expect("publish");
-        assert_eq!(letters.read_all().expect("read"), vec![letter.clone(), letter]);
+        assert_eq!(
+            letters.read_all().expect("read"),
+            vec![letter.clone(), letter]
+        );
     }
 }
