@@ -8,8 +8,13 @@
 //!   exact `HashMap<u64, u64>` count of the same keys (std hasher) plus the final sort, which
 //!   is what the sketch replaces.
 //!
+//! Times are the benchmark thread's *on-CPU* time (Linux `/proc/thread-self/schedstat`), not wall
+//! time: the bench machines are shared, and time spent descheduled while another build runs is
+//! not the operators' cost. Where schedstat is missing it falls back to wall time.
+//!
 //! Run: `cargo bench -p likes-pipeline --bench operators -- --warm-up-time 1 --measurement-time 3`
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use likes_pipeline::operators::zipf::ZipfSampler;
 use likes_pipeline::operators::{
@@ -96,7 +101,56 @@ fn baseline_move_and_sort(stream: Vec<Delivery<u64>>) -> usize {
     sum
 }
 
-fn pipeline(c: &mut Criterion) {
+/// Criterion measurement: nanoseconds this thread spent on a CPU.
+struct ThreadCpuTime {
+    /// Only for its formatter, which prints nanoseconds as durations.
+    wall: WallTime,
+    started: Instant,
+}
+
+impl ThreadCpuTime {
+    fn new() -> Self {
+        Self {
+            wall: WallTime,
+            started: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| self.started.elapsed().as_nanos() as u64)
+    }
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        self.now_ns()
+    }
+    fn end(&self, started: u64) -> u64 {
+        self.now_ns().saturating_sub(started)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, ns: &u64) -> f64 {
+        *ns as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+type Bench = Criterion<ThreadCpuTime>;
+
+fn pipeline(c: &mut Bench) {
     let stream = like_stream();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(EVENTS as u64));
@@ -114,7 +168,7 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-fn heavy_keeper(c: &mut Criterion) {
+fn heavy_keeper(c: &mut Bench) {
     let keys = ZipfSampler::new(CONTENTS, 1.0, 3).take(EVENTS);
     let mut group = c.benchmark_group("heavy_keeper");
     group.throughput(Throughput::Elements(EVENTS as u64));
@@ -143,5 +197,9 @@ fn heavy_keeper(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, heavy_keeper);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime::new());
+    targets = pipeline, heavy_keeper
+}
 criterion_main!(benches);

@@ -12,12 +12,12 @@
 //! types with reusable buffers, because a trait would add nothing but ceremony there.
 //!
 //! # Layout
-//! - [`window`]: [`CountOrTimeWindow`] cuts deliveries into [`Window`]s bounded by size and age.
-//! - [`collapse`]: [`PerUserCollapse`] keeps one change per (user, content): the newest (I4).
-//! - [`deltas`]: [`ContentDeltas`], the per-content *estimated* net change of a window.
-//! - [`heavy_keeper`]: [`HeavyKeeper`], a bounded-memory top-k sketch of heavy hitters.
-//! - [`trending`]: [`TrendingTopK`], recent-likes top-k built on the sketch, posted periodically.
-//! - [`zipf`]: a seeded Zipf stream generator for tests and benches.
+//! - [`window`] — [`CountOrTimeWindow`] cuts deliveries into [`Window`]s bounded by size and age.
+//! - [`collapse`] — [`PerUserCollapse`] keeps one change per (user, content): the newest (I4).
+//! - [`deltas`] — [`ContentDeltas`], the per-content *estimated* net change of a window.
+//! - [`heavy_keeper`] — [`HeavyKeeper`], a bounded-memory top-k sketch of heavy hitters.
+//! - [`trending`] — [`TrendingTopK`], recent-likes top-k built on the sketch, posted periodically.
+//! - [`zipf`] — a seeded Zipf stream generator for tests and benches.
 
 pub mod collapse;
 pub mod deltas;
