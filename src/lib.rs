@@ -3,8 +3,8 @@
 //! deployment uses. `cargo run --release` runs it; tests start it on port 0 with a temp dir.
 //!
 //! # Layout
-//! - [`EmbeddedConfig`]: the binary's typed config (`LIKES_*` variables, `--config` file).
-//! - [`Embedded::start`]: opens the backends, starts the worker and the HTTP server.
+//! - [`EmbeddedConfig`] — the binary's typed config (`LIKES_*` variables, `--config` file).
+//! - [`Embedded::start`] — opens the backends, starts the worker and the HTTP server.
 
 use anyhow::Context as _;
 use likes_ingest::memory_cache::MemoryStateCache;

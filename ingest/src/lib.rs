@@ -5,12 +5,12 @@
 //! cache and published durably before it is answered (DESIGN sections 4 and 7).
 //!
 //! # Layout
-//! - [`app`]: `Application::build` / `local_addr` / `run_until_stopped`.
-//! - [`filters`]: the warp routes; [`handlers`]: one function per route.
-//! - [`service`]: the like/unlike/read logic behind the routes, free of HTTP.
-//! - [`auth`], [`limits`], [`error`], [`metrics`]: the cross-cutting parts.
-//! - [`memory_cache`]: the embedded `StateCache`.
-//! - [`config`]: `IngestConfig`.
+//! - [`app`] — `Application::build` / `local_addr` / `run_until_stopped`.
+//! - [`filters`] — the warp routes; [`handlers`]: one function per route.
+//! - [`service`] — the like/unlike/read logic behind the routes, free of HTTP.
+//! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
+//! - [`memory_cache`] — the embedded `StateCache`.
+//! - [`config`] — `IngestConfig`.
 
 pub mod app;
 pub mod auth;

@@ -115,6 +115,6 @@ mod tests {
         let _second = admission.enter().expect("slot");
         assert!(admission.enter().is_err());
         drop(first);
-        admission.enter().expect("slot freed");
+        let _third = admission.enter().expect("slot freed");
     }
 }

@@ -2,8 +2,8 @@
 //! per (user, content), commits it through the sink, then acks (DESIGN section 2).
 //!
 //! # Layout
-//! - [`operators`]: the in-memory stream operators (window, collapse, deltas, HeavyKeeper top-k).
-//! - [`runtime`]: the [`runtime::Worker`] loop that drives them between source, sink and acks.
+//! - [`operators`] — the in-memory stream operators (window, collapse, deltas, HeavyKeeper top-k).
+//! - [`runtime`] — the [`runtime::Worker`] loop that drives them between source, sink and acks.
 
 pub mod operators;
 pub mod runtime;

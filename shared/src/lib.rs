@@ -2,15 +2,15 @@
 //! the traits each backend implements.
 //!
 //! # Layout
-//! - [`ids`]: `UserId`, `ContentId`, validated non-zero u64s.
-//! - [`event`]: `LikeEvent` and its versioned fixed-layout wire encoding.
-//! - [`hlc`]: the hybrid logical clock that versions events (I4).
-//! - [`bus`]: `EventPublisher` / `EventSource`, durable publish and at-least-once consume.
-//! - [`log`]: the embedded bus, a durable local log with group-commit fsync.
-//! - [`cache`]: `StateCache`, the fast (never authoritative) state and counts.
-//! - [`store`]: `LikeStore`, the source of truth.
-//! - [`trending`]: `TrendingBoard`, where pipeline workers post their top-k.
-//! - [`config`], [`telemetry`], [`shutdown`], [`retry`]: plumbing every binary uses.
+//! - [`ids`] — `UserId`, `ContentId`, validated non-zero u64s.
+//! - [`event`] — `LikeEvent` and its versioned fixed-layout wire encoding.
+//! - [`hlc`] — the hybrid logical clock that versions events (I4).
+//! - [`bus`] — `EventPublisher` / `EventSource`, durable publish and at-least-once consume.
+//! - [`log`] — the embedded bus, a durable local log with group-commit fsync.
+//! - [`cache`] — `StateCache`, the fast (never authoritative) state and counts.
+//! - [`store`] — `LikeStore`, the source of truth.
+//! - [`trending`] — `TrendingBoard`, where pipeline workers post their top-k.
+//! - [`config`], [`telemetry`], [`shutdown`], [`retry`] — plumbing every binary uses.
 
 pub mod bus;
 pub mod cache;

@@ -1,9 +1,9 @@
 //! The sink: turns collapsed windows into committed rows and exact counts.
 //!
 //! # Layout
-//! - [`transitions`]: which rows a window writes and how far counts move (I2, I4); no I/O.
-//! - [`dead_letter`]: `DeadLetterPublisher` and the embedded file of dead letters.
-//! - [`sqlite`]: the embedded store (SQLite via sqlx), one transaction per window.
+//! - [`transitions`] — which rows a window writes and how far counts move (I2, I4); no I/O.
+//! - [`dead_letter`] — `DeadLetterPublisher` and the embedded file of dead letters.
+//! - [`sqlite`] — the embedded store (SQLite via sqlx), one transaction per window.
 
 pub mod dead_letter;
 pub mod sqlite;
