@@ -10,7 +10,8 @@
 //! arrival with b = 1.08), while a bucket held by a mouse is quickly won by an elephant, so
 //! elephants' counts stay close to exact and never over-count (barring a 32-bit fingerprint
 //! collision). A min-heap of the k heaviest keys, updated on every arrival, answers `top()`;
-//! once a key is held there it is counted exactly (see `TopKHeap::offer`).
+//! once a key is held there it is counted exactly while the sketch keeps it among the
+//! heaviest (see `TopKHeap::offer`).
 //!
 //! # Memory
 //! `rows * width * 8` (bucket: u32 fingerprint + u32 count)
