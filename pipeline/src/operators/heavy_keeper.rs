@@ -41,7 +41,7 @@ pub struct HeavyKeeperConfig {
     pub rows: usize,
     /// Buckets per array (`w`).
     pub width: usize,
-    /// How many heavy keys to report. At most 16384.
+    /// How many heavy keys to report, 1 ..= 16384 (clamped).
     pub k: usize,
     /// Decay base `b` (> 1). Larger protects established counts more; 1.08 is the paper's.
     pub decay_base: f64,

@@ -49,7 +49,7 @@ impl ZipfSampler {
 }
 
 /// The `k` most frequent keys of `stream` with their exact counts, most frequent first (ties
-/// by smaller key), and the count of the k-th: the ground truth the sketch is scored against.
+/// by smaller key): the ground truth the sketch is scored against.
 pub fn exact_top_k(stream: &[u64], k: usize) -> Vec<(u64, u64)> {
     let mut counts: std::collections::HashMap<u64, u64> = Default::default();
     for &key in stream {
