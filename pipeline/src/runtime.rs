@@ -15,7 +15,7 @@ use likes_shared::bus::{BusError, EventSource};
 use likes_shared::hlc::now_ms;
 use likes_shared::retry::Backoff;
 use likes_shared::shutdown::Shutdown;
-use likes_shared::store::LikeStore;
+use likes_shared::store::{LikeChange, LikeStore};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_sink::dead_letter::{DeadLetter, DeadLetterPublisher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,8 @@ pub struct Worker<S: EventSource> {
     stats: Arc<WorkerStats>,
     window: CountOrTimeWindow<S::Ack>,
     collapse: PerUserCollapse,
+    /// The collapsed changes of the window being committed; reused across windows.
+    changes: Vec<LikeChange>,
     deltas: ContentDeltas,
     trending: TrendingTopK,
 }
@@ -83,6 +85,7 @@ impl<S: EventSource> Worker<S> {
             dead_letters,
             window: config.window.build(),
             collapse: PerUserCollapse::new(),
+            changes: Vec::new(),
             deltas: ContentDeltas::new(),
             trending: config.trending.build(Instant::now()),
             config,
@@ -152,7 +155,9 @@ impl<S: EventSource> Worker<S> {
         window: Window<S::Ack>,
         shutdown: &mut Shutdown,
     ) -> Result<bool, WorkerError> {
-        let changes = self.collapse.collapse(&window.events);
+        let mut changes = std::mem::take(&mut self.changes);
+        changes.clear();
+        self.collapse.collapse_into(&window.events, &mut changes);
         let estimated = self.deltas.estimate(&changes).len();
         let mut attempt = 0u32;
         let mut first_failed_at_ms = None;
@@ -195,6 +200,7 @@ impl<S: EventSource> Worker<S> {
                 }
             }
         }
+        self.changes = changes;
         self.source.ack(window.acks.clone()).await?;
         self.stats.windows.fetch_add(1, Ordering::Relaxed);
         self.trending.observe_likes(&window.events);
