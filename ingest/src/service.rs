@@ -14,6 +14,7 @@ use likes_shared::hlc::{now_ms, HybridClock};
 use likes_shared::store::{HistoryCursor, LikeStore, LikedItem, RowState};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The backends ingest runs on; embedded or real, behind the same traits.
@@ -133,91 +134,59 @@ impl LikeService {
 
     /// Counts for `contents`, from the cache, filling misses from the store.
     pub async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, ApiError> {
-        let cached = self
-            .backends
-            .cache
-            .counts(contents)
-            .await
-            .map_err(cache_down)?;
-        let missing: Vec<ContentId> = contents
-            .iter()
-            .zip(&cached)
-            .filter(|(_, c)| c.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        let mut out: Vec<i64> = cached.iter().map(|c| c.unwrap_or(0)).collect();
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let stored = self
-            .backends
-            .store
-            .counts(&missing)
-            .await
-            .map_err(store_down)?;
-        for (id, n) in missing.iter().zip(stored) {
-            let value = self
+        let cache = &self.backends.cache;
+        let cached = cache.counts(contents).await.map_err(cache_down)?;
+        let missing = misses(contents, &cached);
+        let mut filled = HashMap::with_capacity(missing.len());
+        if !missing.is_empty() {
+            let stored = self
                 .backends
-                .cache
-                .fill_count(*id, n)
+                .store
+                .counts(&missing)
                 .await
-                .map_err(cache_down)?;
-            for (slot, c) in out.iter_mut().zip(contents) {
-                if c == id {
-                    *slot = value;
-                }
+                .map_err(store_down)?;
+            for (id, n) in missing.into_iter().zip(stored) {
+                // SET NX: a count cached meanwhile (and moved by a like) wins over the store's.
+                filled.insert(id, cache.fill_count(id, n).await.map_err(cache_down)?);
             }
         }
-        Ok(out.into_iter().map(|n| n.max(0)).collect())
+        Ok(merge(contents, cached, &filled, 0)
+            .into_iter()
+            .map(|n| n.max(0))
+            .collect())
     }
 
     /// Whether `user` likes each of `contents`, from the cache, filling misses from the store.
     pub async fn liked(&self, user: UserId, contents: &[ContentId]) -> Result<Vec<bool>, ApiError> {
-        let cached = self
-            .backends
-            .cache
-            .states(user, contents)
-            .await
-            .map_err(cache_down)?;
-        let missing: Vec<ContentId> = contents
-            .iter()
-            .zip(&cached)
-            .filter(|(_, s)| s.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        let mut out: Vec<bool> = cached.iter().map(|s| s.is_some_and(|s| s.liked)).collect();
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let stored = self
-            .backends
-            .store
-            .states(user, &missing)
-            .await
-            .map_err(store_down)?;
-        let seeds: Vec<(ContentId, Option<RowState>)> =
-            missing.iter().copied().zip(stored).collect();
-        self.backends
-            .cache
-            .seed_states(user, &seeds)
-            .await
-            .map_err(cache_down)?;
-        // Re-read: a concurrent action may have won over the seed, and the cache holds it.
-        let now = self
-            .backends
-            .cache
-            .states(user, &missing)
-            .await
-            .map_err(cache_down)?;
-        for ((id, seed), current) in seeds.iter().zip(now) {
-            let liked = current.or(*seed).is_some_and(|s| s.liked);
-            for (slot, c) in out.iter_mut().zip(contents) {
-                if c == id {
-                    *slot = liked;
-                }
+        const NO_ROW: RowState = RowState {
+            liked: false,
+            version: 0,
+        };
+        let cache = &self.backends.cache;
+        let cached = cache.states(user, contents).await.map_err(cache_down)?;
+        let missing = misses(contents, &cached);
+        let mut filled = HashMap::with_capacity(missing.len());
+        if !missing.is_empty() {
+            let stored = self
+                .backends
+                .store
+                .states(user, &missing)
+                .await
+                .map_err(store_down)?;
+            let seeds: Vec<(ContentId, Option<RowState>)> =
+                missing.into_iter().zip(stored).collect();
+            cache.seed_states(user, &seeds).await.map_err(cache_down)?;
+            // Re-read: a concurrent action may have won over the seed, and the cache holds it.
+            let ids: Vec<ContentId> = seeds.iter().map(|(id, _)| *id).collect();
+            let now = cache.states(user, &ids).await.map_err(cache_down)?;
+            for ((id, seed), current) in seeds.into_iter().zip(now) {
+                filled.insert(id, current.or(seed).unwrap_or(NO_ROW));
             }
         }
-        Ok(out)
+        Ok(merge(contents, cached, &filled, NO_ROW)
+            .iter()
+            .map(|s| s.liked)
+            .collect())
     }
 
     pub async fn history(
@@ -236,6 +205,33 @@ impl LikeService {
     pub async fn trending(&self, limit: usize) -> Vec<TrendingEntry> {
         self.backends.trending.top(limit).await
     }
+}
+
+/// The distinct ids whose cached value is missing.
+fn misses<T>(contents: &[ContentId], cached: &[Option<T>]) -> Vec<ContentId> {
+    let mut missing: Vec<ContentId> = contents
+        .iter()
+        .zip(cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
+}
+
+/// Cached values where present, else the filled ones, in the order of `contents`.
+fn merge<T: Copy>(
+    contents: &[ContentId],
+    cached: Vec<Option<T>>,
+    filled: &HashMap<ContentId, T>,
+    default: T,
+) -> Vec<T> {
+    contents
+        .iter()
+        .zip(cached)
+        .map(|(id, c)| c.or_else(|| filled.get(id).copied()).unwrap_or(default))
+        .collect()
 }
 
 fn cache_down(e: likes_shared::cache::CacheError) -> ApiError {
