@@ -37,7 +37,11 @@ async fn redis_lua_evalsha_round_trip() {
         .query_async(&mut con)
         .await
         .expect("SCRIPT LOAD");
-    assert_eq!(sha, script.get_hash(), "server and client agree on the script's SHA1");
+    assert_eq!(
+        sha,
+        script.get_hash(),
+        "server and client agree on the script's SHA1"
+    );
 
     let (k_last, k_count) = (unique_name("smoke:last"), unique_name("smoke:count"));
     let n: i64 = redis::cmd("EVALSHA")
@@ -62,9 +66,18 @@ async fn redis_lua_evalsha_round_trip() {
         .expect("Script::invoke_async");
     assert_eq!(n, 7);
 
-    let last: String = redis::cmd("GET").arg(&k_last).query_async(&mut con).await.expect("GET");
+    let last: String = redis::cmd("GET")
+        .arg(&k_last)
+        .query_async(&mut con)
+        .await
+        .expect("GET");
     assert_eq!(last, "post-2");
-    let _: i64 = redis::cmd("DEL").arg(&k_last).arg(&k_count).query_async(&mut con).await.expect("DEL");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&k_last)
+        .arg(&k_count)
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
 }
 
 /// TiDB: connect with sqlx, create a table, upsert with
@@ -74,7 +87,9 @@ async fn tidb_sqlx_insert_on_duplicate_key_update() {
     let env = ServicesEnv::load();
     let pool = tokio::time::timeout(
         TIMEOUT,
-        MySqlPoolOptions::new().max_connections(2).connect(&env.get("LIKES_DATABASE_URL")),
+        MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect(&env.get("LIKES_DATABASE_URL")),
     )
     .await
     .expect("tidb connect timed out")
@@ -84,7 +99,10 @@ async fn tidb_sqlx_insert_on_duplicate_key_update() {
         .fetch_one(&pool)
         .await
         .expect("SELECT tidb_version()");
-    assert!(version.contains("Release Version: v8.5"), "not TiDB v8.5.x: {version}");
+    assert!(
+        version.contains("Release Version: v8.5"),
+        "not TiDB v8.5.x: {version}"
+    );
 
     let table = unique_name("smoke_counts");
     sqlx::query(&format!(
@@ -98,20 +116,45 @@ async fn tidb_sqlx_insert_on_duplicate_key_update() {
         "INSERT INTO `{table}` (post_id, likes, last_user) VALUES (?, ?, ?) \
          ON DUPLICATE KEY UPDATE likes = likes + VALUES(likes), last_user = VALUES(last_user)"
     );
-    let first = sqlx::query(&upsert).bind(42_i64).bind(1_i64).bind("alice").execute(&pool).await.expect("insert");
-    assert_eq!(first.rows_affected(), 1, "a new row counts as 1 affected row");
-    let second = sqlx::query(&upsert).bind(42_i64).bind(2_i64).bind("bob").execute(&pool).await.expect("upsert");
-    assert_eq!(second.rows_affected(), 2, "an updated row counts as 2 affected rows (MySQL protocol)");
-
-    let row = sqlx::query(&format!("SELECT likes, last_user FROM `{table}` WHERE post_id = ?"))
+    let first = sqlx::query(&upsert)
         .bind(42_i64)
-        .fetch_one(&pool)
+        .bind(1_i64)
+        .bind("alice")
+        .execute(&pool)
         .await
-        .expect("SELECT");
+        .expect("insert");
+    assert_eq!(
+        first.rows_affected(),
+        1,
+        "a new row counts as 1 affected row"
+    );
+    let second = sqlx::query(&upsert)
+        .bind(42_i64)
+        .bind(2_i64)
+        .bind("bob")
+        .execute(&pool)
+        .await
+        .expect("upsert");
+    assert_eq!(
+        second.rows_affected(),
+        2,
+        "an updated row counts as 2 affected rows (MySQL protocol)"
+    );
+
+    let row = sqlx::query(&format!(
+        "SELECT likes, last_user FROM `{table}` WHERE post_id = ?"
+    ))
+    .bind(42_i64)
+    .fetch_one(&pool)
+    .await
+    .expect("SELECT");
     assert_eq!(row.get::<i64, _>("likes"), 3);
     assert_eq!(row.get::<String, _>("last_user"), "bob");
 
-    sqlx::query(&format!("DROP TABLE `{table}`")).execute(&pool).await.expect("DROP TABLE");
+    sqlx::query(&format!("DROP TABLE `{table}`"))
+        .execute(&pool)
+        .await
+        .expect("DROP TABLE");
     pool.close().await;
 }
 
@@ -127,11 +170,14 @@ async fn mariadb_sqlx_insert_on_duplicate_key_update() {
         .await
         .expect("mariadb connect");
     let table = unique_name("smoke_counts");
-    sqlx::query(&format!("CREATE TABLE `{table}` (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)"))
-        .execute(&pool)
-        .await
-        .expect("CREATE TABLE");
-    let upsert = format!("INSERT INTO `{table}` (id, n) VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1");
+    sqlx::query(&format!(
+        "CREATE TABLE `{table}` (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)"
+    ))
+    .execute(&pool)
+    .await
+    .expect("CREATE TABLE");
+    let upsert =
+        format!("INSERT INTO `{table}` (id, n) VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1");
     for _ in 0..3 {
         sqlx::query(&upsert).execute(&pool).await.expect("upsert");
     }
@@ -140,7 +186,10 @@ async fn mariadb_sqlx_insert_on_duplicate_key_update() {
         .await
         .expect("SELECT");
     assert_eq!(n, 3);
-    sqlx::query(&format!("DROP TABLE `{table}`")).execute(&pool).await.expect("DROP TABLE");
+    sqlx::query(&format!("DROP TABLE `{table}`"))
+        .execute(&pool)
+        .await
+        .expect("DROP TABLE");
 }
 
 /// Pulsar: create a 4-partition topic through the admin REST API, produce keyed
@@ -162,7 +211,11 @@ async fn pulsar_keyed_round_trip_on_partitioned_topic() {
         .send()
         .await
         .expect("create partitioned topic");
-    assert!(resp.status().is_success(), "create partitioned topic: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "create partitioned topic: {}",
+        resp.status()
+    );
     let meta: serde_json::Value = http
         .get(&partitions_url)
         .send()
@@ -173,10 +226,13 @@ async fn pulsar_keyed_round_trip_on_partitioned_topic() {
         .expect("partitions json");
     assert_eq!(meta["partitions"], 4, "partition metadata: {meta}");
 
-    let pulsar: Pulsar<_> = tokio::time::timeout(TIMEOUT, Pulsar::builder(env.get("LIKES_PULSAR_URL"), TokioExecutor).build())
-        .await
-        .expect("pulsar connect timed out")
-        .expect("pulsar connect");
+    let pulsar: Pulsar<_> = tokio::time::timeout(
+        TIMEOUT,
+        Pulsar::builder(env.get("LIKES_PULSAR_URL"), TokioExecutor).build(),
+    )
+    .await
+    .expect("pulsar connect timed out")
+    .expect("pulsar connect");
 
     // Subscribe first (from the earliest position) so nothing can be missed.
     let mut consumer: pulsar::Consumer<Vec<u8>, _> = pulsar
@@ -232,9 +288,19 @@ async fn pulsar_keyed_round_trip_on_partitioned_topic() {
             .expect("consumer stream ended");
         let key = msg.key().expect("message key");
         let body = String::from_utf8(msg.deserialize()).expect("utf-8 payload");
-        assert!(body.starts_with(&format!("{key}#")), "payload {body} under key {key}");
-        assert!(msg.topic.starts_with(&format!("{topic}-partition-")), "from {}", msg.topic);
-        partitions_of_key.entry(key.clone()).or_default().insert(msg.topic.clone());
+        assert!(
+            body.starts_with(&format!("{key}#")),
+            "payload {body} under key {key}"
+        );
+        assert!(
+            msg.topic.starts_with(&format!("{topic}-partition-")),
+            "from {}",
+            msg.topic
+        );
+        partitions_of_key
+            .entry(key.clone())
+            .or_default()
+            .insert(msg.topic.clone());
         by_key.entry(key).or_default().push(body);
         consumer.ack(&msg).await.expect("ack");
         received += 1;
@@ -242,11 +308,23 @@ async fn pulsar_keyed_round_trip_on_partitioned_topic() {
 
     for key in keys {
         let expected: Vec<String> = (0..per_key).map(|i| format!("{key}#{i}")).collect();
-        assert_eq!(by_key.get(key), Some(&expected), "all messages of {key}, in order");
-        assert_eq!(partitions_of_key[key].len(), 1, "{key} stayed on one partition: {:?}", partitions_of_key[key]);
+        assert_eq!(
+            by_key.get(key),
+            Some(&expected),
+            "all messages of {key}, in order"
+        );
+        assert_eq!(
+            partitions_of_key[key].len(),
+            1,
+            "{key} stayed on one partition: {:?}",
+            partitions_of_key[key]
+        );
     }
 
     drop(producer);
     drop(consumer);
-    let _ = http.delete(format!("{partitions_url}?force=true")).send().await;
+    let _ = http
+        .delete(format!("{partitions_url}?force=true"))
+        .send()
+        .await;
 }
