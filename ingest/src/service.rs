@@ -33,6 +33,10 @@ pub struct ActionOutcome {
     pub changed: bool,
 }
 
+/// Rows read to fill a cold user; a user with more is filled partially and the rest is read
+/// per content on demand.
+const USER_FILL_ROWS: usize = 1_000;
+
 pub struct LikeService {
     backends: Backends,
     clock: HybridClock,
@@ -107,14 +111,22 @@ impl LikeService {
         action: Action,
     ) -> Result<CachedApply, ApiError> {
         let cache = &self.backends.cache;
-        let version = self.clock.now();
         if let Some(applied) = cache
-            .apply(user, content, action, version, None)
+            .apply(user, content, action, self.clock.now(), None)
             .await
             .map_err(cache_down)?
         {
             return Ok(applied);
         }
+        self.fill_user(user).await?;
+        if let Some(applied) = cache
+            .apply(user, content, action, self.clock.now(), None)
+            .await
+            .map_err(cache_down)?
+        {
+            return Ok(applied);
+        }
+        // The user has more rows than one fill holds and this content is not among the recent.
         let stored = self
             .backends
             .store
@@ -124,12 +136,31 @@ impl LikeService {
         if let Some(row) = stored {
             self.clock.observe(row.version);
         }
-        let version = self.clock.now();
         cache
-            .apply(user, content, action, version, Some(stored))
+            .apply(user, content, action, self.clock.now(), Some(stored))
             .await
             .map_err(cache_down)?
             .ok_or_else(|| ApiError::unavailable("state cache refused a seeded state"))
+    }
+
+    /// Fills a cold user's cached states with their most recent rows (DESIGN section 7).
+    async fn fill_user(&self, user: UserId) -> Result<(), ApiError> {
+        let mut rows = self
+            .backends
+            .store
+            .user_rows(user, USER_FILL_ROWS + 1)
+            .await
+            .map_err(store_down)?;
+        let complete = rows.len() <= USER_FILL_ROWS;
+        rows.truncate(USER_FILL_ROWS);
+        if let Some(newest) = rows.iter().map(|(_, r)| r.version).max() {
+            self.clock.observe(newest);
+        }
+        self.backends
+            .cache
+            .seed_user(user, &rows, complete)
+            .await
+            .map_err(cache_down)
     }
 
     /// Counts for `contents`, from the cache, filling misses from the store.
@@ -163,7 +194,11 @@ impl LikeService {
             version: 0,
         };
         let cache = &self.backends.cache;
-        let cached = cache.states(user, contents).await.map_err(cache_down)?;
+        let mut cached = cache.states(user, contents).await.map_err(cache_down)?;
+        if cached.iter().any(Option::is_none) {
+            self.fill_user(user).await?;
+            cached = cache.states(user, contents).await.map_err(cache_down)?;
+        }
         let missing = misses(contents, &cached);
         let mut filled = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {

@@ -57,7 +57,17 @@ pub trait StateCache: Send + Sync + 'static {
         contents: &[ContentId],
     ) -> Result<Vec<Option<RowState>>, CacheError>;
 
-    /// Fills cold states from the store (never overwrites a cached one).
+    /// Fills a cold user from the store with their most recent rows (tombstones included). When
+    /// `complete`, the rows are all the user has, so every other content is known "no row" and
+    /// needs no store read. Never overwrites a cached state.
+    async fn seed_user(
+        &self,
+        user: UserId,
+        rows: &[(ContentId, RowState)],
+        complete: bool,
+    ) -> Result<(), CacheError>;
+
+    /// Fills single cold states from the store (never overwrites a cached one).
     async fn seed_states(
         &self,
         user: UserId,

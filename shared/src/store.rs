@@ -75,6 +75,14 @@ pub trait LikeStore: Send + Sync + 'static {
         contents: &[ContentId],
     ) -> Result<Vec<Option<RowState>>, StoreError>;
 
+    /// The user's rows, tombstones included, most recently changed first, at most `limit`: what
+    /// a cold user's cached state is filled with.
+    async fn user_rows(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<(ContentId, RowState)>, StoreError>;
+
     /// The user's liked contents, newest first, strictly after `cursor`.
     async fn history(
         &self,

@@ -9,7 +9,7 @@ CREATE TABLE likes (
     PRIMARY KEY (content_id, user_id)
 ) WITHOUT ROWID;
 
-CREATE INDEX likes_by_user ON likes (user_id, liked, updated_at_ms, content_id);
+CREATE INDEX likes_by_user ON likes (user_id, updated_at_ms, content_id);
 
 CREATE TABLE like_counts (
     content_id    INTEGER PRIMARY KEY,

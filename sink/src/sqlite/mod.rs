@@ -145,6 +145,14 @@ impl LikeStore for SqliteStore {
         Ok(contents.iter().map(|c| found.get(c).copied()).collect())
     }
 
+    async fn user_rows(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<(ContentId, RowState)>, StoreError> {
+        queries::user_rows(&self.pool, user, limit).await
+    }
+
     async fn history(
         &self,
         user: UserId,

@@ -131,6 +131,31 @@ pub(super) async fn read_states(
     Ok(())
 }
 
+pub(super) async fn user_rows(
+    pool: &SqlitePool,
+    user_id: UserId,
+    limit: usize,
+) -> Result<Vec<(ContentId, RowState)>, StoreError> {
+    sqlx::query(
+        "SELECT content_id, liked, version FROM likes WHERE user_id = ? \
+         ORDER BY updated_at_ms DESC, content_id DESC LIMIT ?",
+    )
+    .bind(to_db(user_id.get()))
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(classify)?
+    .into_iter()
+    .map(|row| {
+        let state = RowState {
+            liked: row.get::<i64, _>(1) == 1,
+            version: from_db(row.get(2)),
+        };
+        Ok((content(row.get(0))?, state))
+    })
+    .collect()
+}
+
 pub(super) async fn history(
     pool: &SqlitePool,
     user_id: UserId,
