@@ -269,7 +269,12 @@ async fn my_likes_pages_newest_first_with_an_opaque_cursor() {
         let all = t
             .json(t.request(Method::GET, "/v1/me/likes", Some(9)), 200)
             .await;
-        all["items"].as_array().map(Vec::len) == Some(4)
+        all["items"].as_array().map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["content_id"].as_u64())
+                .collect::<Vec<_>>()
+        }) == Some(vec![5, 4, 2, 1])
     })
     .await;
     let mut seen = Vec::new();

@@ -107,13 +107,15 @@ fn json_body<T: DeserializeOwned + Send>(
                     Some(n) if n > ctx.body_limit => Err(warp::reject::custom(
                         ApiError::PayloadTooLarge(ctx.body_limit),
                     )),
-                    Some(_) => Ok(ctx.body_limit),
+                    Some(_) => Ok(()),
                     None => Err(warp::reject::custom(ApiError::LengthRequired)),
                 }
             },
         )
+        .untuple_one()
+        // Hyper reads exactly Content-Length bytes, which was just checked against the limit.
         .and(warp::body::bytes())
-        .and_then(|_limit: u64, body: Bytes| async move {
+        .and_then(|body: Bytes| async move {
             serde_json::from_slice::<T>(&body).map_err(|e| {
                 warp::reject::custom(ApiError::bad_request(format!("invalid JSON body: {e}")))
             })

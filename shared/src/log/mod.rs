@@ -182,7 +182,7 @@ pub struct LogSource {
     acked: u64,
     shared: Arc<LogShared>,
     /// Held so the reader task stops when the source is dropped.
-    _reader: tokio::task::JoinHandle<()>,
+    reader_task: tokio::task::JoinHandle<()>,
     deleting: Arc<Mutex<()>>,
 }
 
@@ -202,7 +202,7 @@ impl LogSource {
             dir,
             acked: from,
             shared,
-            _reader: reader,
+            reader_task: reader,
             deleting: Arc::default(),
         }
     }
@@ -215,7 +215,7 @@ impl LogSource {
 
 impl Drop for LogSource {
     fn drop(&mut self) {
-        self._reader.abort();
+        self.reader_task.abort();
     }
 }
 
