@@ -453,3 +453,47 @@ async fn operational_endpoints_answer() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_trusted_gateway_header_identifies_the_caller_when_configured() {
+    let t = spawn_with(|c| c.ingest.auth.trusted_user_header = Some("X-User-Id".into())).await;
+    let as_5 = t
+        .request(Method::PUT, "/v1/contents/6/like", None)
+        .header("x-user-id", "5");
+    assert_eq!(t.json(as_5, 200).await["liked"], true);
+    let read = t
+        .request(Method::GET, "/v1/contents/6", None)
+        .header("x-user-id", "5");
+    assert_eq!(
+        t.json(read, 200).await,
+        json!({"content_id": 6, "count": 1, "liked": true})
+    );
+    let zero = t
+        .request(Method::PUT, "/v1/contents/6/like", None)
+        .header("x-user-id", "0");
+    t.error(zero, 401, "unauthorized").await;
+    // Without the setting the header means nothing.
+    let plain = spawn_app().await;
+    let ignored = plain
+        .request(Method::PUT, "/v1/contents/6/like", None)
+        .header("x-user-id", "5");
+    plain.error(ignored, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn per_ip_limit_follows_x_forwarded_for_only_when_trusted() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 1;
+        c.ingest.trust_forwarded_for = true;
+    })
+    .await;
+    let from = |ip: &str| {
+        t.request(Method::GET, "/v1/contents/1", None)
+            .header("x-forwarded-for", ip)
+    };
+    t.json(from("10.0.0.1"), 200).await;
+    t.error(from("10.0.0.1, 127.0.0.1"), 429, "rate_limited")
+        .await;
+    t.json(from("10.0.0.2"), 200).await;
+}

@@ -158,3 +158,49 @@ async fn acknowledged_likes_survive_kill_9_and_count_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn sigterm_commits_the_open_window_before_exiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = Client::new();
+    let mut child = start(dir.path(), port, true);
+    wait_healthy(&client, &base).await;
+    for user in 1..=20u64 {
+        let token = token(&client, &base, user).await;
+        let r = client
+            .put(format!("{base}/v1/contents/3/like"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("like");
+        assert!(r.status().is_success());
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = child.wait().expect("exit");
+    assert!(exit.success(), "graceful exit, got {exit}");
+    let store = SqliteConfig {
+        path: dir.path().join("likes.db"),
+        ..SqliteConfig::default()
+    }
+    .build()
+    .await
+    .expect("open store");
+    let counts = store
+        .counts(&[ContentId::new(3).expect("id")])
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts,
+        vec![20],
+        "the held window was committed at shutdown, no restart needed"
+    );
+    let acked = std::fs::read_to_string(dir.path().join("log/consumer.offset")).expect("offset");
+    assert_eq!(acked.trim(), "20", "and acked, so nothing is replayed");
+}
