@@ -126,6 +126,26 @@ impl Embedded {
         })
     }
 
+    /// Serves until `signal`, then stops gracefully. If the worker ends first (its source or
+    /// dead-letter file failed), the server stops too and the error is returned: likes would
+    /// otherwise keep being acknowledged into a log that nothing applies.
+    pub async fn serve_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = signal => self.stop().await,
+            ended = &mut self.worker => {
+                self.trigger.trigger();
+                self.server.await.context("server task")?;
+                match ended.context("worker task")? {
+                    Ok(()) => anyhow::bail!("the pipeline worker stopped unexpectedly"),
+                    Err(error) => Err(error).context("the pipeline worker failed"),
+                }
+            }
+        }
+    }
+
     /// Stops taking requests, answers those in flight, commits the open window, and returns.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.trigger.trigger();

@@ -24,7 +24,9 @@ async fn main() -> anyhow::Result<()> {
         app.addr,
         data_dir.display()
     );
-    likes_shared::shutdown::os_signal().await;
-    tracing::info!("shutting down");
-    app.stop().await
+    app.serve_until(async {
+        likes_shared::shutdown::os_signal().await;
+        tracing::info!("shutting down");
+    })
+    .await
 }

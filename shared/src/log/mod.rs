@@ -177,7 +177,8 @@ impl EventPublisher for LogPublisher {
 
 /// Delivers committed events in order; the only consumer of its log.
 pub struct LogSource {
-    rx: mpsc::Receiver<Delivery<u64>>,
+    /// Deliveries, or the read error that ended them (the worker then stops loudly).
+    rx: mpsc::Receiver<Result<Delivery<u64>, BusError>>,
     dir: PathBuf,
     acked: u64,
     shared: Arc<LogShared>,
@@ -222,7 +223,7 @@ impl Drop for LogSource {
 async fn read_loop(
     mut reader: SegmentReader,
     mut durable: watch::Receiver<u64>,
-    tx: mpsc::Sender<Delivery<u64>>,
+    tx: mpsc::Sender<Result<Delivery<u64>, BusError>>,
 ) {
     loop {
         let end = *durable.borrow_and_update();
@@ -244,19 +245,25 @@ async fn read_loop(
             }
             Ok((_, Err(error))) => {
                 tracing::error!(%error, "embedded log read failed; consumption stops");
+                let _ = tx.send(Err(BusError::Io(error))).await;
                 return;
             }
-            Err(_) => return,
+            Err(error) => {
+                let _ = tx
+                    .send(Err(BusError::Unavailable(format!("log reader: {error}"))))
+                    .await;
+                return;
+            }
         };
         for (offset, payload) in records {
             match LikeEvent::decode(&payload) {
                 Ok(event) => {
                     if tx
-                        .send(Delivery {
+                        .send(Ok(Delivery {
                             event,
                             ack: offset,
                             partition: 0,
-                        })
+                        }))
                         .await
                         .is_err()
                     {
@@ -276,7 +283,7 @@ impl EventSource for LogSource {
     type Ack = u64;
 
     async fn recv(&mut self) -> Result<Option<Delivery<u64>>, BusError> {
-        Ok(self.rx.recv().await)
+        self.rx.recv().await.transpose()
     }
 
     async fn ack(&mut self, acks: Vec<u64>) -> Result<(), BusError> {

@@ -109,35 +109,47 @@ impl SegmentReader {
         self.next
     }
 
-    /// Reads up to `max` records with offsets below `end` (all of which are durable).
+    /// Reads up to `max` records with offsets below `end` (all of which are durable). An error
+    /// after some records were read returns those first; the next call meets the error again.
     pub(crate) fn read_until(&mut self, end: u64, max: usize) -> io::Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
         while self.next < end && out.len() < max {
-            if self.file.is_none() {
-                self.file = Some(self.open_at(self.next)?);
-            }
-            let Some(file) = self.file.as_mut() else {
-                break;
-            };
-            match read_frame(file)? {
-                Some(payload) => {
+            match self.read_one() {
+                Ok(Some(payload)) => {
                     out.push((self.next, payload));
                     self.next += 1;
                 }
-                // End of this segment: the next record starts the segment named after it.
-                None => {
-                    let path = segment_path(&self.dir, self.next);
-                    if !path.exists() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("log offset {} is durable but missing", self.next),
-                        ));
-                    }
-                    self.file = Some(BufReader::new(File::open(path)?));
-                }
+                Ok(None) => {}
+                Err(error) if out.is_empty() => return Err(error),
+                Err(_) => break,
             }
         }
         Ok(out)
+    }
+
+    /// The record at `self.next`, or `None` after moving on to the next segment.
+    fn read_one(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let file = match self.file.as_mut() {
+            Some(file) => file,
+            None => self.file.insert(self.open_at(self.next)?),
+        };
+        if let Some(payload) = read_frame(file)? {
+            return Ok(Some(payload));
+        }
+        // End of this segment: the next record starts the segment named after it.
+        let path = segment_path(&self.dir, self.next);
+        if !path.exists() {
+            self.file = None;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "log offset {} is durable but its segment is missing",
+                    self.next
+                ),
+            ));
+        }
+        self.file = Some(BufReader::new(File::open(path)?));
+        Ok(None)
     }
 
     fn open_at(&self, offset: u64) -> io::Result<BufReader<File>> {

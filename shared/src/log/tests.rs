@@ -143,3 +143,36 @@ async fn refuses_appends_past_its_byte_budget() {
     assert!(refused > 0 && refused < 10, "refused {refused}");
     assert!(!publisher.is_ready());
 }
+
+#[tokio::test]
+async fn a_missing_segment_is_an_error_not_a_silent_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (publisher, _source) = open(&config(dir.path())).expect("open");
+        for n in 1..=40 {
+            publisher.publish(&event(n)).await.expect("publish");
+        }
+    }
+    let bases = list_segments(dir.path()).expect("list");
+    assert!(bases.len() >= 3, "{bases:?}");
+    fs::remove_file(segment_path(dir.path(), bases[1])).expect("remove a middle segment");
+    let (_publisher, mut source) = open(&config(dir.path())).expect("reopen");
+    let mut delivered = 0;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), source.recv())
+            .await
+            .expect("in time");
+        match next {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => panic!("the source ended silently after {delivered} deliveries"),
+            Err(error) => {
+                assert!(error.to_string().contains("missing"), "{error}");
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        delivered as u64, bases[1],
+        "everything before the gap was delivered"
+    );
+}
