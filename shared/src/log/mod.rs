@@ -63,11 +63,15 @@ pub(crate) struct LogShared {
     pub failed: AtomicBool,
     /// One past the last offset the consumer acked.
     pub acked: AtomicU64,
+    /// The directory's exclusive lock, released when the last holder (writer thread,
+    /// publishers, source) is gone: two processes appending to one log would corrupt it.
+    _lock: fs::File,
 }
 
 /// Opens (or creates) the log in `config.dir`, recovering from a crash.
 pub fn open(config: &LogConfig) -> io::Result<(LogPublisher, LogSource)> {
     fs::create_dir_all(&config.dir)?;
+    let lock = lock_dir(&config.dir)?;
     let mut bases = list_segments(&config.dir)?;
     if bases.is_empty() {
         OpenOptions::new()
@@ -93,6 +97,7 @@ pub fn open(config: &LogConfig) -> io::Result<(LogPublisher, LogSource)> {
         bytes: AtomicU64::new(bytes),
         failed: AtomicBool::new(false),
         acked: AtomicU64::new(consumer),
+        _lock: lock,
     });
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let writer = Writer {
@@ -307,6 +312,32 @@ impl EventSource for LogSource {
         self.acked = next;
         self.shared.acked.store(next, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Takes the directory's lock, waiting briefly for a previous owner in this process (its
+/// writer thread finishing its last batch) to let go.
+fn lock_dir(dir: &Path) -> io::Result<fs::File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is in use by another process", dir.display()),
+                ))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 

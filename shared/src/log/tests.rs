@@ -176,3 +176,12 @@ async fn a_missing_segment_is_an_error_not_a_silent_end() {
         "everything before the gap was delivered"
     );
 }
+
+#[tokio::test]
+async fn one_log_directory_has_one_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_publisher, _source) = open(&config(dir.path())).expect("open");
+    let second = open(&config(dir.path()));
+    let error = second.err().expect("a second owner is refused");
+    assert_eq!(error.kind(), io::ErrorKind::WouldBlock, "{error}");
+}
