@@ -455,6 +455,8 @@ async fn operational_endpoints_answer() {
     ] {
         assert!(spec["paths"].get(path).is_some(), "openapi lacks {path}");
     }
+    let index = t.json(t.request(Method::GET, "/", None), 200).await;
+    assert_eq!(index["openapi"], "/openapi.json");
     t.error(t.request(Method::GET, "/v1/nope", None), 404, "not_found")
         .await;
     t.error(

@@ -194,6 +194,17 @@ pub fn routes(
         .and(json_body::<handlers::DevTokenRequest>(c.clone()))
         .and(with_ctx(c.clone()))
         .and_then(|_permit, body, ctx| async move { ok(handlers::dev_token(ctx, body).await) });
+    // What a person who opens the printed URL sees: where to go next.
+    let index = warp::path::end().and(warp::get()).map(|| {
+        warp::reply::json(&serde_json::json!({
+            "service": "likes",
+            "api": "/v1",
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+        }))
+    });
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
@@ -225,6 +236,7 @@ pub fn routes(
         .or(readyz)
         .or(metrics)
         .or(openapi)
+        .or(index)
         .recover(recover)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method(), info.path());
@@ -254,6 +266,7 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         (_, ["readyz"]) => "readyz",
         (_, ["metrics"]) => "metrics",
         (_, ["openapi.json"]) => "openapi",
+        (_, [""]) => "index",
         _ => "other",
     }
 }
