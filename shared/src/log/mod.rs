@@ -185,7 +185,6 @@ pub struct LogSource {
     /// Deliveries, or the read error that ended them (the worker then stops loudly).
     rx: mpsc::Receiver<Result<Delivery<u64>, BusError>>,
     dir: PathBuf,
-    acked: u64,
     shared: Arc<LogShared>,
     /// Held so the reader task stops when the source is dropped.
     reader_task: tokio::task::JoinHandle<()>,
@@ -206,7 +205,6 @@ impl LogSource {
         LogSource {
             rx,
             dir,
-            acked: from,
             shared,
             reader_task: reader,
             deleting: Arc::default(),
@@ -215,7 +213,7 @@ impl LogSource {
 
     /// One past the last offset whose effects were acked.
     pub fn acked_offset(&self) -> u64 {
-        self.acked
+        self.shared.acked.load(Ordering::Acquire)
     }
 }
 
@@ -296,7 +294,7 @@ impl EventSource for LogSource {
             return Ok(());
         };
         let next = max + 1;
-        if next <= self.acked {
+        if next <= self.acked_offset() {
             return Ok(());
         }
         let dir = self.dir.clone();
@@ -309,7 +307,6 @@ impl EventSource for LogSource {
         })
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))??;
-        self.acked = next;
         self.shared.acked.store(next, Ordering::Release);
         Ok(())
     }
