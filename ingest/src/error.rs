@@ -108,8 +108,6 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
         e.clone()
     } else if rejection.is_not_found() {
         ApiError::NotFound("no such route".into())
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::BadRequest("request body is too large".into())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::LengthRequired
     } else if rejection
