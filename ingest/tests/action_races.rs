@@ -1,0 +1,158 @@
+//! Races on one (user, content) through the service, over generated schedules (issue 6, holes 2
+//! and 3): concurrent likes and unlikes whose publishes are delayed and sometimes refused.
+//!
+//! What must hold (DESIGN section 7, I1, I3):
+//! - every 2xx reports a durable state: the last-writer-wins state of some prefix of the durable
+//!   log that is at least what was durable when the request began, and no more than what was
+//!   durable when it was answered;
+//! - once everything settles, the cache answers what the durable events say, and the count is
+//!   the number of users the durable events leave liking the content;
+//! - the store, fed the durable events, agrees (I1).
+
+mod support;
+
+use likes_shared::{Action, ContentId, LikeEvent, UserId};
+use proptest::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+use support::{lww_liked, Harness, PublishStep};
+
+#[derive(Debug, Clone)]
+struct Request {
+    start_ms: u64,
+    user: u64,
+    action: Action,
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    (0u64..6, 1u64..=2, any::<bool>()).prop_map(|(start_ms, user, like)| Request {
+        start_ms,
+        user,
+        action: if like { Action::Like } else { Action::Unlike },
+    })
+}
+
+fn publish_step() -> impl Strategy<Value = PublishStep> {
+    (0u64..6, 0u32..4).prop_map(|(delay_ms, roll)| PublishStep {
+        delay_ms,
+        ok: roll != 0,
+    })
+}
+
+const CONTENT: u64 = 9;
+
+/// What one request saw: the durable log's length when it began and when it was answered.
+struct Answer {
+    user: u64,
+    liked: Option<bool>,
+    durable_at_start: usize,
+    durable_at_answer: usize,
+}
+
+/// Whether `liked` is the state after some prefix, in version order, of the events durable at the
+/// answer, a prefix that holds everything that was durable when the request began (the request
+/// acts after those, so it cannot report a state they superseded).
+fn backed_by_durable_prefix(
+    at_start: &[LikeEvent],
+    at_answer: &[LikeEvent],
+    user: UserId,
+    content: ContentId,
+    liked: bool,
+) -> bool {
+    let mine = |e: &&LikeEvent| e.user_id == user && e.content_id == content;
+    let seen = at_start.iter().filter(mine).map(|e| e.version).max();
+    let mut history: Vec<&LikeEvent> = at_answer.iter().filter(mine).collect();
+    history.sort_by_key(|e| e.version);
+    let shortest = history
+        .iter()
+        .take_while(|e| seen.is_some_and(|v| e.version <= v))
+        .count();
+    (shortest..=history.len()).any(|k| {
+        let state = k
+            .checked_sub(1)
+            .is_some_and(|last| history[last].action.liked());
+        state == liked
+    })
+}
+
+fn run_schedule(requests: Vec<Request>, steps: Vec<PublishStep>) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    runtime.block_on(async move {
+        let harness = Arc::new(Harness::new(steps));
+        let content = ContentId::new(CONTENT).expect("non-zero");
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|r| {
+                let harness = harness.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(r.start_ms)).await;
+                    let user = UserId::new(r.user).expect("non-zero");
+                    let durable_at_start = harness.durable().len();
+                    let result = harness.service.act(user, content, r.action).await;
+                    Answer {
+                        user: r.user,
+                        liked: result.ok().map(|o| o.liked),
+                        durable_at_start,
+                        durable_at_answer: harness.durable().len(),
+                    }
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("request task"));
+        }
+        let durable: Vec<LikeEvent> = harness.durable();
+        for a in &answers {
+            let Some(liked) = a.liked else { continue };
+            let user = UserId::new(a.user).expect("non-zero");
+            let backed = backed_by_durable_prefix(
+                &durable[..a.durable_at_start],
+                &durable[..a.durable_at_answer],
+                user,
+                content,
+                liked,
+            );
+            prop_assert!(
+                backed,
+                "user {} was answered liked={liked}, which no durable prefix says (durable at start {}, at answer {}, in the end {:?})",
+                a.user,
+                a.durable_at_start,
+                a.durable_at_answer,
+                durable
+                    .iter()
+                    .map(|e| (e.user_id.get(), e.action, e.version))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let mut liking = 0;
+        for u in 1..=2 {
+            let user = UserId::new(u).expect("non-zero");
+            let want = lww_liked(&durable, user, content);
+            liking += i64::from(want);
+            let got = harness.service.liked(user, &[content]).await;
+            prop_assert_eq!(got.ok(), Some(vec![want]), "cached state of user {}", u);
+        }
+        let count = harness.service.counts(&[content]).await;
+        prop_assert_eq!(count.ok(), Some(vec![liking]), "cached count");
+        harness.apply_durable_to_store().await;
+        prop_assert_eq!(harness.stored_count(content).await, liking, "stored count (I1)");
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_answer_reports_a_durable_state_and_the_cache_settles_on_the_durable_log(
+        requests in prop::collection::vec(request(), 2..12),
+        steps in prop::collection::vec(publish_step(), 12),
+    ) {
+        run_schedule(requests, steps)?;
+    }
+}
