@@ -34,7 +34,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut EmbeddedConfig)) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_in(tempfile::tempdir().expect("tempdir"), tweak).await
+}
+
+/// Starts on an existing data dir (a restart: stop the previous app first).
+pub async fn spawn_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut EmbeddedConfig)) -> TestApp {
     let mut config = config(dir.path());
     tweak(&mut config);
     let app = Embedded::start(config).await.expect("app starts");
