@@ -32,7 +32,7 @@ pub struct EmbeddedConfig {
     /// The HTTP settings shared with `likes-ingest` (`LIKES_HTTP_ADDR`, `LIKES_AUTH__…`).
     #[serde(flatten)]
     pub ingest: IngestConfig,
-    /// Cached (user, content) states, and separately cached counts.
+    /// Cached users plus (user, content) states, and separately cached counts.
     pub cache_capacity: usize,
     /// Bytes the local log may hold before ingest answers 503.
     pub log_max_bytes: u64,
@@ -108,7 +108,10 @@ impl Embedded {
         let worker = tokio::spawn(worker.run(shutdown.clone()));
         catch_up(&publisher, &worker).await;
         let backends = Backends {
-            cache: Arc::new(MemoryStateCache::new(config.cache_capacity)),
+            cache: Arc::new(MemoryStateCache::new(
+                config.cache_capacity,
+                Arc::new(publisher.clone()),
+            )),
             store: Arc::new(store.clone()),
             publisher: Arc::new(publisher),
             trending: board,

@@ -1,150 +1,286 @@
-//! The embedded state cache: the Redis contract (DESIGN section 7) in process memory.
+//! The embedded state cache: the Redis contract (DESIGN section 7, [`likes_shared::cache`]) in
+//! process memory.
 //!
 //! States are kept per user, like the Redis hash `likes:{u:<user_id>}`: a user is filled from the
 //! store once (their recent rows) and, when that fill held all their rows, answers "not liked"
-//! for any other content without asking the store again. Sharded by user (and counts by content)
-//! so concurrent requests rarely share a lock; the `parking_lot` mutexes are held for a few map
-//! operations and never across an `.await`.
+//! for any other content without asking the store again. Each (user, content) keeps its current
+//! state and its last durable one, so a failed publish reverts to what a durable event said.
+//! Sharded by user (and counts by content) so concurrent requests rarely share a lock; the
+//! `parking_lot` mutexes are held for a few map operations and never across an `.await`, and
+//! never two at once.
 //!
-//! Bounded (I7): a shard over its share of the capacity forgets users, and a user over their
-//! share of entries forgets entries and stops claiming completeness. Both are safe: a forgotten
-//! state is cold and is filled from the store again before it answers.
+//! Bounded (I7) in entries, not users: a user costs one plus their states, a count one. Room is
+//! made by forgetting only settled entries (see [`shard`]); a user over their share forgets
+//! their own settled states and stops claiming completeness. When nothing can be forgotten the
+//! cache answers [`CacheError::Full`].
+
+mod entries;
+mod shard;
 
 use async_trait::async_trait;
-use likes_shared::cache::{CacheError, CachedApply, StateCache};
+use entries::{version, CountEntry, StateEntry, UserStates};
+use likes_shared::bus::{CommitProgress, DurableMark};
+use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
-use parking_lot::Mutex;
-use std::collections::HashMap;
+use parking_lot::{Mutex, MutexGuard};
+use shard::Shard;
+use std::sync::Arc;
 
-const SHARDS: usize = 64;
 /// Most states cached for one user; a fill larger than this is never complete.
 pub const MAX_STATES_PER_USER: usize = 4_096;
-
-/// A known state; `None` means "known: no row" (never liked, nothing stored).
-type Known = Option<RowState>;
-
-#[derive(Default)]
-struct UserStates {
-    /// Every content missing from `states` has no row.
-    complete: bool,
-    states: HashMap<ContentId, Known>,
-}
-
-impl UserStates {
-    /// `None` when cold: not cached and not covered by a complete fill.
-    fn get(&self, content: ContentId) -> Option<Known> {
-        match self.states.get(&content) {
-            Some(known) => Some(*known),
-            None if self.complete => Some(None),
-            None => None,
-        }
-    }
-
-    fn set(&mut self, content: ContentId, known: Known) {
-        if self.states.len() >= MAX_STATES_PER_USER && !self.states.contains_key(&content) {
-            forget_some(&mut self.states, MAX_STATES_PER_USER);
-            self.complete = false;
-        }
-        self.states.insert(content, known);
-    }
-}
-
-/// Forgets an arbitrary eighth: cheap, and anything forgotten is refilled on demand.
-fn forget_some<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, limit: usize) {
-    let drop: Vec<K> = map.keys().take(limit / 8 + 1).cloned().collect();
-    for k in drop {
-        map.remove(&k);
-    }
-}
+const MAX_SHARDS: usize = 64;
+/// A shard smaller than this would make one busy user crowd out everyone sharing it.
+const MIN_SHARD_CAPACITY: usize = 16;
+const NO_ROW: RowState = RowState {
+    liked: false,
+    version: 0,
+};
 
 pub struct MemoryStateCache {
-    users: Vec<Mutex<HashMap<UserId, UserStates>>>,
-    counts: Vec<Mutex<HashMap<ContentId, i64>>>,
-    per_shard: usize,
-}
-
-fn shard_of(id: u64) -> usize {
-    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
+    users: Vec<Mutex<Shard<UserId, UserStates>>>,
+    counts: Vec<Mutex<Shard<ContentId, CountEntry>>>,
+    shard_bits: u32,
+    max_states_per_user: usize,
+    progress: Arc<dyn CommitProgress>,
 }
 
 impl MemoryStateCache {
-    /// `capacity` bounds the cached users, and separately the cached counts.
-    pub fn new(capacity: usize) -> Self {
+    /// `capacity` bounds the cached users plus states, and separately the cached counts;
+    /// `progress` says what the sink has committed, which is all that may be forgotten.
+    pub fn new(capacity: usize, progress: Arc<dyn CommitProgress>) -> Self {
+        let mut shards = MAX_SHARDS;
+        while shards > 1 && capacity / shards < MIN_SHARD_CAPACITY {
+            shards /= 2;
+        }
+        let per_shard = (capacity / shards).max(2);
         MemoryStateCache {
-            users: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            counts: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: (capacity / SHARDS).max(16),
+            users: (0..shards)
+                .map(|_| Mutex::new(Shard::new(per_shard)))
+                .collect(),
+            counts: (0..shards)
+                .map(|_| Mutex::new(Shard::new(per_shard)))
+                .collect(),
+            shard_bits: shards.trailing_zeros(),
+            max_states_per_user: MAX_STATES_PER_USER.min(per_shard - 1),
+            progress,
         }
     }
 
-    /// Runs `f` on the user's entry, creating it (and making room for it) if needed.
-    fn with_user<R>(&self, user: UserId, f: impl FnOnce(&mut UserStates) -> R) -> R {
-        let mut users = self.users[shard_of(user.get())].lock();
-        if !users.contains_key(&user) && users.len() >= self.per_shard {
-            forget_some(&mut users, self.per_shard);
+    /// Fibonacci hashing: the top bits of a multiplicative hash spread sequential ids.
+    fn shard_of(&self, id: u64) -> usize {
+        match self.shard_bits {
+            0 => 0,
+            bits => (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize,
         }
-        f(users.entry(user).or_default())
     }
 
-    fn move_count(&self, content: ContentId, delta: i64) -> Option<i64> {
-        self.counts[shard_of(content.get())]
-            .lock()
-            .get_mut(&content)
-            .map(|n| {
-                *n += delta;
-                *n
-            })
+    fn user_shard(&self, user: UserId) -> MutexGuard<'_, Shard<UserId, UserStates>> {
+        self.users[self.shard_of(user.get())].lock()
+    }
+
+    fn count_shard(&self, content: ContentId) -> MutexGuard<'_, Shard<ContentId, CountEntry>> {
+        self.counts[self.shard_of(content.get())].lock()
+    }
+
+    /// A count entry for a change to move; created unfilled if the count is not cached.
+    fn reserve_count(&self, content: ContentId, committed: u64) -> Result<(), CacheError> {
+        let mut shard = self.count_shard(content);
+        if shard.touch(&content).is_some() {
+            return Ok(());
+        }
+        if !shard.make_room(1, committed, None) {
+            return Err(CacheError::Full);
+        }
+        shard.insert(content, CountEntry::default());
+        Ok(())
+    }
+
+    /// Moves a count by `delta` and its in-flight changes by `in_flight`; the count after.
+    fn move_count(&self, content: ContentId, delta: i64, in_flight: i32, mark: u64) -> Option<i64> {
+        let mut shard = self.count_shard(content);
+        if !shard.map.contains_key(&content) {
+            // Forgotten between reserve and move (settled and swept): keep the change's trace so
+            // no fill caches a count that lacks it. One entry over the bound, briefly.
+            shard.insert(content, CountEntry::default());
+        }
+        let entry = shard.touch(&content)?;
+        entry.in_flight = entry.in_flight.saturating_add_signed(in_flight);
+        entry.mark = entry.mark.max(mark);
+        if let Some(n) = entry.count.as_mut() {
+            *n += delta;
+        }
+        entry.count
+    }
+
+    /// Room for one more state of `user`: their own settled states first, then the shard's.
+    fn room_for_state(
+        &self,
+        shard: &mut Shard<UserId, UserStates>,
+        user: UserId,
+        committed: u64,
+    ) -> Result<(), CacheError> {
+        let max = self.max_states_per_user;
+        let entry = shard.map.get_mut(&user).ok_or(CacheError::Full)?;
+        if entry.states.len() + 1 > max {
+            let before = entry.states.len();
+            let (fits, forgotten) = entry.forget_settled(max, 1, committed);
+            let after = entry.states.len();
+            shard.resized(before, after);
+            shard.forgot(forgotten);
+            if !fits {
+                return Err(CacheError::Full);
+            }
+        }
+        if shard.make_room(1, committed, Some(&user)) {
+            Ok(())
+        } else {
+            Err(CacheError::Full)
+        }
+    }
+
+    /// Inserts states read from the store where cold; whether all of them fitted, and whether
+    /// all of them fitted without forgetting some of the user's others.
+    fn seed(
+        &self,
+        shard: &mut Shard<UserId, UserStates>,
+        user: UserId,
+        states: impl Iterator<Item = (ContentId, Option<RowState>)>,
+        committed: u64,
+    ) -> Result<(bool, bool), CacheError> {
+        if !shard.map.contains_key(&user) {
+            if !shard.make_room(1, committed, None) {
+                return Err(CacheError::Full);
+            }
+            shard.insert(user, UserStates::default());
+        }
+        let mut kept_all = true;
+        for (content, known) in states {
+            let entry = shard.touch(&user).ok_or(CacheError::Full)?;
+            if entry.get(content).is_some() {
+                continue;
+            }
+            // Making room among the user's own states forgets some: no longer all of them.
+            kept_all &= entry.states.len() < self.max_states_per_user;
+            if self.room_for_state(shard, user, committed).is_err() {
+                return Ok((false, false));
+            }
+            let entry = shard.map.get_mut(&user).ok_or(CacheError::Full)?;
+            entry.states.insert(content, StateEntry::stored(known));
+            shard.resized(0, 1);
+        }
+        Ok((true, kept_all))
     }
 }
 
 #[async_trait]
 impl StateCache for MemoryStateCache {
+    fn fill_ticket(&self) -> FillTicket {
+        FillTicket(self.progress.committed())
+    }
+
     async fn apply(
         &self,
         user: UserId,
         content: ContentId,
         action: Action,
-        version: u64,
-        seed: Option<Option<RowState>>,
+        requested: u64,
     ) -> Result<Option<CachedApply>, CacheError> {
         let liked = action.liked();
-        let applied = self.with_user(user, |entry| {
-            let previous = entry.get(content).or(seed)?;
-            let previous_version = previous.map_or(0, |p| p.version);
-            if previous.is_some_and(|p| p.liked) == liked {
-                entry.set(content, previous);
-                return Some((previous, previous_version, false));
+        let committed = self.progress.committed();
+        self.reserve_count(content, committed)?;
+        let applied = {
+            let mut shard = self.user_shard(user);
+            let Some(entry) = shard.touch(&user) else {
+                return Ok(None);
+            };
+            let Some(found) = entry.get(content) else {
+                return Ok(None);
+            };
+            let found_version = version(found.current);
+            if found.current.is_some_and(|s| s.liked) == liked {
+                (found_version, false, found.pending())
+            } else {
+                if !entry.states.contains_key(&content) {
+                    self.room_for_state(&mut shard, user, committed)?;
+                }
+                // The order this cache saw wins over clock skew between ingest instances.
+                let applied = requested.max(found_version + 1);
+                let Some(entry) = shard.map.get_mut(&user) else {
+                    return Ok(None);
+                };
+                let grew = !entry.states.contains_key(&content);
+                entry.states.insert(
+                    content,
+                    StateEntry {
+                        current: Some(RowState {
+                            liked,
+                            version: applied,
+                        }),
+                        ..found
+                    },
+                );
+                shard.resized(0, usize::from(grew));
+                (applied, true, true)
             }
-            // The order this cache saw wins over clock skew between ingest instances.
-            let applied = version.max(previous_version + 1);
-            entry.set(
-                content,
-                Some(RowState {
-                    liked,
-                    version: applied,
-                }),
-            );
-            Some((previous, applied, true))
-        });
-        let Some((previous, version, changed)) = applied else {
-            return Ok(None);
         };
+        let (version, changed, pending) = applied;
         let count = if changed {
-            self.move_count(content, if liked { 1 } else { -1 })
+            self.move_count(content, if liked { 1 } else { -1 }, 1, 0)
         } else {
-            self.counts[shard_of(content.get())]
-                .lock()
-                .get(&content)
-                .copied()
+            self.move_count(content, 0, 0, 0)
         };
         Ok(Some(CachedApply {
             liked,
             changed,
             version,
-            previous,
+            pending: pending && !changed,
             count,
         }))
+    }
+
+    async fn confirm(
+        &self,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+        mark: DurableMark,
+    ) -> Result<(), CacheError> {
+        let state = Some(RowState {
+            liked: applied.liked,
+            version: applied.version,
+        });
+        let moved = {
+            let mut shard = self.user_shard(user);
+            let entry = shard
+                .map
+                .get_mut(&user)
+                .and_then(|u| u.states.get_mut(&content));
+            match entry {
+                Some(entry) => {
+                    entry.mark = entry.mark.max(mark);
+                    if version(entry.durable) < applied.version {
+                        entry.durable = state;
+                    }
+                    // A revert took this state away while another request made it durable.
+                    let back = version(entry.current) < applied.version;
+                    let moved = back && entry.current.is_some_and(|s| s.liked) != applied.liked;
+                    if back {
+                        entry.current = state;
+                    }
+                    moved
+                }
+                // Pending entries are never forgotten, so there is nothing to confirm.
+                None => false,
+            }
+        };
+        let delta = match (moved, applied.liked) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => -1,
+        };
+        self.move_count(content, delta, -i32::from(applied.changed), mark);
+        Ok(())
     }
 
     async fn revert(
@@ -156,19 +292,30 @@ impl StateCache for MemoryStateCache {
         if !applied.changed {
             return Ok(());
         }
-        let reverted = self.with_user(user, |entry| {
-            let still_ours = entry
-                .get(content)
-                .flatten()
-                .is_some_and(|s| s.version == applied.version);
-            if still_ours {
-                entry.set(content, applied.previous);
+        let reverted = {
+            let mut shard = self.user_shard(user);
+            let entry = shard
+                .map
+                .get_mut(&user)
+                .and_then(|u| u.states.get_mut(&content));
+            match entry {
+                Some(entry)
+                    if version(entry.current) == applied.version
+                        && version(entry.durable) != applied.version =>
+                {
+                    let moved = entry.durable.is_some_and(|s| s.liked) != applied.liked;
+                    entry.current = entry.durable;
+                    moved
+                }
+                _ => false,
             }
-            still_ours
-        });
-        if reverted {
-            self.move_count(content, if applied.liked { -1 } else { 1 });
-        }
+        };
+        let delta = match (reverted, applied.liked) {
+            (false, _) => 0,
+            (true, true) => -1,
+            (true, false) => 1,
+        };
+        self.move_count(content, delta, -1, 0);
         Ok(())
     }
 
@@ -177,22 +324,18 @@ impl StateCache for MemoryStateCache {
         user: UserId,
         contents: &[ContentId],
     ) -> Result<Vec<Option<RowState>>, CacheError> {
-        let users = self.users[shard_of(user.get())].lock();
-        let Some(entry) = users.get(&user) else {
+        let mut shard = self.user_shard(user);
+        let Some(entry) = shard.touch(&user) else {
             return Ok(vec![None; contents.len()]);
         };
-        // Known-absent reads as a tombstone at version 0 so callers can tell it from cold.
         Ok(contents
             .iter()
-            .map(|c| {
-                entry.get(*c).map(|k| {
-                    k.unwrap_or(RowState {
-                        liked: false,
-                        version: 0,
-                    })
-                })
-            })
+            .map(|c| entry.get(*c).map(|e| e.durable.unwrap_or(NO_ROW)))
             .collect())
+    }
+
+    async fn is_filled(&self, user: UserId) -> Result<bool, CacheError> {
+        Ok(self.user_shard(user).map.contains_key(&user))
     }
 
     async fn seed_user(
@@ -200,48 +343,84 @@ impl StateCache for MemoryStateCache {
         user: UserId,
         rows: &[(ContentId, RowState)],
         complete: bool,
-    ) -> Result<(), CacheError> {
-        self.with_user(user, |entry| {
-            for (content, state) in rows {
-                if !entry.states.contains_key(content) {
-                    entry.set(*content, Some(*state));
-                }
-            }
+        ticket: FillTicket,
+    ) -> Result<bool, CacheError> {
+        let committed = self.progress.committed();
+        let mut shard = self.user_shard(user);
+        if !shard.accepts_fill(ticket.0) {
+            return Ok(false);
+        }
+        let (_, all_in) = self.seed(
+            &mut shard,
+            user,
+            rows.iter().map(|(c, s)| (*c, Some(*s))),
+            committed,
+        )?;
+        if let Some(entry) = shard.map.get_mut(&user) {
             // Contents cached before this fill keep their (newer) states; completeness holds
-            // only if nothing was forgotten on the way in.
-            entry.complete |= complete && rows.len() <= MAX_STATES_PER_USER;
-        });
-        Ok(())
+            // only if every row found room.
+            entry.complete |= complete && all_in;
+        }
+        Ok(true)
     }
 
     async fn seed_states(
         &self,
         user: UserId,
-        seeds: &[(ContentId, Option<RowState>)],
-    ) -> Result<(), CacheError> {
-        self.with_user(user, |entry| {
-            for (content, state) in seeds {
-                if entry.get(*content).is_none() {
-                    entry.set(*content, *state);
-                }
-            }
-        });
-        Ok(())
+        states: &[(ContentId, Option<RowState>)],
+        ticket: FillTicket,
+    ) -> Result<bool, CacheError> {
+        let committed = self.progress.committed();
+        let mut shard = self.user_shard(user);
+        if !shard.accepts_fill(ticket.0) {
+            return Ok(false);
+        }
+        let (fitted, _) = self.seed(&mut shard, user, states.iter().copied(), committed)?;
+        if !fitted {
+            return Err(CacheError::Full);
+        }
+        Ok(true)
     }
 
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError> {
         Ok(contents
             .iter()
-            .map(|c| self.counts[shard_of(c.get())].lock().get(c).copied())
+            .map(|c| {
+                let mut shard = self.count_shard(*c);
+                shard.touch(c)?.count
+            })
             .collect())
     }
 
-    async fn fill_count(&self, content: ContentId, count: i64) -> Result<i64, CacheError> {
-        let mut counts = self.counts[shard_of(content.get())].lock();
-        if !counts.contains_key(&content) && counts.len() >= self.per_shard {
-            forget_some(&mut counts, self.per_shard);
+    async fn fill_count(
+        &self,
+        content: ContentId,
+        count: i64,
+        ticket: FillTicket,
+    ) -> Result<Option<i64>, CacheError> {
+        let committed = self.progress.committed();
+        let mut shard = self.count_shard(content);
+        let fresh = shard.accepts_fill(ticket.0);
+        if let Some(entry) = shard.touch(&content) {
+            if entry.count.is_none() && fresh && entry.in_flight == 0 && entry.mark <= ticket.0 {
+                entry.count = Some(count);
+            }
+            return Ok(entry.count);
         }
-        Ok(*counts.entry(content).or_insert(count))
+        if !fresh {
+            return Ok(None);
+        }
+        if shard.make_room(1, committed, None) {
+            shard.insert(
+                content,
+                CountEntry {
+                    count: Some(count),
+                    ..CountEntry::default()
+                },
+            );
+        }
+        // Cached or not, exact: nothing about an uncached content is in flight.
+        Ok(Some(count))
     }
 
     async fn ping(&self) -> Result<(), CacheError> {

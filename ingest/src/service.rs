@@ -1,15 +1,16 @@
 //! What ingest does, without HTTP: apply an action to the state cache, make it durable, answer.
 //!
-//! The order of a like is the contract of DESIGN section 7: the cache decides whether the action
-//! changes anything (so repeated likes publish nothing), the event carries the version the cache
-//! applied, and the answer waits for the publish. If the publish fails the cache change is
-//! reverted and the caller gets 503: no 2xx without a durable event (I3), no cached state without
-//! one either.
+//! The order of a like is the contract of DESIGN section 7 ([`likes_shared::cache`]): the cache
+//! decides whether the action changes anything (so repeated likes publish nothing), the event
+//! carries the version the cache applied, and the answer waits for the publish. A repeated action
+//! that finds its state still pending publishes it again rather than answer early. If a publish
+//! fails the change goes back to the last durable state and the caller gets 503: no 2xx without a
+//! durable event (I3), no cached state without one either.
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use likes_shared::bus::{BusError, EventPublisher};
-use likes_shared::cache::{CachedApply, StateCache};
+use likes_shared::cache::{CacheError, CachedApply, StateCache};
 use likes_shared::hlc::{now_ms, HybridClock};
 use likes_shared::store::{HistoryCursor, LikeStore, LikedItem, RowState};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
@@ -36,6 +37,10 @@ pub struct ActionOutcome {
 /// Rows read to fill a cold user; a user with more is filled partially and the rest is read
 /// per content on demand.
 const USER_FILL_ROWS: usize = 1_000;
+
+/// Store reads per request to fill the cache before giving up with 503: a read is refused when
+/// the cache forgot, meanwhile, something it may have missed; that races a sink commit, rarely.
+const FILL_ATTEMPTS: usize = 3;
 
 pub struct LikeService {
     backends: Backends,
@@ -68,30 +73,8 @@ impl LikeService {
         // Fill the count first so the transition below moves a cached value the caller sees.
         self.counts(&[content]).await?;
         let applied = self.apply_to_cache(user, content, action).await?;
-        if applied.changed {
-            let event = LikeEvent {
-                event_id: rand::random::<u128>(),
-                user_id: user,
-                content_id: content,
-                action,
-                version: applied.version,
-                ts_ms: now_ms(),
-                source: self.source.clone(),
-            };
-            if let Err(error) = self.backends.publisher.publish(&event).await {
-                self.metrics.publish_failures.inc();
-                if let Err(revert) = self.backends.cache.revert(user, content, &applied).await {
-                    tracing::error!(%revert, "could not revert a cached state after a failed publish");
-                }
-                return Err(match error {
-                    BusError::Full => ApiError::unavailable("event log is full; retry shortly"),
-                    other => {
-                        tracing::error!(error = %other, "publish failed");
-                        ApiError::unavailable("events cannot be made durable right now")
-                    }
-                });
-            }
-            self.metrics.events_published.inc();
+        if applied.needs_publish() {
+            self.make_durable(user, content, &applied).await?;
         }
         let count = match applied.count {
             Some(n) => n,
@@ -104,6 +87,55 @@ impl LikeService {
         })
     }
 
+    /// Publishes the state `applied` reports and waits until it is durable (DESIGN section 7,
+    /// "pending until durable"). A pending state found by a repeated action is published again
+    /// with the same version: the sink treats it as a duplicate, and the answer then stands on
+    /// a durable event whichever publish lands. A failed change goes back to the last durable
+    /// state and the caller gets 503.
+    async fn make_durable(
+        &self,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+    ) -> Result<(), ApiError> {
+        let event = LikeEvent {
+            event_id: rand::random::<u128>(),
+            user_id: user,
+            content_id: content,
+            action: if applied.liked {
+                Action::Like
+            } else {
+                Action::Unlike
+            },
+            version: applied.version,
+            ts_ms: now_ms(),
+            source: self.source.clone(),
+        };
+        let cache = &self.backends.cache;
+        match self.backends.publisher.publish(&event).await {
+            Ok(mark) => {
+                self.metrics.events_published.inc();
+                cache
+                    .confirm(user, content, applied, mark)
+                    .await
+                    .map_err(cache_down)
+            }
+            Err(error) => {
+                self.metrics.publish_failures.inc();
+                if let Err(revert) = cache.revert(user, content, applied).await {
+                    tracing::error!(%revert, "could not revert a cached state after a failed publish");
+                }
+                Err(match error {
+                    BusError::Full => ApiError::unavailable("event log is full; retry shortly"),
+                    other => {
+                        tracing::error!(error = %other, "publish failed");
+                        ApiError::unavailable("events cannot be made durable right now")
+                    }
+                })
+            }
+        }
+    }
+
     async fn apply_to_cache(
         &self,
         user: UserId,
@@ -111,75 +143,110 @@ impl LikeService {
         action: Action,
     ) -> Result<CachedApply, ApiError> {
         let cache = &self.backends.cache;
-        if let Some(applied) = cache
-            .apply(user, content, action, self.clock.now(), None)
-            .await
-            .map_err(cache_down)?
-        {
-            return Ok(applied);
+        for attempt in 0..=FILL_ATTEMPTS {
+            if let Some(applied) = cache
+                .apply(user, content, action, self.clock.now())
+                .await
+                .map_err(cache_down)?
+            {
+                return Ok(applied);
+            }
+            if attempt == FILL_ATTEMPTS {
+                break;
+            }
+            if attempt == 0 && !cache.is_filled(user).await.map_err(cache_down)? {
+                self.fill_user(user).await?;
+                continue;
+            }
+            // Filled, but this content is not among the rows a fill holds: read it alone.
+            let ticket = cache.fill_ticket();
+            let stored = self.read_states(user, &[content]).await?;
+            cache
+                .seed_states(user, &[(content, stored[0])], ticket)
+                .await
+                .map_err(cache_down)?;
         }
-        self.fill_user(user).await?;
-        if let Some(applied) = cache
-            .apply(user, content, action, self.clock.now(), None)
-            .await
-            .map_err(cache_down)?
-        {
-            return Ok(applied);
-        }
-        // The user has more rows than one fill holds and this content is not among the recent.
+        Err(ApiError::unavailable("state cache is busy; retry shortly"))
+    }
+
+    async fn read_states(
+        &self,
+        user: UserId,
+        contents: &[ContentId],
+    ) -> Result<Vec<Option<RowState>>, ApiError> {
         let stored = self
             .backends
             .store
-            .states(user, &[content])
+            .states(user, contents)
             .await
-            .map_err(store_down)?[0];
-        if let Some(row) = stored {
-            self.clock.observe(row.version);
+            .map_err(store_down)?;
+        if let Some(newest) = stored.iter().flatten().map(|r| r.version).max() {
+            self.clock.observe(newest);
         }
-        cache
-            .apply(user, content, action, self.clock.now(), Some(stored))
-            .await
-            .map_err(cache_down)?
-            .ok_or_else(|| ApiError::unavailable("state cache refused a seeded state"))
+        Ok(stored)
     }
 
     /// Fills a cold user's cached states with their most recent rows (DESIGN section 7).
     async fn fill_user(&self, user: UserId) -> Result<(), ApiError> {
-        let mut rows = self
-            .backends
-            .store
-            .user_rows(user, USER_FILL_ROWS + 1)
-            .await
-            .map_err(store_down)?;
-        let complete = rows.len() <= USER_FILL_ROWS;
-        rows.truncate(USER_FILL_ROWS);
-        if let Some(newest) = rows.iter().map(|(_, r)| r.version).max() {
-            self.clock.observe(newest);
+        for _ in 0..FILL_ATTEMPTS {
+            let ticket = self.backends.cache.fill_ticket();
+            let mut rows = self
+                .backends
+                .store
+                .user_rows(user, USER_FILL_ROWS + 1)
+                .await
+                .map_err(store_down)?;
+            let complete = rows.len() <= USER_FILL_ROWS;
+            rows.truncate(USER_FILL_ROWS);
+            if let Some(newest) = rows.iter().map(|(_, r)| r.version).max() {
+                self.clock.observe(newest);
+            }
+            let seeded = self
+                .backends
+                .cache
+                .seed_user(user, &rows, complete, ticket)
+                .await
+                .map_err(cache_down)?;
+            if seeded {
+                return Ok(());
+            }
         }
-        self.backends
-            .cache
-            .seed_user(user, &rows, complete)
-            .await
-            .map_err(cache_down)
+        Err(ApiError::unavailable("state cache is busy; retry shortly"))
     }
 
     /// Counts for `contents`, from the cache, filling misses from the store.
     pub async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, ApiError> {
         let cache = &self.backends.cache;
         let cached = cache.counts(contents).await.map_err(cache_down)?;
-        let missing = misses(contents, &cached);
+        let mut missing = misses(contents, &cached);
         let mut filled = HashMap::with_capacity(missing.len());
-        if !missing.is_empty() {
+        for attempt in 1..=FILL_ATTEMPTS {
+            if missing.is_empty() {
+                break;
+            }
+            let ticket = cache.fill_ticket();
             let stored = self
                 .backends
                 .store
                 .counts(&missing)
                 .await
                 .map_err(store_down)?;
+            let mut again = Vec::new();
             for (id, n) in missing.into_iter().zip(stored) {
                 // SET NX: a count cached meanwhile (and moved by a like) wins over the store's.
-                filled.insert(id, cache.fill_count(id, n).await.map_err(cache_down)?);
+                match cache.fill_count(id, n, ticket).await.map_err(cache_down)? {
+                    Some(value) => {
+                        filled.insert(id, value);
+                    }
+                    // The store lacks changes in flight; after the last try, its value is the
+                    // best there is (only this answer is off, nothing cached is).
+                    None if attempt == FILL_ATTEMPTS => {
+                        filled.insert(id, n);
+                    }
+                    None => again.push(id),
+                }
             }
+            missing = again;
         }
         Ok(merge(contents, cached, &filled, 0)
             .into_iter()
@@ -187,7 +254,8 @@ impl LikeService {
             .collect())
     }
 
-    /// Whether `user` likes each of `contents`, from the cache, filling misses from the store.
+    /// Whether `user` likes each of `contents` (durable states), from the cache, filling misses
+    /// from the store.
     pub async fn liked(&self, user: UserId, contents: &[ContentId]) -> Result<Vec<bool>, ApiError> {
         const NO_ROW: RowState = RowState {
             liked: false,
@@ -195,27 +263,35 @@ impl LikeService {
         };
         let cache = &self.backends.cache;
         let mut cached = cache.states(user, contents).await.map_err(cache_down)?;
-        if cached.iter().any(Option::is_none) {
+        if cached.iter().any(Option::is_none) && !cache.is_filled(user).await.map_err(cache_down)? {
             self.fill_user(user).await?;
             cached = cache.states(user, contents).await.map_err(cache_down)?;
         }
         let missing = misses(contents, &cached);
         let mut filled = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
-            let stored = self
-                .backends
-                .store
-                .states(user, &missing)
-                .await
-                .map_err(store_down)?;
-            let seeds: Vec<(ContentId, Option<RowState>)> =
-                missing.into_iter().zip(stored).collect();
-            cache.seed_states(user, &seeds).await.map_err(cache_down)?;
+            let mut seeded = false;
+            for _ in 0..FILL_ATTEMPTS {
+                let ticket = cache.fill_ticket();
+                let stored = self.read_states(user, &missing).await?;
+                let seeds: Vec<(ContentId, Option<RowState>)> =
+                    missing.iter().copied().zip(stored).collect();
+                if cache
+                    .seed_states(user, &seeds, ticket)
+                    .await
+                    .map_err(cache_down)?
+                {
+                    seeded = true;
+                    break;
+                }
+            }
+            if !seeded {
+                return Err(ApiError::unavailable("state cache is busy; retry shortly"));
+            }
             // Re-read: a concurrent action may have won over the seed, and the cache holds it.
-            let ids: Vec<ContentId> = seeds.iter().map(|(id, _)| *id).collect();
-            let now = cache.states(user, &ids).await.map_err(cache_down)?;
-            for ((id, seed), current) in seeds.into_iter().zip(now) {
-                filled.insert(id, current.or(seed).unwrap_or(NO_ROW));
+            let now = cache.states(user, &missing).await.map_err(cache_down)?;
+            for (id, current) in missing.into_iter().zip(now) {
+                filled.insert(id, current.unwrap_or(NO_ROW));
             }
         }
         Ok(merge(contents, cached, &filled, NO_ROW)
@@ -269,9 +345,17 @@ fn merge<T: Copy>(
         .collect()
 }
 
-fn cache_down(e: likes_shared::cache::CacheError) -> ApiError {
-    tracing::error!(error = %e, "state cache failed");
-    ApiError::unavailable("state cache unavailable")
+fn cache_down(e: CacheError) -> ApiError {
+    match e {
+        CacheError::Full => {
+            tracing::warn!("state cache full of changes the store does not hold yet");
+            ApiError::unavailable("too many changes waiting for the store; retry shortly")
+        }
+        other => {
+            tracing::error!(error = %other, "state cache failed");
+            ApiError::unavailable("state cache unavailable")
+        }
+    }
 }
 
 fn store_down(e: likes_shared::store::StoreError) -> ApiError {

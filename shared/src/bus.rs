@@ -19,13 +19,33 @@ pub enum BusError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a published event became durable, in the order the sink commits events: the embedded
+/// log's offset plus one; a broker-backed publisher may use its ack time. Compared with
+/// [`CommitProgress::committed`] to tell whether the store holds an event yet.
+pub type DurableMark = u64;
+
 #[async_trait]
 pub trait EventPublisher: Send + Sync + 'static {
-    /// Makes `event` durable; returns once it is (and not before).
-    async fn publish(&self, event: &LikeEvent) -> Result<(), BusError>;
+    /// Makes `event` durable; returns once it is (and not before), with its mark.
+    async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError>;
 
     /// Whether publishing is expected to work now (for `/readyz`).
     fn is_ready(&self) -> bool;
+}
+
+/// How far the sink has committed: every event whose [`DurableMark`] is at or below
+/// `committed()` is in the store. A cache may forget an entry only once its newest event is
+/// (DESIGN section 7, "forget only what the store holds"): a refill from a store that lacks it
+/// would bring back an older state.
+pub trait CommitProgress: Send + Sync + 'static {
+    fn committed(&self) -> DurableMark;
+}
+
+/// A progress set by hand: tests, and deployments that derive it from elsewhere.
+impl CommitProgress for std::sync::atomic::AtomicU64 {
+    fn committed(&self) -> DurableMark {
+        self.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// One event handed to the pipeline, with the handle that acknowledges it.

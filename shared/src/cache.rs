@@ -1,7 +1,21 @@
 //! The state cache contract (Redis in production, memory when embedded). A cache, never the truth
 //! (I6): it answers "did I like it" and counts fast and tells ingest whether an action changed
 //! anything, so only real transitions are published.
+//!
+//! The rules of DESIGN section 7 live here, so every backend keeps them:
+//! - **Pending until durable.** An action's state is *pending* until its event is durable. The
+//!   service publishes, then [`StateCache::confirm`]s; a request that finds the state it wants
+//!   already there but pending publishes the same state and version again (the sink treats an
+//!   equal version as a duplicate) before it answers, so a 2xx always reports a durable state.
+//! - **Revert to the last durable state.** [`StateCache::revert`] restores what the last durable
+//!   event said, never a state that was itself pending.
+//! - **Forget only what the store holds.** An entry may be dropped only once the sink committed
+//!   its newest event ([`crate::bus::CommitProgress`]); a fill from the store carries a
+//!   [`FillTicket`] taken before the read, and is refused if the cache forgot, since, something
+//!   that read may have missed. When nothing can be forgotten the cache is full:
+//!   [`CacheError::Full`], answered 503 (I7).
 
+use crate::bus::DurableMark;
 use crate::event::Action;
 use crate::ids::{ContentId, UserId};
 use crate::store::RowState;
@@ -16,33 +30,59 @@ pub struct CachedApply {
     pub changed: bool,
     /// The version now stored: `max(requested, previous + 1)` when changed, else the previous one.
     pub version: u64,
-    /// The state before, so a failed publish can be undone exactly.
-    pub previous: Option<RowState>,
+    /// The state found (unchanged) is not durable yet: publish it again before answering.
+    pub pending: bool,
     /// The cached count after the action, if the count was cached.
     pub count: Option<i64>,
 }
+
+impl CachedApply {
+    /// Whether an event must be made durable before the answer: a change, or a pending state.
+    pub fn needs_publish(&self) -> bool {
+        self.changed || self.pending
+    }
+}
+
+/// Taken before a store read that will fill the cache: how far the sink had committed then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillTicket(pub DurableMark);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("state cache unavailable: {0}")]
     Unavailable(String),
+    /// Every entry holds something the store does not have yet; nothing can be forgotten.
+    #[error("state cache is full of changes the store does not hold yet")]
+    Full,
 }
 
 #[async_trait]
 pub trait StateCache: Send + Sync + 'static {
-    /// Applies `action` at `version` if the (user, content) state is known. Returns `None` when
-    /// it is cold: the caller then reads the store and calls again with `seed` (the stored row,
-    /// `None` for no row), which is used only if the state is still cold.
+    /// A ticket for a store read about to fill the cache.
+    fn fill_ticket(&self) -> FillTicket;
+
+    /// Applies `action` at `version` if the (user, content) state is known; `None` when it is
+    /// cold (fill it from the store and call again).
     async fn apply(
         &self,
         user: UserId,
         content: ContentId,
         action: Action,
         version: u64,
-        seed: Option<Option<RowState>>,
     ) -> Result<Option<CachedApply>, CacheError>;
 
-    /// Undoes `applied` if the stored version is still the one it set (a later action wins).
+    /// The state `applied` reports is durable at `mark`: it becomes the entry's durable state if
+    /// newer, and its current state too if a revert took it away meanwhile.
+    async fn confirm(
+        &self,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+        mark: DurableMark,
+    ) -> Result<(), CacheError>;
+
+    /// The publish of a change failed: back to the last durable state, if the entry still holds
+    /// this change (a later action wins).
     async fn revert(
         &self,
         user: UserId,
@@ -50,35 +90,47 @@ pub trait StateCache: Send + Sync + 'static {
         applied: &CachedApply,
     ) -> Result<(), CacheError>;
 
-    /// Cached states; `None` where cold.
+    /// Durable cached states; `None` where cold. Known "no row" reads as unliked at version 0.
     async fn states(
         &self,
         user: UserId,
         contents: &[ContentId],
     ) -> Result<Vec<Option<RowState>>, CacheError>;
 
-    /// Fills a cold user from the store with their most recent rows (tombstones included). When
-    /// `complete`, the rows are all the user has, so every other content is known "no row" and
-    /// needs no store read. Never overwrites a cached state.
+    /// Whether the user has been filled (and so a cold content needs a single-row read, not a
+    /// whole fill again).
+    async fn is_filled(&self, user: UserId) -> Result<bool, CacheError>;
+
+    /// Fills a user from the store with their most recent rows (tombstones included). When
+    /// `complete`, the rows are all the user has, so every other content is known "no row".
+    /// Never overwrites a cached state. `Ok(false)`: the read may be stale, read again.
     async fn seed_user(
         &self,
         user: UserId,
         rows: &[(ContentId, RowState)],
         complete: bool,
-    ) -> Result<(), CacheError>;
+        ticket: FillTicket,
+    ) -> Result<bool, CacheError>;
 
-    /// Fills single cold states from the store (never overwrites a cached one).
+    /// Fills single cold states from the store; `Ok(false)` as for [`Self::seed_user`].
     async fn seed_states(
         &self,
         user: UserId,
         states: &[(ContentId, Option<RowState>)],
-    ) -> Result<(), CacheError>;
+        ticket: FillTicket,
+    ) -> Result<bool, CacheError>;
 
     /// Cached counts; `None` where not cached.
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError>;
 
-    /// Caches `count` if none is cached (SET NX) and returns the cached value.
-    async fn fill_count(&self, content: ContentId, count: i64) -> Result<i64, CacheError>;
+    /// Caches a count read from the store if none is cached (SET NX) and returns the value to
+    /// use; `None` when the read may lack changes in flight (read again).
+    async fn fill_count(
+        &self,
+        content: ContentId,
+        count: i64,
+        ticket: FillTicket,
+    ) -> Result<Option<i64>, CacheError>;
 
     /// Whether the cache answers now (for `/readyz`).
     async fn ping(&self) -> Result<(), CacheError>;

@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 fn ids(u: u64, c: u64) -> (UserId, ContentId) {
     (
@@ -11,38 +12,50 @@ fn row(liked: bool, version: u64) -> RowState {
     RowState { liked, version }
 }
 
+/// A cache and the sink progress it reads, set by hand.
+fn cache(capacity: usize) -> (MemoryStateCache, Arc<AtomicU64>) {
+    let progress = Arc::new(AtomicU64::new(0));
+    (MemoryStateCache::new(capacity, progress.clone()), progress)
+}
+
+async fn apply(
+    cache: &MemoryStateCache,
+    u: UserId,
+    c: ContentId,
+    a: Action,
+    v: u64,
+) -> CachedApply {
+    cache.apply(u, c, a, v).await.expect("apply").expect("warm")
+}
+
 #[tokio::test]
 async fn cold_until_seeded_then_transitions_move_the_count() {
-    let cache = MemoryStateCache::new(1_000);
+    let (cache, _) = cache(1_000);
     let (u, c) = ids(1, 2);
     assert_eq!(
-        cache
-            .apply(u, c, Action::Like, 10, None)
-            .await
-            .expect("apply"),
+        cache.apply(u, c, Action::Like, 10).await.expect("apply"),
         None
     );
-    assert_eq!(cache.fill_count(c, 5).await.expect("fill"), 5);
-    assert_eq!(cache.fill_count(c, 99).await.expect("fill is NX"), 5);
-    let liked = cache
-        .apply(u, c, Action::Like, 10, Some(None))
-        .await
-        .expect("apply")
-        .expect("seeded");
-    assert!(liked.changed && liked.liked);
+    let t = cache.fill_ticket();
+    assert_eq!(cache.fill_count(c, 5, t).await.expect("fill"), Some(5));
+    assert_eq!(
+        cache.fill_count(c, 99, t).await.expect("fill is NX"),
+        Some(5)
+    );
+    assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
+    let liked = apply(&cache, u, c, Action::Like, 10).await;
+    assert!(liked.changed && liked.liked && !liked.pending);
     assert_eq!(liked.count, Some(6));
-    let again = cache
-        .apply(u, c, Action::Like, 11, None)
-        .await
-        .expect("apply")
-        .expect("warm");
-    assert!(!again.changed);
+    let again = apply(&cache, u, c, Action::Like, 11).await;
+    assert!(
+        !again.changed && again.pending,
+        "the like is not durable yet"
+    );
     assert_eq!((again.version, again.count), (10, Some(6)));
-    let unliked = cache
-        .apply(u, c, Action::Unlike, 5, None)
-        .await
-        .expect("apply")
-        .expect("warm");
+    cache.confirm(u, c, &liked, 1).await.expect("confirm");
+    let durable = apply(&cache, u, c, Action::Like, 11).await;
+    assert!(!durable.changed && !durable.pending);
+    let unliked = apply(&cache, u, c, Action::Unlike, 5).await;
     assert_eq!(
         (unliked.changed, unliked.version, unliked.count),
         (true, 11, Some(5)),
@@ -51,59 +64,72 @@ async fn cold_until_seeded_then_transitions_move_the_count() {
 }
 
 #[tokio::test]
+async fn reads_report_durable_states_only() {
+    let (cache, _) = cache(1_000);
+    let (u, c) = ids(1, 2);
+    assert!(cache
+        .seed_user(u, &[], true, cache.fill_ticket())
+        .await
+        .expect("seed"));
+    let like = apply(&cache, u, c, Action::Like, 10).await;
+    assert_eq!(
+        cache.states(u, &[c]).await.expect("states"),
+        vec![Some(row(false, 0))]
+    );
+    cache.confirm(u, c, &like, 1).await.expect("confirm");
+    assert_eq!(
+        cache.states(u, &[c]).await.expect("states"),
+        vec![Some(row(true, 10))]
+    );
+}
+
+#[tokio::test]
 async fn a_complete_user_fill_answers_every_content_and_a_partial_one_does_not() {
-    let cache = MemoryStateCache::new(1_000);
+    let (cache, _) = cache(1_000);
     let (u, c) = ids(1, 2);
     let (_, other) = ids(1, 3);
-    cache
-        .seed_user(u, &[(c, row(true, 7))], true)
+    let t = cache.fill_ticket();
+    assert!(cache
+        .seed_user(u, &[(c, row(true, 7))], true, t)
         .await
-        .expect("seed");
+        .expect("seed"));
     assert_eq!(
         cache.states(u, &[c, other]).await.expect("states"),
         vec![Some(row(true, 7)), Some(row(false, 0))]
     );
-    let like = cache
-        .apply(u, other, Action::Like, 9, None)
-        .await
-        .expect("apply")
-        .expect("known");
-    assert!(like.changed);
+    assert!(apply(&cache, u, other, Action::Like, 9).await.changed);
     let (v, _) = ids(2, 2);
-    cache
-        .seed_user(v, &[(c, row(false, 4))], false)
+    assert!(cache
+        .seed_user(v, &[(c, row(false, 4))], false, t)
         .await
-        .expect("seed");
+        .expect("seed"));
+    assert!(cache.is_filled(v).await.expect("filled"));
     assert_eq!(
         cache.states(v, &[c, other]).await.expect("states"),
         vec![Some(row(false, 4)), None]
     );
     assert_eq!(
-        cache
-            .apply(v, other, Action::Like, 9, None)
-            .await
-            .expect("apply"),
+        cache.apply(v, other, Action::Like, 9).await.expect("apply"),
         None
     );
 }
 
 #[tokio::test]
 async fn a_fill_never_overwrites_a_newer_cached_state() {
-    let cache = MemoryStateCache::new(1_000);
+    let (cache, _) = cache(1_000);
     let (u, c) = ids(1, 2);
-    cache
-        .apply(u, c, Action::Like, 50, Some(None))
+    let t = cache.fill_ticket();
+    assert!(cache.seed_states(u, &[(c, None)], t).await.expect("seed"));
+    let like = apply(&cache, u, c, Action::Like, 50).await;
+    cache.confirm(u, c, &like, 1).await.expect("confirm");
+    assert!(cache
+        .seed_user(u, &[(c, row(false, 10))], true, t)
         .await
-        .expect("apply")
-        .expect("seeded");
-    cache
-        .seed_user(u, &[(c, row(false, 10))], true)
+        .expect("seed"));
+    assert!(cache
+        .seed_states(u, &[(c, Some(row(false, 10)))], t)
         .await
-        .expect("seed");
-    cache
-        .seed_states(u, &[(c, Some(row(false, 10)))])
-        .await
-        .expect("seed");
+        .expect("seed"));
     assert_eq!(
         cache.states(u, &[c]).await.expect("states"),
         vec![Some(row(true, 50))]
@@ -111,67 +137,183 @@ async fn a_fill_never_overwrites_a_newer_cached_state() {
 }
 
 #[tokio::test]
-async fn revert_undoes_only_its_own_change() {
-    let cache = MemoryStateCache::new(1_000);
+async fn revert_goes_back_to_the_last_durable_state_never_to_a_pending_one() {
+    let (cache, _) = cache(1_000);
     let (u, c) = ids(1, 2);
-    cache.fill_count(c, 0).await.expect("fill");
-    let first = cache
-        .apply(u, c, Action::Like, 10, Some(None))
-        .await
-        .expect("apply")
-        .expect("seeded");
-    cache.revert(u, c, &first).await.expect("revert");
-    assert_eq!(
-        cache.states(u, &[c]).await.expect("states"),
-        vec![Some(row(false, 0))]
-    );
-    assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(0)]);
-    let like = cache
-        .apply(u, c, Action::Like, 20, None)
-        .await
-        .expect("apply")
-        .expect("warm");
-    let _unlike = cache
-        .apply(u, c, Action::Unlike, 30, None)
-        .await
-        .expect("apply")
-        .expect("warm");
+    let t = cache.fill_ticket();
+    cache.fill_count(c, 0, t).await.expect("fill");
+    assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
+    // Like v1 and unlike v2 both in flight; both publishes fail (hole 3).
+    let like = apply(&cache, u, c, Action::Like, 10).await;
+    let unlike = apply(&cache, u, c, Action::Unlike, 20).await;
     cache
         .revert(u, c, &like)
         .await
         .expect("stale revert is a no-op");
-    assert_eq!(
-        cache.states(u, &[c]).await.expect("states")[0].map(|s| s.liked),
-        Some(false)
+    cache.revert(u, c, &unlike).await.expect("revert");
+    let now = apply(&cache, u, c, Action::Unlike, 30).await;
+    assert!(
+        !now.changed && !now.pending,
+        "back to 'no row', which is durable: {now:?}"
     );
     assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(0)]);
 }
 
 #[tokio::test]
-async fn users_past_their_share_forget_entries_and_completeness() {
-    let cache = MemoryStateCache::new(1_000);
-    let (u, _) = ids(1, 1);
-    cache.seed_user(u, &[], true).await.expect("seed");
-    for c in 1..=(MAX_STATES_PER_USER as u64 + 1) {
-        let content = ContentId::new(c).expect("non-zero");
-        cache
-            .apply(u, content, Action::Like, c, None)
-            .await
-            .expect("apply")
-            .expect("known");
+async fn a_durable_republish_restores_a_state_that_a_revert_took_away() {
+    let (cache, _) = cache(1_000);
+    let (u, c) = ids(1, 2);
+    let t = cache.fill_ticket();
+    cache.fill_count(c, 0, t).await.expect("fill");
+    assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
+    let like = apply(&cache, u, c, Action::Like, 10).await;
+    let repeat = apply(&cache, u, c, Action::Like, 11).await;
+    assert!(repeat.pending && !repeat.changed);
+    // The first publish fails, the republish of the same version lands.
+    cache.revert(u, c, &like).await.expect("revert");
+    assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(0)]);
+    cache.confirm(u, c, &repeat, 1).await.expect("confirm");
+    assert_eq!(
+        cache.states(u, &[c]).await.expect("states"),
+        vec![Some(row(true, 10))]
+    );
+    assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(1)]);
+}
+
+#[tokio::test]
+async fn only_committed_entries_are_forgotten_and_a_full_cache_refuses() {
+    let (cache, progress) = cache(32); // 2 shards of 16 users+states
+    let t = cache.fill_ticket();
+    let mut marks = Vec::new();
+    let mut full_at = None;
+    for u in 1..=40u64 {
+        let (user, c) = ids(u, 1_000 + u);
+        match cache.seed_user(user, &[], true, t).await {
+            Ok(true) => {}
+            Err(CacheError::Full) => {
+                full_at = Some(u);
+                break;
+            }
+            other => panic!("seed: {other:?}"),
+        }
+        cache.fill_count(c, 0, t).await.expect("fill");
+        match cache.apply(user, c, Action::Like, u).await {
+            Ok(Some(a)) => {
+                cache.confirm(user, c, &a, u).await.expect("confirm");
+                marks.push((user, c));
+            }
+            Err(CacheError::Full) => {
+                full_at = Some(u);
+                break;
+            }
+            other => panic!("apply: {other:?}"),
+        }
     }
-    let states = cache
-        .states(
-            u,
-            &(1..=MAX_STATES_PER_USER as u64 + 1)
-                .map(|c| ContentId::new(c).expect("id"))
-                .collect::<Vec<_>>(),
-        )
+    let full_at = full_at.expect("the cache fills up while nothing is committed");
+    for (user, c) in &marks {
+        assert_eq!(
+            cache.states(*user, &[*c]).await.expect("states")[0].map(|s| s.liked),
+            Some(true),
+            "an uncommitted like is never forgotten"
+        );
+    }
+    // Once the sink has committed everything, room is made by forgetting.
+    progress.store(u64::MAX, Ordering::Release);
+    let (user, c) = ids(full_at, 1_000 + full_at);
+    assert!(cache
+        .seed_user(user, &[], true, cache.fill_ticket())
         .await
-        .expect("states");
+        .expect("room now"));
+    assert!(cache
+        .apply(user, c, Action::Like, 1)
+        .await
+        .expect("apply")
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_fill_read_before_something_was_forgotten_is_refused() {
+    let (cache, progress) = cache(32);
+    let stale = cache.fill_ticket();
+    let (u, c) = ids(1, 1);
+    assert!(cache.seed_user(u, &[], true, stale).await.expect("seed"));
+    let like = apply(&cache, u, c, Action::Like, 10).await;
+    cache.confirm(u, c, &like, 5).await.expect("confirm");
+    progress.store(5, Ordering::Release);
+    // Pressure until user 1 is forgotten (committed, so it may be).
+    let mut v = 2;
+    while cache.is_filled(u).await.expect("filled") {
+        let (other, _) = ids(v, 1);
+        assert!(cache
+            .seed_user(other, &[], true, cache.fill_ticket())
+            .await
+            .expect("seed"));
+        v += 1;
+        assert!(v < 10_000, "user 1 is never forgotten");
+    }
+    // A read taken before mark 5 was committed may lack the like: refused.
+    assert!(!cache.seed_user(u, &[], true, stale).await.expect("seed"));
+    assert!(cache
+        .seed_user(u, &[(c, row(true, 10))], true, cache.fill_ticket())
+        .await
+        .expect("seed"));
+    assert_eq!(
+        cache.states(u, &[c]).await.expect("states"),
+        vec![Some(row(true, 10))]
+    );
+}
+
+#[tokio::test]
+async fn the_bound_counts_states_not_users() {
+    let (cache, _) = cache(64);
+    let (u, _) = ids(1, 1);
+    assert!(cache
+        .seed_user(u, &[], true, cache.fill_ticket())
+        .await
+        .expect("seed"));
+    let mut applied = 0;
+    for c in 1..=200u64 {
+        let content = ContentId::new(c).expect("non-zero");
+        match cache.apply(u, content, Action::Like, c).await {
+            Ok(Some(_)) => applied += 1,
+            Err(CacheError::Full) => break,
+            other => panic!("apply: {other:?}"),
+        }
+    }
     assert!(
-        states.iter().filter(|s| s.is_none()).count() > 0,
-        "some entries were forgotten and are cold now"
+        applied < 64,
+        "one user cannot hold more states than the cache: {applied}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_past_their_share_forgets_settled_states_and_completeness() {
+    let (cache, progress) = cache(100_000);
+    progress.store(u64::MAX, Ordering::Release);
+    let (u, _) = ids(1, 1);
+    assert!(cache
+        .seed_user(u, &[], true, cache.fill_ticket())
+        .await
+        .expect("seed"));
+    let all: Vec<ContentId> = (1..=MAX_STATES_PER_USER as u64 + 1)
+        .map(|c| ContentId::new(c).expect("id"))
+        .collect();
+    for (i, content) in all.iter().enumerate() {
+        if cache.states(u, &[*content]).await.expect("states")[0].is_none() {
+            // No longer complete: a new content is cold until read from the store.
+            let t = cache.fill_ticket();
+            assert!(cache
+                .seed_states(u, &[(*content, None)], t)
+                .await
+                .expect("seed"));
+        }
+        let a = apply(&cache, u, *content, Action::Like, i as u64 + 1).await;
+        cache.confirm(u, *content, &a, 1).await.expect("confirm");
+    }
+    let states = cache.states(u, &all).await.expect("states");
+    assert!(
+        states.iter().any(Option::is_none),
+        "some settled entries went cold"
     );
     assert!(
         states.iter().flatten().all(|s| s.liked),

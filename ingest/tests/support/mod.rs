@@ -9,7 +9,7 @@ use likes_ingest::memory_cache::MemoryStateCache;
 use likes_ingest::metrics::Metrics;
 use likes_ingest::service::LikeService;
 use likes_ingest::Backends;
-use likes_shared::bus::{BusError, EventPublisher};
+use likes_shared::bus::{BusError, DurableMark, EventPublisher};
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
@@ -18,7 +18,7 @@ use likes_shared::{ContentId, LikeEvent, UserId};
 use likes_sink::transitions::plan_writes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ pub struct ScriptedPublisher {
 
 #[async_trait]
 impl EventPublisher for ScriptedPublisher {
-    async fn publish(&self, event: &LikeEvent) -> Result<(), BusError> {
+    async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError> {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let step = self.steps.get(n).copied().unwrap_or(PublishStep {
             delay_ms: 0,
@@ -49,8 +49,9 @@ impl EventPublisher for ScriptedPublisher {
         if !step.ok {
             return Err(BusError::Unavailable("scripted refusal".into()));
         }
-        self.durable.lock().push(event.clone());
-        Ok(())
+        let mut durable = self.durable.lock();
+        durable.push(event.clone());
+        Ok(durable.len() as u64)
     }
 
     fn is_ready(&self) -> bool {
@@ -118,7 +119,7 @@ impl LikeStore for ModelStore {
             .filter(|((_, u), _)| *u == user)
             .map(|((c, _), (s, ts))| (*ts, *c, *s))
             .collect();
-        mine.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        mine.sort_unstable_by_key(|m| std::cmp::Reverse(m.0));
         Ok(mine
             .into_iter()
             .take(limit)
@@ -164,7 +165,8 @@ impl Harness {
         });
         let store = Arc::new(ModelStore::default());
         let backends = Backends {
-            cache: Arc::new(MemoryStateCache::new(1_000)),
+            // Nothing is committed: the store is fed only at the end.
+            cache: Arc::new(MemoryStateCache::new(1_000, Arc::new(AtomicU64::new(0)))),
             store: store.clone(),
             publisher: publisher.clone(),
             trending: Arc::new(MemoryTrendingBoard::default()),

@@ -13,7 +13,7 @@
 mod segment;
 mod writer;
 
-use crate::bus::{BusError, Delivery, EventPublisher, EventSource};
+use crate::bus::{BusError, CommitProgress, Delivery, DurableMark, EventPublisher, EventSource};
 use crate::event::LikeEvent;
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -170,13 +170,22 @@ impl LogPublisher {
 
 #[async_trait]
 impl EventPublisher for LogPublisher {
-    async fn publish(&self, event: &LikeEvent) -> Result<(), BusError> {
-        self.append(event.encode()).await.map(|_| ())
+    /// The mark is one past the offset, so it compares directly with the acked offset.
+    async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError> {
+        self.append(event.encode()).await.map(|offset| offset + 1)
     }
 
     fn is_ready(&self) -> bool {
         !self.shared.failed.load(Ordering::Acquire)
             && self.shared.bytes.load(Ordering::Acquire) <= self.max_bytes
+    }
+}
+
+/// The consumer acks a window only after the sink committed it, so the acked offset is how far
+/// the store holds the log.
+impl CommitProgress for LogPublisher {
+    fn committed(&self) -> DurableMark {
+        self.acked_offset()
     }
 }
 

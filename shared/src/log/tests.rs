@@ -135,7 +135,7 @@ async fn refuses_appends_past_its_byte_budget() {
     let mut refused = 0;
     for n in 1..=10 {
         match publisher.publish(&event(n)).await {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(BusError::Full) => refused += 1,
             Err(other) => panic!("unexpected {other}"),
         }
