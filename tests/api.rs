@@ -516,3 +516,18 @@ async fn per_ip_limit_follows_x_forwarded_for_only_when_trusted() {
     );
     t.json(from("10.0.0.2"), 200).await;
 }
+
+#[tokio::test]
+async fn a_short_jwt_secret_refuses_to_start_even_behind_a_trusted_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::config(dir.path());
+    config.ingest.auth.jwt_secret = "sixteen-bytes!!!".into();
+    config.ingest.auth.trusted_user_header = Some("X-User-Id".into());
+    match likes::Embedded::start(config).await {
+        Ok(app) => panic!("started on a 16-byte secret at {}", app.addr),
+        Err(error) => assert!(
+            format!("{error:#}").contains("LIKES_AUTH__JWT_SECRET"),
+            "{error:#}"
+        ),
+    }
+}

@@ -98,3 +98,61 @@ impl Application {
         housekeeping.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stub_backends;
+
+    fn config(secret: &str, trusted_user_header: Option<&str>) -> IngestConfig {
+        let mut config = IngestConfig {
+            http_addr: "127.0.0.1:0".into(),
+            ..IngestConfig::default()
+        };
+        config.auth.jwt_secret = secret.into();
+        config.auth.trusted_user_header = trusted_user_header.map(str::to_owned);
+        config
+    }
+
+    async fn build(config: &IngestConfig) -> Result<Application, BuildError> {
+        let (_trigger, shutdown) = likes_shared::shutdown::channel();
+        Application::build(config, stub_backends::backends(), shutdown).await
+    }
+
+    async fn refusal(config: &IngestConfig) -> BuildError {
+        match build(config).await {
+            Ok(_) => panic!("started with the secret {:?}", config.auth.jwt_secret),
+            Err(error) => error,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_secret_is_refused_even_behind_a_trusted_header() {
+        let error = refusal(&config("", Some("X-User-Id"))).await;
+        assert!(
+            error.to_string().contains("LIKES_AUTH__JWT_SECRET"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_shorter_than_32_bytes_is_refused_with_or_without_a_trusted_header() {
+        for header in [None, Some("X-User-Id")] {
+            for secret in ["test-secret", &"x".repeat(31)] {
+                let error = refusal(&config(secret, header)).await;
+                assert!(
+                    error.to_string().contains("LIKES_AUTH__JWT_SECRET"),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_32_byte_secret_starts() {
+        build(&config(&"x".repeat(32), None))
+            .await
+            .map(|_| ())
+            .expect("starts");
+    }
+}

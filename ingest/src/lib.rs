@@ -22,6 +22,8 @@ pub mod limits;
 pub mod memory_cache;
 pub mod metrics;
 pub mod service;
+#[cfg(test)]
+mod stub_backends;
 
 pub use app::Application;
 pub use config::IngestConfig;
