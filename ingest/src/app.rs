@@ -20,10 +20,15 @@ pub enum BuildError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(
-        "no JWT secret: set auth.jwt_secret (LIKES_AUTH__JWT_SECRET) or auth.trusted_user_header"
+        "the JWT secret auth.jwt_secret (LIKES_AUTH__JWT_SECRET) has {len} bytes; it needs at \
+         least {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
     )]
-    NoSecret,
+    WeakSecret { len: usize },
 }
+
+/// HS256 keys shorter than the hash (32 bytes) can be brute-forced offline from one token
+/// (RFC 7518 section 3.2 requires at least this much).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 pub struct Application {
     addr: SocketAddr,
@@ -32,14 +37,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener. `jwt_secret` must be non-empty unless a trusted header is configured.
+    /// Binds the listener. `jwt_secret` must have at least [`MIN_JWT_SECRET_BYTES`] bytes, also
+    /// when a trusted header is configured: bearer tokens are still accepted then, and a weak
+    /// secret would let anyone sign one.
     pub async fn build(
         config: &IngestConfig,
         backends: Backends,
         mut shutdown: Shutdown,
     ) -> Result<Self, BuildError> {
-        if config.auth.jwt_secret.is_empty() && config.auth.trusted_user_header.is_none() {
-            return Err(BuildError::NoSecret);
+        let secret_len = config.auth.jwt_secret.len();
+        if secret_len < MIN_JWT_SECRET_BYTES {
+            return Err(BuildError::WeakSecret { len: secret_len });
         }
         let addr: SocketAddr =
             config

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HS256 secret for bearer JWTs. Empty: the binary picks one (see its docs).
+    /// HS256 secret for bearer JWTs, at least 32 bytes (shorter ones stop the start). Empty: the
+    /// binary picks one (see its docs).
     pub jwt_secret: String,
     /// Behind a gateway that authenticates: trust this header as the user id instead of a JWT.
     pub trusted_user_header: Option<String>,
