@@ -531,3 +531,55 @@ async fn a_short_jwt_secret_refuses_to_start_even_behind_a_trusted_header() {
         ),
     }
 }
+
+/// Statuses of `GET /v1/contents/1` sent once with each `X-Forwarded-For` value.
+async fn statuses_forwarded_for(t: &support::TestApp, values: &[String]) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for value in values {
+        let request = t
+            .request(Method::GET, "/v1/contents/1", None)
+            .header("x-forwarded-for", value);
+        statuses.push(t.send(request).await.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn per_ip_limit_keys_on_the_address_the_proxy_appended_not_on_what_the_client_wrote() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 2;
+        c.ingest.trust_forwarded_for = true;
+    })
+    .await;
+    // One real client, seen by the proxy as 203.0.113.7, writes a new leftmost entry each time.
+    let spoofed: Vec<String> = (1..=10)
+        .map(|i| format!("198.51.100.{i}, 203.0.113.7"))
+        .collect();
+    let statuses = statuses_forwarded_for(&t, &spoofed).await;
+    assert!(
+        statuses.contains(&429),
+        "rotating the leftmost entry escaped the limit: {statuses:?}"
+    );
+    let other_client = ["198.51.100.1, 203.0.113.8".to_string()];
+    assert_eq!(statuses_forwarded_for(&t, &other_client).await, vec![200]);
+}
+
+#[tokio::test]
+async fn per_ip_limit_keys_ipv6_clients_on_their_64_prefix() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 2;
+        c.ingest.trust_forwarded_for = true;
+    })
+    .await;
+    // A host owns its whole /64: rotating the interface bits must not buy new buckets.
+    let same_prefix: Vec<String> = (1..=10).map(|i| format!("2001:db8:1:2::{i:x}")).collect();
+    let statuses = statuses_forwarded_for(&t, &same_prefix).await;
+    assert!(
+        statuses.contains(&429),
+        "rotating addresses within one /64 escaped the limit: {statuses:?}"
+    );
+    let next_prefix = ["2001:db8:1:3::1".to_string()];
+    assert_eq!(statuses_forwarded_for(&t, &next_prefix).await, vec![200]);
+}
