@@ -495,26 +495,56 @@ async fn a_trusted_gateway_header_identifies_the_caller_when_configured() {
 
 #[tokio::test]
 async fn per_ip_limit_follows_x_forwarded_for_only_when_trusted() {
-    let t = spawn_with(|c| {
+    let limited = |c: &mut likes::EmbeddedConfig| {
         c.ingest.rate.per_ip_per_sec = 1;
         c.ingest.rate.per_ip_burst = 1;
+    };
+    let trusted = spawn_with(|c| {
+        limited(c);
         c.ingest.trust_forwarded_for = true;
     })
     .await;
-    let from = |ip: &str| {
-        t.request(Method::GET, "/v1/contents/1", None)
-            .header("x-forwarded-for", ip)
-    };
-    t.json(from("10.0.0.1"), 200).await;
-    let mut statuses = Vec::new();
-    for _ in 0..10 {
-        statuses.push(t.send(from("10.0.0.1, 127.0.0.1")).await.status().as_u16());
-    }
+    assert_eq!(
+        statuses_forwarded_for(&trusted, &["10.0.0.1".to_string()]).await,
+        vec![200]
+    );
+    let via_proxy = vec!["10.0.0.2, 10.0.0.1".to_string(); 10];
+    let statuses = statuses_forwarded_for(&trusted, &via_proxy).await;
     assert!(
         statuses.contains(&429),
-        "the first listed address is limited: {statuses:?}"
+        "the rightmost address is the client: {statuses:?}"
     );
-    t.json(from("10.0.0.2"), 200).await;
+    assert_eq!(
+        statuses_forwarded_for(&trusted, &["10.0.0.2".to_string()]).await,
+        vec![200]
+    );
+    // Not trusted: whatever the header says, every request comes from the same peer.
+    let untrusted = spawn_with(limited).await;
+    let rotating: Vec<String> = (1..=10).map(|i| format!("10.0.1.{i}")).collect();
+    let statuses = statuses_forwarded_for(&untrusted, &rotating).await;
+    assert!(
+        statuses.contains(&429),
+        "an untrusted header chose the bucket: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn per_ip_limit_counts_trusted_proxy_hops_from_the_right() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 2;
+        c.ingest.trust_forwarded_for = true;
+        c.ingest.trusted_proxy_hops = 2;
+    })
+    .await;
+    // A CDN appended the client (203.0.113.7), then Nginx appended the CDN (10.0.0.2).
+    let spoofed: Vec<String> = (1..=10)
+        .map(|i| format!("198.51.100.{i}, 203.0.113.7, 10.0.0.2"))
+        .collect();
+    let statuses = statuses_forwarded_for(&t, &spoofed).await;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let other_client = ["198.51.100.1, 203.0.113.8, 10.0.0.2".to_string()];
+    assert_eq!(statuses_forwarded_for(&t, &other_client).await, vec![200]);
 }
 
 #[tokio::test]

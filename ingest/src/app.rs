@@ -3,6 +3,7 @@
 //! lets requests in flight finish.
 
 use crate::auth::Authenticator;
+use crate::client_addr::{ClientAddrSource, NoTrustedHops};
 use crate::config::IngestConfig;
 use crate::filters::{routes, Context};
 use crate::limits::Admission;
@@ -24,6 +25,8 @@ pub enum BuildError {
          least {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
     )]
     WeakSecret { len: usize },
+    #[error(transparent)]
+    NoTrustedHops(#[from] NoTrustedHops),
 }
 
 /// HS256 keys shorter than the hash (32 bytes) can be brute-forced offline from one token
@@ -49,6 +52,8 @@ impl Application {
         if secret_len < MIN_JWT_SECRET_BYTES {
             return Err(BuildError::WeakSecret { len: secret_len });
         }
+        let client_addr =
+            ClientAddrSource::new(config.trust_forwarded_for, config.trusted_proxy_hops)?;
         let addr: SocketAddr =
             config
                 .http_addr
@@ -71,7 +76,7 @@ impl Application {
             admission: Admission::new(&config.rate),
             metrics,
             body_limit: config.body_limit_bytes,
-            trust_forwarded_for: config.trust_forwarded_for,
+            client_addr,
             dev_tokens,
             dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
         });

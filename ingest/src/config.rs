@@ -59,8 +59,12 @@ pub struct IngestConfig {
     pub http_addr: String,
     /// Largest request body accepted, in bytes (413 above).
     pub body_limit_bytes: u64,
-    /// Use the first `X-Forwarded-For` address as the client IP (only behind a trusted proxy).
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy): the entry the
+    /// outermost trusted proxy appended, `trusted_proxy_hops` from the right.
     pub trust_forwarded_for: bool,
+    /// Proxies in front of ingest that each append to `X-Forwarded-For`: 1 (the rightmost entry)
+    /// for one Nginx; entries left of the chosen one are the client's and never trusted.
+    pub trusted_proxy_hops: usize,
     pub auth: AuthConfig,
     pub rate: RateLimitConfig,
     /// Names this instance in events (`source`); defaults to host name and pid.
@@ -73,6 +77,7 @@ impl Default for IngestConfig {
             http_addr: "127.0.0.1:8080".into(),
             body_limit_bytes: 16 * 1024,
             trust_forwarded_for: false,
+            trusted_proxy_hops: 1,
             auth: AuthConfig::default(),
             rate: RateLimitConfig::default(),
             instance_id: String::new(),

@@ -2,6 +2,7 @@
 //! Every failure becomes an [`ApiError`] rejection, recovered into JSON in one place.
 
 use crate::auth::Authenticator;
+use crate::client_addr::{ClientAddrSource, ClientKey};
 use crate::error::{recover, ApiError};
 use crate::handlers;
 use crate::limits::Admission;
@@ -12,10 +13,10 @@ use likes_shared::{Action, ContentId, UserId};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
-use warp::http::Method;
+use warp::http::{HeaderMap, Method};
 use warp::{Filter, Rejection, Reply};
 
 pub struct Context {
@@ -24,7 +25,7 @@ pub struct Context {
     pub admission: Admission,
     pub metrics: Arc<Metrics>,
     pub body_limit: u64,
-    pub trust_forwarded_for: bool,
+    pub client_addr: ClientAddrSource,
     pub dev_tokens: bool,
     pub dev_token_ttl_secs: u64,
 }
@@ -43,17 +44,21 @@ fn admitted(
 ) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
     with_ctx(ctx)
         .and(warp::addr::remote())
-        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and(warp::header::headers_cloned())
         .and_then(
-            |ctx: Arc<Context>, remote: Option<SocketAddr>, forwarded: Option<String>| async move {
+            |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
                 let permit = ctx.admission.enter()?;
-                let forwarded_ip = forwarded.filter(|_| ctx.trust_forwarded_for).and_then(|f| {
-                    f.split(',')
-                        .next()
-                        .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-                });
-                if let Some(ip) = forwarded_ip.or(remote.map(|r| r.ip())) {
-                    ctx.admission.check_ip(ip)?;
+                // Every line: a proxy may add its own X-Forwarded-For line after the client's.
+                // Lossy, so bytes a client wrote cannot void the entry the proxy appended.
+                let forwarded_for: Vec<_> = headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|line| String::from_utf8_lossy(line.as_bytes()))
+                    .collect();
+                let peer_ip = peer.map(|p| p.ip());
+                let forwarded_for = forwarded_for.iter().map(|line| line.as_ref());
+                if let Some(ip) = ctx.client_addr.client_ip(peer_ip, forwarded_for) {
+                    ctx.admission.check_client(ClientKey::of(ip))?;
                 }
                 Ok::<_, Rejection>(permit)
             },
@@ -65,7 +70,7 @@ fn caller(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (Option<UserId>,), Error = Rejection> + Clone {
     with_ctx(ctx).and(warp::header::headers_cloned()).and_then(
-        |ctx: Arc<Context>, headers: warp::http::HeaderMap| async move {
+        |ctx: Arc<Context>, headers: HeaderMap| async move {
             let text = |name: &str| {
                 headers
                     .get(name)

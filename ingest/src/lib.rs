@@ -9,11 +9,13 @@
 //! - [`filters`] — the warp routes; [`handlers`]: one function per route.
 //! - [`service`] — the like/unlike/read logic behind the routes, free of HTTP.
 //! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
+//! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`config`] — `IngestConfig`.
 
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod filters;
