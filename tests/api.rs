@@ -420,6 +420,28 @@ async fn dev_tokens_only_when_enabled() {
 }
 
 #[tokio::test]
+async fn dev_tokens_are_refused_to_requests_a_proxy_forwarded() {
+    // A loopback-bound demo behind a local Nginx sees every request from 127.0.0.1; the
+    // forwarding header is what tells a remote caller apart.
+    let t = spawn_app().await;
+    for (header, value) in [
+        ("x-forwarded-for", "198.51.100.1"),
+        ("forwarded", "for=198.51.100.1"),
+        ("x-real-ip", "198.51.100.1"),
+    ] {
+        let forwarded = t
+            .request(Method::POST, "/v1/dev/token", None)
+            .header(header, value)
+            .json(&json!({"user_id": 31}));
+        t.error(forwarded, 404, "not_found").await;
+    }
+    let direct = t
+        .request(Method::POST, "/v1/dev/token", None)
+        .json(&json!({"user_id": 31}));
+    assert!(t.json(direct, 200).await["token"].is_string());
+}
+
+#[tokio::test]
 async fn operational_endpoints_answer() {
     let t = spawn_app().await;
     assert_eq!(
