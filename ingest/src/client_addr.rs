@@ -4,9 +4,24 @@
 //!
 //! Each proxy appends the address it received the request from, so with `hops` trusted proxies
 //! the client is the `hops`-th entry from the right; everything left of it came from the client.
+//!
+//! [`is_direct_local_caller`] says whether a request comes straight from this machine, which is
+//! all the dev-token endpoint trusts.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
+use warp::http::HeaderMap;
+
+/// Headers a proxy sets when it forwards a request.
+const FORWARDING_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
+
+/// A process on this machine talking to ingest directly: the peer is a loopback address and no
+/// forwarding header is present. A proxy on the same machine (a local Nginx) also connects from
+/// loopback, so the peer alone would make every request it forwards look local.
+pub fn is_direct_local_caller(peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+    let loopback_peer = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+    loopback_peer && !FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -107,6 +122,7 @@ impl ClientKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warp::http::{HeaderName, HeaderValue};
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("test address")
@@ -192,6 +208,38 @@ mod tests {
             ClientAddrSource::new(false, 0).expect("peer"),
             ClientAddrSource::Peer
         );
+    }
+
+    fn headers(pairs: &[(&str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("test header name");
+            map.append(name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn a_direct_local_caller_is_a_loopback_peer_without_forwarding_headers() {
+        let plain = headers(&[("content-type", "application/json")]);
+        for peer in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_direct_local_caller(Some(ip(peer)), &plain), "{peer}");
+        }
+        for peer in ["10.0.0.1", "192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"] {
+            assert!(!is_direct_local_caller(Some(ip(peer)), &plain), "{peer}");
+        }
+        assert!(!is_direct_local_caller(None, &plain));
+    }
+
+    #[test]
+    fn any_forwarding_header_makes_a_loopback_peer_a_proxy() {
+        for name in ["x-forwarded-for", "forwarded", "x-real-ip", "X-Real-IP"] {
+            let forwarded = headers(&[(name, "192.0.2.1")]);
+            assert!(
+                !is_direct_local_caller(Some(ip("127.0.0.1")), &forwarded),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub struct AuthConfig {
     pub jwt_secret: String,
     /// Behind a gateway that authenticates: trust this header as the user id instead of a JWT.
     pub trusted_user_header: Option<String>,
-    /// Serve `POST /v1/dev/token`. Honoured only on a loopback address.
+    /// Serve `POST /v1/dev/token`. Honoured only on a loopback address, and then only to
+    /// loopback peers that send no forwarding header (`X-Forwarded-For`, `Forwarded`,
+    /// `X-Real-IP`): a local proxy would otherwise hand tokens to anyone.
     pub dev_tokens: bool,
     /// Lifetime of issued dev tokens.
     pub dev_token_ttl_secs: u64,

@@ -2,7 +2,7 @@
 //! Every failure becomes an [`ApiError`] rejection, recovered into JSON in one place.
 
 use crate::auth::Authenticator;
-use crate::client_addr::{ClientAddrSource, ClientKey};
+use crate::client_addr::{is_direct_local_caller, ClientAddrSource, ClientKey};
 use crate::error::{recover, ApiError};
 use crate::handlers;
 use crate::limits::Admission;
@@ -184,16 +184,22 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with_ctx(c.clone()))
         .and_then(|_permit, query, ctx| async move { ok(handlers::trending(ctx, query).await) });
+    // A token for any user, so only for a process on this machine asking directly; to anyone
+    // else the route does not exist.
     let dev_token = warp::path!("v1" / "dev" / "token")
         .and(warp::post())
         .and(with_ctx(c.clone()))
-        .and_then(|ctx: Arc<Context>| async move {
-            if ctx.dev_tokens {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
+        .and(warp::addr::remote())
+        .and(warp::header::headers_cloned())
+        .and_then(
+            |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
+                if ctx.dev_tokens && is_direct_local_caller(peer.map(|p| p.ip()), &headers) {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            },
+        )
         .untuple_one()
         .and(admitted(c.clone()))
         .and(json_body::<handlers::DevTokenRequest>(c.clone()))
