@@ -8,6 +8,7 @@ use crate::config::IngestConfig;
 use crate::filters::{routes, Context};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
+use crate::readiness::ReadinessProbe;
 use crate::service::{Backends, LikeService};
 use likes_shared::shutdown::Shutdown;
 use std::net::SocketAddr;
@@ -67,6 +68,11 @@ impl Application {
             tracing::warn!(%addr, "dev tokens stay off: they are served only on a loopback address");
         }
         let metrics = Arc::new(Metrics::new()?);
+        let readiness = ReadinessProbe::new(
+            backends.clone(),
+            ReadinessProbe::FRESH_FOR,
+            ReadinessProbe::PING_TIMEOUT,
+        );
         let ctx = Arc::new(Context {
             service: LikeService::new(backends, config.instance_id(), metrics.clone()),
             auth: Authenticator::new(
@@ -77,6 +83,7 @@ impl Application {
             metrics,
             body_limit: config.body_limit_bytes,
             client_addr,
+            readiness,
             dev_tokens,
             dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
         });

@@ -7,6 +7,7 @@ use crate::error::{recover, ApiError};
 use crate::handlers;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
+use crate::readiness::ReadinessProbe;
 use crate::service::LikeService;
 use bytes::Bytes;
 use likes_shared::{Action, ContentId, UserId};
@@ -26,6 +27,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub body_limit: u64,
     pub client_addr: ClientAddrSource,
+    pub readiness: ReadinessProbe,
     pub dev_tokens: bool,
     pub dev_token_ttl_secs: u64,
 }

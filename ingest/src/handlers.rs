@@ -187,19 +187,17 @@ pub async fn dev_token(ctx: Arc<Context>, request: DevTokenRequest) -> Result<Js
     ))
 }
 
+/// Answers from the shared, briefly cached probe: never a store round trip per call.
 pub async fn readyz(ctx: Arc<Context>) -> Result<WithStatus<Json>, ApiError> {
-    let backends = ctx.service.backends();
-    let bus = backends.publisher.is_ready();
-    let cache = backends.cache.ping().await.is_ok();
-    let store = backends.store.ping().await.is_ok();
-    let status = if bus && cache && store {
+    let readiness = ctx.readiness.check().await;
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "ready": status == StatusCode::OK,
-        "checks": { "bus": bus, "cache": cache, "store": store },
+        "ready": readiness.is_ready(),
+        "checks": { "bus": readiness.bus, "cache": readiness.cache, "store": readiness.store },
     });
     Ok(with_status(reply_json(&body), status))
 }

@@ -10,6 +10,7 @@
 //! - [`service`] — the like/unlike/read logic behind the routes, free of HTTP.
 //! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
 //! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
+//! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`config`] — `IngestConfig`.
 
@@ -23,6 +24,7 @@ pub mod handlers;
 pub mod limits;
 pub mod memory_cache;
 pub mod metrics;
+pub mod readiness;
 pub mod service;
 #[cfg(test)]
 mod stub_backends;

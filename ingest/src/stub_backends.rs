@@ -9,6 +9,7 @@ use crate::filters::Context;
 use crate::limits::Admission;
 use crate::memory_cache::MemoryStateCache;
 use crate::metrics::Metrics;
+use crate::readiness::ReadinessProbe;
 use crate::service::{Backends, LikeService};
 use async_trait::async_trait;
 use likes_shared::bus::{BusError, EventPublisher};
@@ -120,6 +121,11 @@ pub fn backends() -> Backends {
 /// What the routes and handlers run on, over `backends`, with default limits.
 pub fn context(backends: Backends) -> Arc<Context> {
     let metrics = Arc::new(Metrics::new().expect("metrics register"));
+    let readiness = ReadinessProbe::new(
+        backends.clone(),
+        ReadinessProbe::FRESH_FOR,
+        ReadinessProbe::PING_TIMEOUT,
+    );
     Arc::new(Context {
         service: LikeService::new(backends, "stub".into(), metrics.clone()),
         auth: Authenticator::new(&[7; 32], None),
@@ -127,6 +133,7 @@ pub fn context(backends: Backends) -> Arc<Context> {
         metrics,
         body_limit: 16 * 1024,
         client_addr: ClientAddrSource::Peer,
+        readiness,
         dev_tokens: false,
         dev_token_ttl_secs: 60,
     })
