@@ -283,3 +283,28 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         _ => "other",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stub_backends;
+
+    #[tokio::test]
+    async fn health_and_readiness_answer_while_the_in_flight_bound_is_exhausted() {
+        let ctx = stub_backends::context(stub_backends::backends());
+        let mut held = Vec::new();
+        while let Ok(permit) = ctx.admission.enter() {
+            held.push(permit);
+        }
+        let routes = routes(ctx.clone());
+        let limited = warp::test::request()
+            .path("/v1/trending")
+            .reply(&routes)
+            .await;
+        assert_eq!(limited.status(), 429, "the bound is exhausted");
+        for path in ["/healthz", "/readyz"] {
+            let answer = warp::test::request().path(path).reply(&routes).await;
+            assert_eq!(answer.status(), 200, "{path}");
+        }
+    }
+}
