@@ -420,6 +420,28 @@ async fn dev_tokens_only_when_enabled() {
 }
 
 #[tokio::test]
+async fn dev_tokens_are_refused_to_requests_a_proxy_forwarded() {
+    // A loopback-bound demo behind a local Nginx sees every request from 127.0.0.1; the
+    // forwarding header is what tells a remote caller apart.
+    let t = spawn_app().await;
+    for (header, value) in [
+        ("x-forwarded-for", "198.51.100.1"),
+        ("forwarded", "for=198.51.100.1"),
+        ("x-real-ip", "198.51.100.1"),
+    ] {
+        let forwarded = t
+            .request(Method::POST, "/v1/dev/token", None)
+            .header(header, value)
+            .json(&json!({"user_id": 31}));
+        t.error(forwarded, 404, "not_found").await;
+    }
+    let direct = t
+        .request(Method::POST, "/v1/dev/token", None)
+        .json(&json!({"user_id": 31}));
+    assert!(t.json(direct, 200).await["token"].is_string());
+}
+
+#[tokio::test]
 async fn operational_endpoints_answer() {
     let t = spawn_app().await;
     assert_eq!(
@@ -495,24 +517,121 @@ async fn a_trusted_gateway_header_identifies_the_caller_when_configured() {
 
 #[tokio::test]
 async fn per_ip_limit_follows_x_forwarded_for_only_when_trusted() {
-    let t = spawn_with(|c| {
+    let limited = |c: &mut likes::EmbeddedConfig| {
         c.ingest.rate.per_ip_per_sec = 1;
         c.ingest.rate.per_ip_burst = 1;
+    };
+    let trusted = spawn_with(|c| {
+        limited(c);
         c.ingest.trust_forwarded_for = true;
     })
     .await;
-    let from = |ip: &str| {
-        t.request(Method::GET, "/v1/contents/1", None)
-            .header("x-forwarded-for", ip)
-    };
-    t.json(from("10.0.0.1"), 200).await;
-    let mut statuses = Vec::new();
-    for _ in 0..10 {
-        statuses.push(t.send(from("10.0.0.1, 127.0.0.1")).await.status().as_u16());
-    }
+    assert_eq!(
+        statuses_forwarded_for(&trusted, &["10.0.0.1".to_string()]).await,
+        vec![200]
+    );
+    let via_proxy = vec!["10.0.0.2, 10.0.0.1".to_string(); 10];
+    let statuses = statuses_forwarded_for(&trusted, &via_proxy).await;
     assert!(
         statuses.contains(&429),
-        "the first listed address is limited: {statuses:?}"
+        "the rightmost address is the client: {statuses:?}"
     );
-    t.json(from("10.0.0.2"), 200).await;
+    assert_eq!(
+        statuses_forwarded_for(&trusted, &["10.0.0.2".to_string()]).await,
+        vec![200]
+    );
+    // Not trusted: whatever the header says, every request comes from the same peer.
+    let untrusted = spawn_with(limited).await;
+    let rotating: Vec<String> = (1..=10).map(|i| format!("10.0.1.{i}")).collect();
+    let statuses = statuses_forwarded_for(&untrusted, &rotating).await;
+    assert!(
+        statuses.contains(&429),
+        "an untrusted header chose the bucket: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn per_ip_limit_counts_trusted_proxy_hops_from_the_right() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 2;
+        c.ingest.trust_forwarded_for = true;
+        c.ingest.trusted_proxy_hops = 2;
+    })
+    .await;
+    // A CDN appended the client (203.0.113.7), then Nginx appended the CDN (10.0.0.2).
+    let spoofed: Vec<String> = (1..=10)
+        .map(|i| format!("198.51.100.{i}, 203.0.113.7, 10.0.0.2"))
+        .collect();
+    let statuses = statuses_forwarded_for(&t, &spoofed).await;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let other_client = ["198.51.100.1, 203.0.113.8, 10.0.0.2".to_string()];
+    assert_eq!(statuses_forwarded_for(&t, &other_client).await, vec![200]);
+}
+
+#[tokio::test]
+async fn a_short_jwt_secret_refuses_to_start_even_behind_a_trusted_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = support::config(dir.path());
+    config.ingest.auth.jwt_secret = "sixteen-bytes!!!".into();
+    config.ingest.auth.trusted_user_header = Some("X-User-Id".into());
+    match likes::Embedded::start(config).await {
+        Ok(app) => panic!("started on a 16-byte secret at {}", app.addr),
+        Err(error) => assert!(
+            format!("{error:#}").contains("LIKES_AUTH__JWT_SECRET"),
+            "{error:#}"
+        ),
+    }
+}
+
+/// Statuses of `GET /v1/contents/1` sent once with each `X-Forwarded-For` value.
+async fn statuses_forwarded_for(t: &support::TestApp, values: &[String]) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for value in values {
+        let request = t
+            .request(Method::GET, "/v1/contents/1", None)
+            .header("x-forwarded-for", value);
+        statuses.push(t.send(request).await.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn per_ip_limit_keys_on_the_address_the_proxy_appended_not_on_what_the_client_wrote() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 2;
+        c.ingest.trust_forwarded_for = true;
+    })
+    .await;
+    // One real client, seen by the proxy as 203.0.113.7, writes a new leftmost entry each time.
+    let spoofed: Vec<String> = (1..=10)
+        .map(|i| format!("198.51.100.{i}, 203.0.113.7"))
+        .collect();
+    let statuses = statuses_forwarded_for(&t, &spoofed).await;
+    assert!(
+        statuses.contains(&429),
+        "rotating the leftmost entry escaped the limit: {statuses:?}"
+    );
+    let other_client = ["198.51.100.1, 203.0.113.8".to_string()];
+    assert_eq!(statuses_forwarded_for(&t, &other_client).await, vec![200]);
+}
+
+#[tokio::test]
+async fn per_ip_limit_keys_ipv6_clients_on_their_64_prefix() {
+    let t = spawn_with(|c| {
+        c.ingest.rate.per_ip_per_sec = 1;
+        c.ingest.rate.per_ip_burst = 2;
+        c.ingest.trust_forwarded_for = true;
+    })
+    .await;
+    // A host owns its whole /64: rotating the interface bits must not buy new buckets.
+    let same_prefix: Vec<String> = (1..=10).map(|i| format!("2001:db8:1:2::{i:x}")).collect();
+    let statuses = statuses_forwarded_for(&t, &same_prefix).await;
+    assert!(
+        statuses.contains(&429),
+        "rotating addresses within one /64 escaped the limit: {statuses:?}"
+    );
+    let next_prefix = ["2001:db8:1:3::1".to_string()];
+    assert_eq!(statuses_forwarded_for(&t, &next_prefix).await, vec![200]);
 }

@@ -11,8 +11,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warp::Filter;
 
-/// The fixed signing secret of the in-process instance (tokens are minted, not fetched).
-pub const BENCH_SECRET: &str = "likes-bench-secret";
+/// The fixed signing secret of the in-process instance (tokens are minted, not fetched); at
+/// least 32 bytes, or ingest refuses to start.
+pub const BENCH_SECRET: &str = "likes-bench-secret-of-at-least-32-bytes";
 
 /// A bare warp 0.3 server answering `GET /hello` with `hello`, bound like the service binds.
 pub struct Hello {

@@ -3,10 +3,12 @@
 //! lets requests in flight finish.
 
 use crate::auth::Authenticator;
+use crate::client_addr::{ClientAddrSource, NoTrustedHops};
 use crate::config::IngestConfig;
 use crate::filters::{routes, Context};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
+use crate::readiness::ReadinessProbe;
 use crate::service::{Backends, LikeService};
 use likes_shared::shutdown::Shutdown;
 use std::net::SocketAddr;
@@ -20,10 +22,17 @@ pub enum BuildError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(
-        "no JWT secret: set auth.jwt_secret (LIKES_AUTH__JWT_SECRET) or auth.trusted_user_header"
+        "the JWT secret auth.jwt_secret (LIKES_AUTH__JWT_SECRET) has {len} bytes; it needs at \
+         least {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
     )]
-    NoSecret,
+    WeakSecret { len: usize },
+    #[error(transparent)]
+    NoTrustedHops(#[from] NoTrustedHops),
 }
+
+/// HS256 keys shorter than the hash (32 bytes) can be brute-forced offline from one token
+/// (RFC 7518 section 3.2 requires at least this much).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 pub struct Application {
     addr: SocketAddr,
@@ -32,15 +41,20 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener. `jwt_secret` must be non-empty unless a trusted header is configured.
+    /// Binds the listener. `jwt_secret` must have at least [`MIN_JWT_SECRET_BYTES`] bytes, also
+    /// when a trusted header is configured: bearer tokens are still accepted then, and a weak
+    /// secret would let anyone sign one.
     pub async fn build(
         config: &IngestConfig,
         backends: Backends,
         mut shutdown: Shutdown,
     ) -> Result<Self, BuildError> {
-        if config.auth.jwt_secret.is_empty() && config.auth.trusted_user_header.is_none() {
-            return Err(BuildError::NoSecret);
+        let secret_len = config.auth.jwt_secret.len();
+        if secret_len < MIN_JWT_SECRET_BYTES {
+            return Err(BuildError::WeakSecret { len: secret_len });
         }
+        let client_addr =
+            ClientAddrSource::new(config.trust_forwarded_for, config.trusted_proxy_hops)?;
         let addr: SocketAddr =
             config
                 .http_addr
@@ -54,6 +68,11 @@ impl Application {
             tracing::warn!(%addr, "dev tokens stay off: they are served only on a loopback address");
         }
         let metrics = Arc::new(Metrics::new()?);
+        let readiness = ReadinessProbe::new(
+            backends.clone(),
+            ReadinessProbe::FRESH_FOR,
+            ReadinessProbe::PING_TIMEOUT,
+        );
         let ctx = Arc::new(Context {
             service: LikeService::new(backends, config.instance_id(), metrics.clone()),
             auth: Authenticator::new(
@@ -63,7 +82,8 @@ impl Application {
             admission: Admission::new(&config.rate),
             metrics,
             body_limit: config.body_limit_bytes,
-            trust_forwarded_for: config.trust_forwarded_for,
+            client_addr,
+            readiness,
             dev_tokens,
             dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
         });
@@ -96,5 +116,63 @@ impl Application {
         });
         self.server.await;
         housekeeping.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stub_backends;
+
+    fn config(secret: &str, trusted_user_header: Option<&str>) -> IngestConfig {
+        let mut config = IngestConfig {
+            http_addr: "127.0.0.1:0".into(),
+            ..IngestConfig::default()
+        };
+        config.auth.jwt_secret = secret.into();
+        config.auth.trusted_user_header = trusted_user_header.map(str::to_owned);
+        config
+    }
+
+    async fn build(config: &IngestConfig) -> Result<Application, BuildError> {
+        let (_trigger, shutdown) = likes_shared::shutdown::channel();
+        Application::build(config, stub_backends::backends(), shutdown).await
+    }
+
+    async fn refusal(config: &IngestConfig) -> BuildError {
+        match build(config).await {
+            Ok(_) => panic!("started with the secret {:?}", config.auth.jwt_secret),
+            Err(error) => error,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_secret_is_refused_even_behind_a_trusted_header() {
+        let error = refusal(&config("", Some("X-User-Id"))).await;
+        assert!(
+            error.to_string().contains("LIKES_AUTH__JWT_SECRET"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_shorter_than_32_bytes_is_refused_with_or_without_a_trusted_header() {
+        for header in [None, Some("X-User-Id")] {
+            for secret in ["test-secret", &"x".repeat(31)] {
+                let error = refusal(&config(secret, header)).await;
+                assert!(
+                    error.to_string().contains("LIKES_AUTH__JWT_SECRET"),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_32_byte_secret_starts() {
+        build(&config(&"x".repeat(32), None))
+            .await
+            .map(|_| ())
+            .expect("starts");
     }
 }

@@ -5,11 +5,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HS256 secret for bearer JWTs. Empty: the binary picks one (see its docs).
+    /// HS256 secret for bearer JWTs, at least 32 bytes (shorter ones stop the start). Empty: the
+    /// binary picks one (see its docs).
     pub jwt_secret: String,
     /// Behind a gateway that authenticates: trust this header as the user id instead of a JWT.
     pub trusted_user_header: Option<String>,
-    /// Serve `POST /v1/dev/token`. Honoured only on a loopback address.
+    /// Serve `POST /v1/dev/token`. Honoured only on a loopback address, and then only to
+    /// loopback peers that send no forwarding header (`X-Forwarded-For`, `Forwarded`,
+    /// `X-Real-IP`): a local proxy would otherwise hand tokens to anyone.
     pub dev_tokens: bool,
     /// Lifetime of issued dev tokens.
     pub dev_token_ttl_secs: u64,
@@ -58,8 +61,12 @@ pub struct IngestConfig {
     pub http_addr: String,
     /// Largest request body accepted, in bytes (413 above).
     pub body_limit_bytes: u64,
-    /// Use the first `X-Forwarded-For` address as the client IP (only behind a trusted proxy).
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy): the entry the
+    /// outermost trusted proxy appended, `trusted_proxy_hops` from the right.
     pub trust_forwarded_for: bool,
+    /// Proxies in front of ingest that each append to `X-Forwarded-For`: 1 (the rightmost entry)
+    /// for one Nginx; entries left of the chosen one are the client's and never trusted.
+    pub trusted_proxy_hops: usize,
     pub auth: AuthConfig,
     pub rate: RateLimitConfig,
     /// Names this instance in events (`source`); defaults to host name and pid.
@@ -72,6 +79,7 @@ impl Default for IngestConfig {
             http_addr: "127.0.0.1:8080".into(),
             body_limit_bytes: 16 * 1024,
             trust_forwarded_for: false,
+            trusted_proxy_hops: 1,
             auth: AuthConfig::default(),
             rate: RateLimitConfig::default(),
             instance_id: String::new(),

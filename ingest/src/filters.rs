@@ -2,20 +2,22 @@
 //! Every failure becomes an [`ApiError`] rejection, recovered into JSON in one place.
 
 use crate::auth::Authenticator;
+use crate::client_addr::{is_direct_local_caller, ClientAddrSource, ClientKey};
 use crate::error::{recover, ApiError};
 use crate::handlers;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
+use crate::readiness::ReadinessProbe;
 use crate::service::LikeService;
 use bytes::Bytes;
 use likes_shared::{Action, ContentId, UserId};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
-use warp::http::Method;
+use warp::http::{HeaderMap, Method};
 use warp::{Filter, Rejection, Reply};
 
 pub struct Context {
@@ -24,7 +26,8 @@ pub struct Context {
     pub admission: Admission,
     pub metrics: Arc<Metrics>,
     pub body_limit: u64,
-    pub trust_forwarded_for: bool,
+    pub client_addr: ClientAddrSource,
+    pub readiness: ReadinessProbe,
     pub dev_tokens: bool,
     pub dev_token_ttl_secs: u64,
 }
@@ -43,17 +46,21 @@ fn admitted(
 ) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
     with_ctx(ctx)
         .and(warp::addr::remote())
-        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and(warp::header::headers_cloned())
         .and_then(
-            |ctx: Arc<Context>, remote: Option<SocketAddr>, forwarded: Option<String>| async move {
+            |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
                 let permit = ctx.admission.enter()?;
-                let forwarded_ip = forwarded.filter(|_| ctx.trust_forwarded_for).and_then(|f| {
-                    f.split(',')
-                        .next()
-                        .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-                });
-                if let Some(ip) = forwarded_ip.or(remote.map(|r| r.ip())) {
-                    ctx.admission.check_ip(ip)?;
+                // Every line: a proxy may add its own X-Forwarded-For line after the client's.
+                // Lossy, so bytes a client wrote cannot void the entry the proxy appended.
+                let forwarded_for: Vec<_> = headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|line| String::from_utf8_lossy(line.as_bytes()))
+                    .collect();
+                let peer_ip = peer.map(|p| p.ip());
+                let forwarded_for = forwarded_for.iter().map(|line| line.as_ref());
+                if let Some(ip) = ctx.client_addr.client_ip(peer_ip, forwarded_for) {
+                    ctx.admission.check_client(ClientKey::of(ip))?;
                 }
                 Ok::<_, Rejection>(permit)
             },
@@ -65,7 +72,7 @@ fn caller(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (Option<UserId>,), Error = Rejection> + Clone {
     with_ctx(ctx).and(warp::header::headers_cloned()).and_then(
-        |ctx: Arc<Context>, headers: warp::http::HeaderMap| async move {
+        |ctx: Arc<Context>, headers: HeaderMap| async move {
             let text = |name: &str| {
                 headers
                     .get(name)
@@ -179,16 +186,22 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with_ctx(c.clone()))
         .and_then(|_permit, query, ctx| async move { ok(handlers::trending(ctx, query).await) });
+    // A token for any user, so only for a process on this machine asking directly; to anyone
+    // else the route does not exist.
     let dev_token = warp::path!("v1" / "dev" / "token")
         .and(warp::post())
         .and(with_ctx(c.clone()))
-        .and_then(|ctx: Arc<Context>| async move {
-            if ctx.dev_tokens {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
+        .and(warp::addr::remote())
+        .and(warp::header::headers_cloned())
+        .and_then(
+            |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
+                if ctx.dev_tokens && is_direct_local_caller(peer.map(|p| p.ip()), &headers) {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            },
+        )
         .untuple_one()
         .and(admitted(c.clone()))
         .and(json_body::<handlers::DevTokenRequest>(c.clone()))
@@ -268,5 +281,30 @@ fn route_label(method: &Method, path: &str) -> &'static str {
         (_, ["openapi.json"]) => "openapi",
         (_, [""]) => "index",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stub_backends;
+
+    #[tokio::test]
+    async fn health_and_readiness_answer_while_the_in_flight_bound_is_exhausted() {
+        let ctx = stub_backends::context(stub_backends::backends());
+        let mut held = Vec::new();
+        while let Ok(permit) = ctx.admission.enter() {
+            held.push(permit);
+        }
+        let routes = routes(ctx.clone());
+        let limited = warp::test::request()
+            .path("/v1/trending")
+            .reply(&routes)
+            .await;
+        assert_eq!(limited.status(), 429, "the bound is exhausted");
+        for path in ["/healthz", "/readyz"] {
+            let answer = warp::test::request().path(path).reply(&routes).await;
+            assert_eq!(answer.status(), 200, "{path}");
+        }
     }
 }

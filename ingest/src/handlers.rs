@@ -187,19 +187,40 @@ pub async fn dev_token(ctx: Arc<Context>, request: DevTokenRequest) -> Result<Js
     ))
 }
 
+/// Answers from the shared, briefly cached probe: never a store round trip per call.
 pub async fn readyz(ctx: Arc<Context>) -> Result<WithStatus<Json>, ApiError> {
-    let backends = ctx.service.backends();
-    let bus = backends.publisher.is_ready();
-    let cache = backends.cache.ping().await.is_ok();
-    let store = backends.store.ping().await.is_ok();
-    let status = if bus && cache && store {
+    let readiness = ctx.readiness.check().await;
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "ready": status == StatusCode::OK,
-        "checks": { "bus": bus, "cache": cache, "store": store },
+        "ready": readiness.is_ready(),
+        "checks": { "bus": readiness.bus, "cache": readiness.cache, "store": readiness.store },
     });
     Ok(with_status(reply_json(&body), status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stub_backends::{self, PingOnlyStore};
+    use std::time::Duration;
+    use warp::Reply;
+
+    #[tokio::test]
+    async fn concurrent_readiness_checks_share_one_store_probe() {
+        let store = Arc::new(PingOnlyStore::with_ping_delay(Duration::from_millis(50)));
+        let ctx = stub_backends::context(stub_backends::backends_with_store(store.clone()));
+        let answers = futures::future::join_all((0..32).map(|_| readyz(ctx.clone()))).await;
+        for answer in answers {
+            let status = answer.expect("readyz answers").into_response().status();
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(store.pings(), 1, "store pings for 32 concurrent /readyz");
+        let again = readyz(ctx.clone()).await.expect("readyz answers");
+        assert_eq!(again.into_response().status(), StatusCode::OK);
+        assert_eq!(store.pings(), 1, "a fresh probe result is reused");
+    }
 }

@@ -9,11 +9,14 @@
 //! - [`filters`] — the warp routes; [`handlers`]: one function per route.
 //! - [`service`] — the like/unlike/read logic behind the routes, free of HTTP.
 //! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
+//! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
+//! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`config`] — `IngestConfig`.
 
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod filters;
@@ -21,7 +24,10 @@ pub mod handlers;
 pub mod limits;
 pub mod memory_cache;
 pub mod metrics;
+pub mod readiness;
 pub mod service;
+#[cfg(test)]
+mod stub_backends;
 
 pub use app::Application;
 pub use config::IngestConfig;

@@ -4,12 +4,12 @@
 //! Keyed limiters remember every key they saw; a housekeeping tick drops the keys whose buckets
 //! are full again, so memory follows the active users, not all users ever.
 
+use crate::client_addr::ClientKey;
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use likes_shared::UserId;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct Admission {
     per_user: DefaultKeyedRateLimiter<u64>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_client: DefaultKeyedRateLimiter<ClientKey>,
     in_flight: Arc<Semaphore>,
     clock: DefaultClock,
 }
@@ -32,7 +32,7 @@ impl Admission {
     pub fn new(config: &RateLimitConfig) -> Self {
         Admission {
             per_user: RateLimiter::keyed(quota(config.per_user_per_sec, config.per_user_burst)),
-            per_ip: RateLimiter::keyed(quota(config.per_ip_per_sec, config.per_ip_burst)),
+            per_client: RateLimiter::keyed(quota(config.per_ip_per_sec, config.per_ip_burst)),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             clock: DefaultClock::default(),
         }
@@ -49,9 +49,10 @@ impl Admission {
             })
     }
 
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.per_ip
-            .check_key(&ip)
+    /// The per-IP bucket (`rate.per_ip_*`), keyed per IPv4 address or IPv6 /64.
+    pub fn check_client(&self, client: ClientKey) -> Result<(), ApiError> {
+        self.per_client
+            .check_key(&client)
             .map_err(|not_until| ApiError::RateLimited {
                 message: "too many requests from this address".into(),
                 retry_after: not_until.wait_time_from(self.clock.now()),
@@ -71,12 +72,12 @@ impl Admission {
     pub fn housekeeping(&self) {
         self.per_user.retain_recent();
         self.per_user.shrink_to_fit();
-        self.per_ip.retain_recent();
-        self.per_ip.shrink_to_fit();
+        self.per_client.retain_recent();
+        self.per_client.shrink_to_fit();
     }
 
     pub fn tracked_keys(&self) -> usize {
-        self.per_user.len() + self.per_ip.len()
+        self.per_user.len() + self.per_client.len()
     }
 }
 

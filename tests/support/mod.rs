@@ -9,7 +9,8 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-pub const SECRET: &str = "test-secret";
+/// At least 32 bytes: ingest refuses to start on a shorter secret.
+pub const SECRET: &str = "test-secret-of-the-api-tests-32-bytes";
 
 pub struct TestApp {
     pub app: Embedded,
