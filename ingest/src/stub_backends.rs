@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
 use crate::service::{Backends, LikeService};
 use async_trait::async_trait;
-use likes_shared::bus::{BusError, EventPublisher};
+use likes_shared::bus::{BusError, DurableMark, EventPublisher};
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
@@ -96,8 +96,8 @@ pub struct AcceptingPublisher;
 
 #[async_trait]
 impl EventPublisher for AcceptingPublisher {
-    async fn publish(&self, _: &LikeEvent) -> Result<(), BusError> {
-        Ok(())
+    async fn publish(&self, _: &LikeEvent) -> Result<DurableMark, BusError> {
+        Ok(1)
     }
 
     fn is_ready(&self) -> bool {
@@ -107,7 +107,10 @@ impl EventPublisher for AcceptingPublisher {
 
 pub fn backends_with_store(store: Arc<dyn LikeStore>) -> Backends {
     Backends {
-        cache: Arc::new(MemoryStateCache::new(1_000)),
+        cache: Arc::new(MemoryStateCache::new(
+            1_000,
+            Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        )),
         store,
         publisher: Arc::new(AcceptingPublisher),
         trending: Arc::new(MemoryTrendingBoard::default()),
