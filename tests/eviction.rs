@@ -13,9 +13,10 @@ const A: u64 = 1;
 const X: u64 = 7;
 const OTHERS: usize = 400;
 
-/// Users the embedded cache keeps in the same shard as `user` (it shards by a multiplicative
-/// hash, `(id * 0x9E3779B97F4A7C15) >> 58`, over 64 shards): pressure aimed at one shard
-/// reaches A's entry for sure instead of by chance.
+/// Users the embedded cache keeps in the same shard as `user`: it shards by the top bits of a
+/// multiplicative hash, `(id * 0x9E3779B97F4A7C15) >> (64 - bits)`, with at most 64 shards, so
+/// ids agreeing in the top six bits share a shard whatever the shard count. Pressure aimed at
+/// one shard reaches A's entry for sure instead of by chance.
 fn shard_mates(user: u64, n: usize) -> Vec<u64> {
     let shard = |id: u64| id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
     (2..).filter(|u| shard(*u) == shard(user)).take(n).collect()

@@ -221,7 +221,7 @@ impl StateCache for MemoryStateCache {
                     },
                 );
                 shard.resized(0, usize::from(grew));
-                (applied, true, true)
+                (applied, true, false)
             }
         };
         let (version, changed, pending) = applied;
@@ -234,7 +234,7 @@ impl StateCache for MemoryStateCache {
             liked,
             changed,
             version,
-            pending: pending && !changed,
+            pending,
             count,
         }))
     }
