@@ -158,15 +158,20 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Nothing is ever committed: the store is fed only at the end.
     pub fn new(steps: Vec<PublishStep>) -> Self {
+        Harness::with_cache(steps, 1_000, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// A cache of `capacity` that may forget what `committed` says the store holds.
+    pub fn with_cache(steps: Vec<PublishStep>, capacity: usize, committed: Arc<AtomicU64>) -> Self {
         let publisher = Arc::new(ScriptedPublisher {
             steps,
             ..ScriptedPublisher::default()
         });
         let store = Arc::new(ModelStore::default());
         let backends = Backends {
-            // Nothing is committed: the store is fed only at the end.
-            cache: Arc::new(MemoryStateCache::new(1_000, Arc::new(AtomicU64::new(0)))),
+            cache: Arc::new(MemoryStateCache::new(capacity, committed)),
             store: store.clone(),
             publisher: publisher.clone(),
             trending: Arc::new(MemoryTrendingBoard::default()),
@@ -185,8 +190,12 @@ impl Harness {
 
     /// What the sink would do with everything durable, in one window.
     pub async fn apply_durable_to_store(&self) {
-        let changes: Vec<LikeChange> = self
-            .durable()
+        self.apply_to_store(&self.durable()).await;
+    }
+
+    /// Applies `events` as one window.
+    pub async fn apply_to_store(&self, events: &[LikeEvent]) {
+        let changes: Vec<LikeChange> = events
             .iter()
             .map(|e| LikeChange {
                 user_id: e.user_id,
