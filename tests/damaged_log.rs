@@ -49,6 +49,14 @@ async fn write_log(data_dir: &Path, segment_bytes: u64, extra: &[Vec<u8>]) {
     for raw in extra {
         publisher.append(raw.clone()).await.expect("durable append");
     }
+    drop((publisher, _source));
+    // The writer thread may still be rotating after its last answer; opening again waits for
+    // its lock, so the files are final when this returns.
+    log::open(&LogConfig {
+        dir: data_dir.join("log"),
+        ..LogConfig::default()
+    })
+    .expect("reopen the log once its writer let go");
 }
 
 fn segments(data_dir: &Path) -> Vec<PathBuf> {

@@ -84,7 +84,7 @@ pub fn open(config: &LogConfig) -> io::Result<(LogPublisher, LogSource)> {
     let mut next = 0;
     let mut last_len = 0;
     for base in &bases {
-        let (records, len) = recover(&segment_path(&config.dir, *base))?;
+        let (records, len) = recover(&segment_path(&config.dir, *base), *base)?;
         bytes += len;
         next = base + records;
         last_len = len;
@@ -144,8 +144,15 @@ impl LogPublisher {
         self.shared.acked.load(Ordering::Acquire)
     }
 
-    /// Appends raw bytes and returns their offset once durable.
+    /// Appends raw bytes and returns their offset once durable. `payload` must not be empty: an
+    /// empty frame is what a zero-filled tail looks like, so recovery would cut it off.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
+        if payload.is_empty() {
+            return Err(BusError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an empty record cannot be logged",
+            )));
+        }
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(BusError::Unavailable("log writer failed".into()));
         }

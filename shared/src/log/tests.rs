@@ -284,3 +284,12 @@ async fn one_log_directory_has_one_owner() {
     let error = second.err().expect("a second owner is refused");
     assert_eq!(error.kind(), io::ErrorKind::WouldBlock, "{error}");
 }
+
+#[tokio::test]
+async fn an_empty_record_is_refused_since_it_would_read_as_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (publisher, _source) = open(&config(dir.path())).expect("open");
+    let refused = publisher.append(Vec::new()).await;
+    assert!(matches!(refused, Err(BusError::Io(_))), "{refused:?}");
+    assert_eq!(publisher.durable_offset(), 0);
+}
