@@ -186,3 +186,33 @@ async fn a_new_segment_whose_directory_entry_was_lost_loses_nothing() {
     assert_serves_every_written_like(&app).await;
     app.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn an_undecodable_last_record_is_dead_lettered_and_acked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Intact on disk (its CRC matches) but schema version 9, which this build cannot read.
+    let unreadable = vec![9u8; 60];
+    write_log(
+        dir.path(),
+        LogConfig::default().segment_bytes,
+        &[unreadable],
+    )
+    .await;
+    let app = start(dir.path()).await;
+    assert_serves_every_written_like(&app).await;
+    app.stop().await.expect("stop");
+    let letters = std::fs::read_to_string(dir.path().join("dead-letters.jsonl"))
+        .expect("the record went to the dead letters");
+    assert_eq!(letters.lines().count(), 1, "{letters}");
+    assert!(
+        letters.contains(&"CQkJ".repeat(20)),
+        "the raw bytes are kept (base64 of sixty 0x09): {letters}"
+    );
+    assert!(letters.contains("schema version 9"), "{letters}");
+    let acked = std::fs::read_to_string(dir.path().join("log/consumer.offset")).expect("offset");
+    assert_eq!(
+        acked.trim(),
+        (WRITTEN + 2).to_string(),
+        "the likes, the dead-lettered record and the new like are all acked"
+    );
+}
