@@ -1,5 +1,6 @@
 use super::*;
-use crate::bus::{EventPublisher, EventSource};
+use crate::bus::{Delivery, EventPublisher, EventSource};
+use crate::event::WireError;
 use crate::event::{Action, LikeEvent};
 use crate::ids::{ContentId, UserId};
 use std::time::Duration;
@@ -24,15 +25,21 @@ fn config(dir: &Path) -> LogConfig {
     }
 }
 
+async fn recv_any(source: &mut LogSource) -> Received<u64> {
+    tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .expect("delivery in time")
+        .expect("recv")
+        .expect("open")
+}
+
 async fn recv_n(source: &mut LogSource, n: usize) -> Vec<Delivery<u64>> {
     let mut out = Vec::new();
     while out.len() < n {
-        let next = tokio::time::timeout(Duration::from_secs(5), source.recv()).await;
-        out.push(
-            next.expect("delivery in time")
-                .expect("recv")
-                .expect("open"),
-        );
+        match recv_any(source).await {
+            Received::Event(delivery) => out.push(delivery),
+            Received::Undecodable(record) => panic!("undecodable {record:?}"),
+        }
     }
     out
 }
@@ -292,4 +299,26 @@ async fn an_empty_record_is_refused_since_it_would_read_as_a_torn_tail() {
     let refused = publisher.append(Vec::new()).await;
     assert!(matches!(refused, Err(BusError::Io(_))), "{refused:?}");
     assert_eq!(publisher.durable_offset(), 0);
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_handed_over_with_its_bytes_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (publisher, mut source) = open(&config(dir.path())).expect("open");
+    publisher.publish(&event(1)).await.expect("publish");
+    let unreadable = vec![9u8; 60];
+    publisher.append(unreadable.clone()).await.expect("append");
+    publisher.publish(&event(2)).await.expect("publish");
+    let first = recv_n(&mut source, 1).await;
+    assert_eq!(first[0].ack, 0);
+    match recv_any(&mut source).await {
+        Received::Undecodable(record) => {
+            assert_eq!(record.payload, unreadable);
+            assert_eq!(record.error, WireError::UnknownVersion(9));
+            assert_eq!(record.ack, 1, "acked like any record, in its place");
+        }
+        Received::Event(delivery) => panic!("decoded {delivery:?}"),
+    }
+    let last = recv_n(&mut source, 1).await;
+    assert_eq!((last[0].ack, last[0].event.user_id.get()), (2, 2));
 }
