@@ -200,3 +200,6 @@ pub(crate) fn to_db(n: u64) -> i64 {
 pub(crate) fn from_db(n: i64) -> u64 {
     n as u64
 }
+
+#[cfg(test)]
+mod tests;
