@@ -2,7 +2,8 @@
 //!
 //! One window is one transaction of a few multi-row statements: read the touched rows, plan the
 //! transitions ([`crate::transitions`]), upsert the winning rows, move the counts. WAL mode lets
-//! ingest read while the sink writes.
+//! ingest read while the sink writes; `synchronous=FULL` makes a commit durable before the
+//! worker acks it.
 
 mod queries;
 
@@ -61,9 +62,11 @@ impl SqliteConfig {
                 .create_if_missing(true)
         }
         .journal_mode(SqliteJournalMode::Wal)
-        // The embedded log is the durability point (I3); a window lost with the OS is re-applied
-        // from it, so the store needs no fsync per commit beyond what WAL's NORMAL gives.
-        .synchronous(SqliteSynchronous::Normal)
+        // FULL: each commit fsyncs the WAL before it returns. The worker acks a window right
+        // after its commit and the log then deletes the acked segments, so a commit must be on
+        // disk by then; with WAL's NORMAL the last commits can vanish on power loss while the log
+        // no longer holds them either. One fsync per window (thousands of events), not per event.
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5));
         // Each in-memory connection would be its own database: keep exactly one.
         let max = if in_memory {
