@@ -6,6 +6,7 @@
 //! worker acks it.
 
 mod queries;
+mod retry_logic;
 
 use crate::transitions::{plan_writes, RowKey};
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
 use likes_shared::{ContentId, UserId};
+pub(crate) use retry_logic::classify;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -176,23 +178,6 @@ impl LikeStore for SqliteStore {
 
 fn permanent(e: impl std::fmt::Display) -> StoreError {
     StoreError::Permanent(e.to_string())
-}
-
-/// Busy/locked databases and pool timeouts pass; constraint and schema errors do not.
-pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Transient(e.to_string())
-        }
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-            Some(code) if code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) => {
-                StoreError::Transient(e.to_string())
-            }
-            _ => StoreError::Permanent(e.to_string()),
-        },
-        _ => StoreError::Permanent(e.to_string()),
-    }
 }
 
 /// Ids and versions are u64; SQLite stores them bit-for-bit as i64.
