@@ -3,21 +3,48 @@
 
 use likes_shared::store::StoreError;
 
-/// Busy/locked databases and pool timeouts pass; constraint and schema errors do not.
+/// Transient: the database or the machine cannot do it *now* (busy, locked, out of memory, disk
+/// I/O error, disk full, file cannot be opened, lock protocol, a lost connection or crashed
+/// connection worker). DESIGN section 8: an outage pauses the worker, which retries the same
+/// window with backoff; dead-lettering there would empty the stream into the letters file for a
+/// disk hiccup. Permanent: this batch can never be written (constraint, type mismatch, value too
+/// big, an SQL or schema error), so it is dead-lettered and the stream goes on.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Transient(e.to_string())
-        }
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-            Some(code) if code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) => {
-                StoreError::Transient(e.to_string())
-            }
-            _ => StoreError::Permanent(e.to_string()),
-        },
-        _ => StoreError::Permanent(e.to_string()),
+    let transient = match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<u32>().ok())
+            .is_some_and(is_outage_code),
+        _ => false,
+    };
+    if transient {
+        StoreError::Transient(e.to_string())
+    } else {
+        StoreError::Permanent(e.to_string())
     }
+}
+
+/// SQLite result codes that describe the database or the machine, not the batch. sqlx reports
+/// extended codes (SQLITE_IOERR_FSYNC is 1034); the primary code is the low byte.
+fn is_outage_code(code: u32) -> bool {
+    const BUSY: u32 = 5;
+    const LOCKED: u32 = 6;
+    const NOMEM: u32 = 7;
+    const IOERR: u32 = 10;
+    const FULL: u32 = 13;
+    const CANTOPEN: u32 = 14;
+    const PROTOCOL: u32 = 15;
+    matches!(
+        code & 0xff,
+        BUSY | LOCKED | NOMEM | IOERR | FULL | CANTOPEN | PROTOCOL
+    )
 }
 
 #[cfg(test)]
