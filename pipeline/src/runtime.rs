@@ -193,7 +193,6 @@ impl<S: EventSource> Worker<S> {
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
         self.collapse.collapse_into(&window.events, &mut changes);
-        let estimated = self.deltas.estimate(&changes).len();
         let mut attempt = 0u32;
         let mut first_failed_at_ms = None;
         loop {
@@ -202,11 +201,15 @@ impl<S: EventSource> Worker<S> {
                     self.stats
                         .rows_written
                         .fetch_add(outcome.rows_written as u64, Ordering::Relaxed);
-                    tracing::debug!(
-                        rows = outcome.rows_written,
-                        contents = estimated,
-                        "window committed"
-                    );
+                    // The per-content estimate exists only for this line: skip its pass over the
+                    // window unless the line is going to be written.
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        tracing::debug!(
+                            rows = outcome.rows_written,
+                            contents = self.deltas.estimate(&changes).len(),
+                            "window committed"
+                        );
+                    }
                     break;
                 }
                 Err(error) if error.is_transient() => {
