@@ -24,6 +24,13 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::time::sleep_until;
 
+/// The worker's clock is tokio's, so tests with a paused clock (`start_paused`) move window ages,
+/// trending ticks and backoff sleeps together without waiting in real time. Outside such tests
+/// it reads `std::time::Instant::now()`.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WorkerConfig {
     pub window: WindowConfig,
@@ -90,7 +97,7 @@ impl<S: EventSource> Worker<S> {
             collapse: PerUserCollapse::new(),
             changes: Vec::new(),
             deltas: ContentDeltas::new(),
-            trending: config.trending.build(Instant::now()),
+            trending: config.trending.build(now()),
             config,
             stats: Arc::default(),
         }
@@ -116,16 +123,16 @@ impl<S: EventSource> Worker<S> {
                     self.window.on_close(&mut closed);
                     Step::Stop
                 }
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
-                    let now = Instant::now();
-                    self.window.on_tick(now, &mut closed);
-                    self.trending.on_tick(now, &mut lists);
+                _ = sleep_until(deadline.unwrap_or_else(now).into()), if deadline.is_some() => {
+                    let tick = now();
+                    self.window.on_tick(tick, &mut closed);
+                    self.trending.on_tick(tick, &mut lists);
                     Step::Continue
                 }
                 next = self.source.recv() => match next? {
                     Some(Received::Event(delivery)) => {
                         self.stats.events.fetch_add(1, Ordering::Relaxed);
-                        self.window.process(delivery, Instant::now(), &mut closed);
+                        self.window.process(delivery, now(), &mut closed);
                         Step::Continue
                     }
                     Some(Received::Undecodable(record)) => {

@@ -1,5 +1,8 @@
 //! The worker loop against scripted backends: acks only after a commit, retries transient store
 //! errors, dead-letters permanent ones and goes on, and stops without acking on shutdown.
+//!
+//! Every test runs on tokio's paused clock: backoff sleeps, the polling below and the timeouts
+//! advance virtual time only, so nothing here waits in real time.
 
 use async_trait::async_trait;
 use likes_pipeline::operators::WindowConfig;
@@ -193,7 +196,7 @@ fn harness(
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_and_acks_follow_the_commit() {
     let h = harness((1..=5).map(|n| delivery(n, 1)).collect(), true, 3, None);
     let stats = h.worker.stats();
@@ -213,7 +216,7 @@ async fn transient_errors_are_retried_and_acks_follow_the_commit() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_permanent_error_dead_letters_its_window_and_the_stream_goes_on() {
     let deliveries = vec![
         delivery(1, 1),
@@ -248,7 +251,7 @@ async fn a_permanent_error_dead_letters_its_window_and_the_stream_goes_on() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_during_retries_acks_nothing() {
     let h = harness(vec![delivery(1, 1), delivery(2, 1)], false, u32::MAX, None);
     let (trigger, shutdown) = likes_shared::shutdown::channel();
@@ -270,7 +273,7 @@ async fn shutdown_during_retries_acks_nothing() {
     assert!(h.letters.0.lock().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_undecodable_record_is_dead_lettered_after_the_window_before_it_commits() {
     let unreadable = Received::decode(vec![9; 60], 2, 0);
     assert!(matches!(unreadable, Received::Undecodable(_)));
