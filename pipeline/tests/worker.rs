@@ -1,23 +1,26 @@
 //! The worker loop against scripted backends: acks only after a commit, retries transient store
 //! errors, dead-letters permanent ones and goes on, and stops without acking on shutdown.
+//!
+//! Every test runs on tokio's paused clock: backoff sleeps, the polling below and the timeouts
+//! advance virtual time only, so nothing here waits in real time.
 
 use async_trait::async_trait;
 use likes_pipeline::operators::WindowConfig;
 use likes_pipeline::{Worker, WorkerConfig};
-use likes_shared::bus::{BusError, Delivery, EventSource};
+use likes_shared::bus::{BusError, Delivery, EventSource, Received};
 use likes_shared::retry::Backoff;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
 use likes_shared::trending::MemoryTrendingBoard;
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
-use likes_sink::dead_letter::{DeadLetter, DeadLetterError, DeadLetterPublisher};
+use likes_sink::dead_letter::{DeadLetter, DeadLetterError, DeadLetterKind, DeadLetterPublisher};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn delivery(n: u64, content: u64) -> Delivery<u64> {
+fn delivery(n: u64, content: u64) -> Received<u64> {
     let event = LikeEvent {
         event_id: u128::from(n),
         user_id: UserId::new(n).expect("non-zero"),
@@ -27,16 +30,16 @@ fn delivery(n: u64, content: u64) -> Delivery<u64> {
         ts_ms: n,
         source: "test".into(),
     };
-    Delivery {
+    Received::Event(Delivery {
         event,
         ack: n,
         partition: 0,
-    }
+    })
 }
 
 /// Hands out its deliveries, then either closes or stays open (waiting forever).
 struct ScriptedSource {
-    pending: VecDeque<Delivery<u64>>,
+    pending: VecDeque<Received<u64>>,
     close_when_empty: bool,
     acked: Arc<Mutex<Vec<u64>>>,
 }
@@ -45,7 +48,7 @@ struct ScriptedSource {
 impl EventSource for ScriptedSource {
     type Ack = u64;
 
-    async fn recv(&mut self) -> Result<Option<Delivery<u64>>, BusError> {
+    async fn recv(&mut self) -> Result<Option<Received<u64>>, BusError> {
         match self.pending.pop_front() {
             Some(d) => Ok(Some(d)),
             None if self.close_when_empty => Ok(None),
@@ -149,7 +152,7 @@ struct Harness {
 }
 
 fn harness(
-    deliveries: Vec<Delivery<u64>>,
+    deliveries: Vec<Received<u64>>,
     close: bool,
     transient: u32,
     permanent: Option<u64>,
@@ -193,7 +196,7 @@ fn harness(
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_and_acks_follow_the_commit() {
     let h = harness((1..=5).map(|n| delivery(n, 1)).collect(), true, 3, None);
     let stats = h.worker.stats();
@@ -213,7 +216,7 @@ async fn transient_errors_are_retried_and_acks_follow_the_commit() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_permanent_error_dead_letters_its_window_and_the_stream_goes_on() {
     let deliveries = vec![
         delivery(1, 1),
@@ -248,7 +251,7 @@ async fn a_permanent_error_dead_letters_its_window_and_the_stream_goes_on() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_during_retries_acks_nothing() {
     let h = harness(vec![delivery(1, 1), delivery(2, 1)], false, u32::MAX, None);
     let (trigger, shutdown) = likes_shared::shutdown::channel();
@@ -268,4 +271,41 @@ async fn shutdown_during_retries_acks_nothing() {
         "an uncommitted window is never acked; it comes back after restart"
     );
     assert!(h.letters.0.lock().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_record_is_dead_lettered_after_the_window_before_it_commits() {
+    let unreadable = Received::decode(vec![9; 60], 2, 0);
+    assert!(matches!(unreadable, Received::Undecodable(_)));
+    let deliveries = vec![delivery(1, 1), unreadable, delivery(3, 1), delivery(4, 1)];
+    let h = harness(deliveries, true, 0, None);
+    let (_trigger, shutdown) = likes_shared::shutdown::channel();
+    h.worker.run(shutdown).await.expect("worker");
+    let committed: Vec<Vec<u64>> = h
+        .store
+        .committed
+        .lock()
+        .iter()
+        .map(|w| w.iter().map(|c| c.user_id.get()).collect())
+        .collect();
+    assert_eq!(
+        committed,
+        vec![vec![1], vec![3, 4]],
+        "the open window closes before the record"
+    );
+    assert_eq!(
+        *h.acked.lock(),
+        vec![1, 2, 3, 4],
+        "acks stay in delivery order"
+    );
+    let letters = h.letters.0.lock().clone();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind, DeadLetterKind::Undecodable);
+    assert!(letters[0].events.is_empty());
+    assert_eq!(letters[0].undecodable[0].payload, vec![9; 60]);
+    assert!(
+        letters[0].error.contains("schema version 9"),
+        "{}",
+        letters[0].error
+    );
 }

@@ -3,8 +3,9 @@
 //! `publish` resolves only once the event is durable (acked by Pulsar, or fsynced to the local
 //! log): ingest answers 2xx only after it (I3). Consumption is at-least-once: a delivery that
 //! is not acked comes back after a restart or failover, which the sink makes harmless (I2).
+//! Every record is handed over, decodable or not, so that every record can be acked.
 
-use crate::event::LikeEvent;
+use crate::event::{LikeEvent, WireError};
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +58,50 @@ pub struct Delivery<A> {
     pub partition: u32,
 }
 
+/// A record that arrived intact but does not decode as a [`LikeEvent`] (a newer schema, a
+/// foreign producer). It still has to be acked, or a source that acks cumulatively could never
+/// move past it; the worker dead-letters its bytes and then acks it.
+#[derive(Debug, Clone)]
+pub struct UndecodableRecord<A> {
+    pub payload: Vec<u8>,
+    pub error: WireError,
+    pub ack: A,
+    pub partition: u32,
+}
+
+/// What a source hands the worker, in delivery order.
+#[derive(Debug, Clone)]
+pub enum Received<A> {
+    Event(Delivery<A>),
+    Undecodable(UndecodableRecord<A>),
+}
+
+impl<A> Received<A> {
+    /// Decodes a record's payload: every source turns bytes into deliveries the same way.
+    pub fn decode(payload: Vec<u8>, ack: A, partition: u32) -> Self {
+        match LikeEvent::decode(&payload) {
+            Ok(event) => Received::Event(Delivery {
+                event,
+                ack,
+                partition,
+            }),
+            Err(error) => Received::Undecodable(UndecodableRecord {
+                payload,
+                error,
+                ack,
+                partition,
+            }),
+        }
+    }
+}
+
 #[async_trait]
 pub trait EventSource: Send + 'static {
     type Ack: Clone + Send + Sync + std::fmt::Debug + 'static;
 
-    /// The next delivery; `None` once the source is closed. Must be cancel-safe: the pipeline
-    /// calls it inside `select!` with ticks and shutdown.
-    async fn recv(&mut self) -> Result<Option<Delivery<Self::Ack>>, BusError>;
+    /// The next record, decoded or not; `None` once the source is closed. Must be cancel-safe:
+    /// the pipeline calls it inside `select!` with ticks and shutdown.
+    async fn recv(&mut self) -> Result<Option<Received<Self::Ack>>, BusError>;
 
     /// Acknowledges deliveries whose effects the sink has committed. Acks arrive in delivery
     /// order, so a source may ack cumulatively.

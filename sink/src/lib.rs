@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`transitions`] — which rows a window writes and how far counts move (I2, I4); no I/O.
 //! - [`dead_letter`] — `DeadLetterPublisher` and the embedded file of dead letters.
+//! - [`dlq`] — what `likes-dlq` does to that file: summarize, replay into the log, purge.
 //! - [`sqlite`] — the embedded store (SQLite via sqlx), one transaction per window.
 
 pub mod dead_letter;
+pub mod dlq;
 pub mod sqlite;
 pub mod transitions;
 

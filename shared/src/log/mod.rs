@@ -13,7 +13,7 @@
 mod segment;
 mod writer;
 
-use crate::bus::{BusError, CommitProgress, Delivery, DurableMark, EventPublisher, EventSource};
+use crate::bus::{BusError, CommitProgress, DurableMark, EventPublisher, EventSource, Received};
 use crate::event::LikeEvent;
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -84,7 +84,7 @@ pub fn open(config: &LogConfig) -> io::Result<(LogPublisher, LogSource)> {
     let mut next = 0;
     let mut last_len = 0;
     for base in &bases {
-        let (records, len) = recover(&segment_path(&config.dir, *base))?;
+        let (records, len) = recover(&segment_path(&config.dir, *base), *base)?;
         bytes += len;
         next = base + records;
         last_len = len;
@@ -144,8 +144,15 @@ impl LogPublisher {
         self.shared.acked.load(Ordering::Acquire)
     }
 
-    /// Appends raw bytes and returns their offset once durable.
+    /// Appends raw bytes and returns their offset once durable. `payload` must not be empty: an
+    /// empty frame is what a zero-filled tail looks like, so recovery would cut it off.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, BusError> {
+        if payload.is_empty() {
+            return Err(BusError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an empty record cannot be logged",
+            )));
+        }
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(BusError::Unavailable("log writer failed".into()));
         }
@@ -192,7 +199,7 @@ impl CommitProgress for LogPublisher {
 /// Delivers committed events in order; the only consumer of its log.
 pub struct LogSource {
     /// Deliveries, or the read error that ended them (the worker then stops loudly).
-    rx: mpsc::Receiver<Result<Delivery<u64>, BusError>>,
+    rx: mpsc::Receiver<Result<Received<u64>, BusError>>,
     dir: PathBuf,
     shared: Arc<LogShared>,
     /// Held so the reader task stops when the source is dropped.
@@ -235,7 +242,7 @@ impl Drop for LogSource {
 async fn read_loop(
     mut reader: SegmentReader,
     mut durable: watch::Receiver<u64>,
-    tx: mpsc::Sender<Result<Delivery<u64>, BusError>>,
+    tx: mpsc::Sender<Result<Received<u64>, BusError>>,
 ) {
     loop {
         let end = *durable.borrow_and_update();
@@ -268,23 +275,15 @@ async fn read_loop(
             }
         };
         for (offset, payload) in records {
-            match LikeEvent::decode(&payload) {
-                Ok(event) => {
-                    if tx
-                        .send(Ok(Delivery {
-                            event,
-                            ack: offset,
-                            partition: 0,
-                        }))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                // Passed its CRC yet does not decode: written by a newer schema. Skipping it is
-                // covered by the next cumulative ack; dropping it silently is not acceptable.
-                Err(error) => tracing::error!(%error, offset, "undecodable log record skipped"),
+            let received = Received::decode(payload, offset, 0);
+            if let Received::Undecodable(record) = &received {
+                // Passed its CRC yet does not decode: written by a newer schema or damaged
+                // before framing. The worker dead-letters it and acks it; skipping it unacked
+                // would stall every later ack's effect on start-up's catch-up.
+                tracing::error!(error = %record.error, offset, "undecodable log record");
+            }
+            if tx.send(Ok(received)).await.is_err() {
+                return;
             }
         }
     }
@@ -294,7 +293,7 @@ async fn read_loop(
 impl EventSource for LogSource {
     type Ack = u64;
 
-    async fn recv(&mut self) -> Result<Option<Delivery<u64>>, BusError> {
+    async fn recv(&mut self) -> Result<Option<Received<u64>>, BusError> {
         self.rx.recv().await.transpose()
     }
 

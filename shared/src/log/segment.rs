@@ -3,7 +3,8 @@
 //! A segment is named after the offset of its first record (`00000000000000000042.seg`) and holds
 //! frames `[len: u32 LE][crc32 of payload: u32 LE][payload]`. Offsets are implicit (the n-th
 //! frame of segment `b` has offset `b + n`), which keeps frames small and makes recovery a scan:
-//! a torn write at the tail fails its length or CRC check and is cut off.
+//! a torn write at the tail fails its length or CRC check and is cut off. A frame's length is
+//! never 0, so a zero-filled tail is torn too.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -17,7 +18,9 @@ pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.seg"))
 }
 
+/// Frames `payload`, which must not be empty (an empty frame reads as a torn one).
 pub(crate) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(!payload.is_empty(), "an empty record cannot be framed");
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
@@ -48,7 +51,10 @@ pub(crate) fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> 
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len > MAX_RECORD {
+    // No event encodes to zero bytes, and eight zero bytes would otherwise pass the CRC check
+    // (the CRC-32 of nothing is 0): a zero-filled tail, which a crash leaves when a file's new
+    // size reached the disk before its data, must end the log like any torn frame.
+    if len == 0 || len > MAX_RECORD {
         return Ok(None);
     }
     let mut payload = vec![0u8; len];
@@ -71,8 +77,11 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Scans a segment, cuts off a torn tail, and returns (records, valid bytes).
-pub(crate) fn recover(path: &Path) -> io::Result<(u64, u64)> {
+/// Scans the segment starting at offset `base`, cuts off a torn tail at the first frame that
+/// fails its checks (short, empty, oversized, CRC mismatch: a crash mid-write looks like any of
+/// them), and returns (records, valid bytes). Everything before that frame was fsynced whole and
+/// stays.
+pub(crate) fn recover(path: &Path, base: u64) -> io::Result<(u64, u64)> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
     let mut reader = BufReader::new(&file);
@@ -82,11 +91,35 @@ pub(crate) fn recover(path: &Path) -> io::Result<(u64, u64)> {
         valid += (FRAME_HEADER + payload.len()) as u64;
     }
     if valid < len {
-        tracing::warn!(path = %path.display(), valid, len, "cutting a torn tail off the log");
+        let zero_filled = is_zero_from(&file, valid)?;
+        tracing::warn!(
+            path = %path.display(),
+            kept_records = records,
+            cut_at_offset = base + records,
+            cut_bytes = len - valid,
+            zero_filled,
+            "cutting a torn tail off the log: the bytes after the last whole record fail the frame checks"
+        );
         file.set_len(valid)?;
         file.sync_all()?;
     }
     Ok((records, valid))
+}
+
+/// Whether every byte of `file` from `start` on is zero (for the log line: a zero-filled tail is
+/// a crash artefact; anything else may be worth a look at the disk).
+fn is_zero_from(mut file: &File, start: u64) -> io::Result<bool> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = [0u8; 8192];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) if buf[..n].iter().any(|b| *b != 0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads records in order across segments, starting at any offset.

@@ -1,5 +1,6 @@
 use super::*;
-use crate::bus::{EventPublisher, EventSource};
+use crate::bus::{Delivery, EventPublisher, EventSource};
+use crate::event::WireError;
 use crate::event::{Action, LikeEvent};
 use crate::ids::{ContentId, UserId};
 use std::time::Duration;
@@ -24,15 +25,21 @@ fn config(dir: &Path) -> LogConfig {
     }
 }
 
+async fn recv_any(source: &mut LogSource) -> Received<u64> {
+    tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .expect("delivery in time")
+        .expect("recv")
+        .expect("open")
+}
+
 async fn recv_n(source: &mut LogSource, n: usize) -> Vec<Delivery<u64>> {
     let mut out = Vec::new();
     while out.len() < n {
-        let next = tokio::time::timeout(Duration::from_secs(5), source.recv()).await;
-        out.push(
-            next.expect("delivery in time")
-                .expect("recv")
-                .expect("open"),
-        );
+        match recv_any(source).await {
+            Received::Event(delivery) => out.push(delivery),
+            Received::Undecodable(record) => panic!("undecodable {record:?}"),
+        }
     }
     out
 }
@@ -123,6 +130,105 @@ async fn a_torn_tail_is_cut_and_earlier_records_survive() {
     assert_eq!(users, vec![1, 2, 3, 4]);
 }
 
+/// Three durable records, the log closed again; returns the segment and its length.
+async fn three_records(dir: &Path) -> (PathBuf, u64) {
+    let (publisher, _source) = open(&LogConfig {
+        dir: dir.into(),
+        ..LogConfig::default()
+    })
+    .expect("open");
+    for n in 1..=3 {
+        publisher.publish(&event(n)).await.expect("publish");
+    }
+    let path = segment_path(dir, 0);
+    let len = fs::metadata(&path).expect("meta").len();
+    (path, len)
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = OpenOptions::new().append(true).open(path).expect("open");
+    file.write_all(bytes).expect("append");
+}
+
+#[tokio::test]
+async fn a_zero_filled_tail_is_cut_not_read_as_empty_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, whole) = three_records(dir.path()).await;
+    // What a crash can leave after the file's size reached the disk but its data did not.
+    append_bytes(&path, &[0; 4096]);
+    let (publisher, mut source) = open(&LogConfig {
+        dir: dir.path().into(),
+        ..LogConfig::default()
+    })
+    .expect("reopen");
+    assert_eq!(
+        publisher.durable_offset(),
+        3,
+        "8 zero bytes pass the CRC check as an empty record"
+    );
+    assert_eq!(fs::metadata(&path).expect("meta").len(), whole);
+    publisher.publish(&event(4)).await.expect("publish");
+    let users: Vec<u64> = recv_n(&mut source, 4)
+        .await
+        .iter()
+        .map(|d| d.event.user_id.get())
+        .collect();
+    assert_eq!(users, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_whole_frame_failing_its_crc_is_cut_with_everything_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, whole) = three_records(dir.path()).await;
+    let mut bad = Vec::new();
+    segment::encode_frame(&event(4).encode(), &mut bad);
+    bad[4] ^= 0xff; // the CRC no longer matches the payload
+    segment::encode_frame(&event(5).encode(), &mut bad);
+    append_bytes(&path, &bad);
+    let (publisher, mut source) = open(&LogConfig {
+        dir: dir.path().into(),
+        ..LogConfig::default()
+    })
+    .expect("reopen");
+    assert_eq!(publisher.durable_offset(), 3);
+    assert_eq!(fs::metadata(&path).expect("meta").len(), whole);
+    publisher.publish(&event(6)).await.expect("publish");
+    let users: Vec<u64> = recv_n(&mut source, 4)
+        .await
+        .iter()
+        .map(|d| d.event.user_id.get())
+        .collect();
+    assert_eq!(users, vec![1, 2, 3, 6]);
+}
+
+#[tokio::test]
+async fn an_empty_segment_left_by_a_crash_during_rotation_is_used_as_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, whole) = three_records(dir.path()).await;
+    fs::File::create(segment_path(dir.path(), 3)).expect("the new, empty segment");
+    let (publisher, mut source) = open(&LogConfig {
+        dir: dir.path().into(),
+        ..LogConfig::default()
+    })
+    .expect("reopen");
+    assert_eq!(publisher.durable_offset(), 3);
+    publisher.publish(&event(4)).await.expect("publish");
+    assert_eq!(
+        fs::metadata(segment_path(dir.path(), 0))
+            .expect("meta")
+            .len(),
+        whole,
+        "the full segment is left alone"
+    );
+    let users: Vec<u64> = recv_n(&mut source, 4)
+        .await
+        .iter()
+        .map(|d| d.event.user_id.get())
+        .collect();
+    assert_eq!(users, vec![1, 2, 3, 4]);
+}
+
 #[tokio::test]
 async fn refuses_appends_past_its_byte_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -184,4 +290,35 @@ async fn one_log_directory_has_one_owner() {
     let second = open(&config(dir.path()));
     let error = second.err().expect("a second owner is refused");
     assert_eq!(error.kind(), io::ErrorKind::WouldBlock, "{error}");
+}
+
+#[tokio::test]
+async fn an_empty_record_is_refused_since_it_would_read_as_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (publisher, _source) = open(&config(dir.path())).expect("open");
+    let refused = publisher.append(Vec::new()).await;
+    assert!(matches!(refused, Err(BusError::Io(_))), "{refused:?}");
+    assert_eq!(publisher.durable_offset(), 0);
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_handed_over_with_its_bytes_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (publisher, mut source) = open(&config(dir.path())).expect("open");
+    publisher.publish(&event(1)).await.expect("publish");
+    let unreadable = vec![9u8; 60];
+    publisher.append(unreadable.clone()).await.expect("append");
+    publisher.publish(&event(2)).await.expect("publish");
+    let first = recv_n(&mut source, 1).await;
+    assert_eq!(first[0].ack, 0);
+    match recv_any(&mut source).await {
+        Received::Undecodable(record) => {
+            assert_eq!(record.payload, unreadable);
+            assert_eq!(record.error, WireError::UnknownVersion(9));
+            assert_eq!(record.ack, 1, "acked like any record, in its place");
+        }
+        Received::Event(delivery) => panic!("decoded {delivery:?}"),
+    }
+    let last = recv_n(&mut source, 1).await;
+    assert_eq!((last[0].ack, last[0].event.user_id.get()), (2, 2));
 }

@@ -2,9 +2,11 @@
 //!
 //! One window is one transaction of a few multi-row statements: read the touched rows, plan the
 //! transitions ([`crate::transitions`]), upsert the winning rows, move the counts. WAL mode lets
-//! ingest read while the sink writes.
+//! ingest read while the sink writes; `synchronous=FULL` makes a commit durable before the
+//! worker acks it.
 
 mod queries;
+mod retry_logic;
 
 use crate::transitions::{plan_writes, RowKey};
 use async_trait::async_trait;
@@ -12,6 +14,7 @@ use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
 use likes_shared::{ContentId, UserId};
+pub(crate) use retry_logic::classify;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -61,9 +64,11 @@ impl SqliteConfig {
                 .create_if_missing(true)
         }
         .journal_mode(SqliteJournalMode::Wal)
-        // The embedded log is the durability point (I3); a window lost with the OS is re-applied
-        // from it, so the store needs no fsync per commit beyond what WAL's NORMAL gives.
-        .synchronous(SqliteSynchronous::Normal)
+        // FULL: each commit fsyncs the WAL before it returns. The worker acks a window right
+        // after its commit and the log then deletes the acked segments, so a commit must be on
+        // disk by then; with WAL's NORMAL the last commits can vanish on power loss while the log
+        // no longer holds them either. One fsync per window (thousands of events), not per event.
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5));
         // Each in-memory connection would be its own database: keep exactly one.
         let max = if in_memory {
@@ -175,23 +180,6 @@ fn permanent(e: impl std::fmt::Display) -> StoreError {
     StoreError::Permanent(e.to_string())
 }
 
-/// Busy/locked databases and pool timeouts pass; constraint and schema errors do not.
-pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Transient(e.to_string())
-        }
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-            Some(code) if code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) => {
-                StoreError::Transient(e.to_string())
-            }
-            _ => StoreError::Permanent(e.to_string()),
-        },
-        _ => StoreError::Permanent(e.to_string()),
-    }
-}
-
 /// Ids and versions are u64; SQLite stores them bit-for-bit as i64.
 pub(crate) fn to_db(n: u64) -> i64 {
     n as i64
@@ -200,3 +188,6 @@ pub(crate) fn to_db(n: u64) -> i64 {
 pub(crate) fn from_db(n: i64) -> u64 {
     n as u64
 }
+
+#[cfg(test)]
+mod tests;
