@@ -1,5 +1,6 @@
 //! I3 on the real binary: every like answered 2xx survives `kill -9` and is counted exactly once;
-//! SIGTERM commits what is held before the process exits.
+//! SIGTERM commits what is held before the process exits; a damaged log tail does not keep it from
+//! starting.
 
 use likes_shared::store::LikeStore;
 use likes_shared::{ContentId, UserId};
@@ -112,6 +113,15 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A failing assertion must not leave the server running (it would also hold the test's
+    /// output pipe open); after `kill_9` or a clean exit this finds nothing left to kill.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn open_store(dir: &Path) -> SqliteStore {
     SqliteConfig {
         path: dir.join("likes.db"),
@@ -220,4 +230,54 @@ async fn sigterm_commits_the_open_window_before_exiting() {
     );
     let acked = std::fs::read_to_string(dir.path().join("log/consumer.offset")).expect("offset");
     assert_eq!(acked.trim(), "20", "and acked, so nothing is replayed");
+}
+
+#[tokio::test]
+async fn the_binary_serves_after_a_crash_left_a_damaged_log_tail() {
+    const LIKES: u64 = 10;
+    const CONTENT: u64 = 9;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = likes_shared::log::LogConfig {
+        dir: dir.path().join("log"),
+        ..likes_shared::log::LogConfig::default()
+    };
+    {
+        let (publisher, _source) = likes_shared::log::open(&log).expect("open the log");
+        for user in 1..=LIKES {
+            let like = likes_shared::LikeEvent {
+                event_id: u128::from(user),
+                user_id: UserId::new(user).expect("id"),
+                content_id: ContentId::new(CONTENT).expect("id"),
+                action: likes_shared::Action::Like,
+                version: user,
+                ts_ms: user,
+                source: "crash-test".into(),
+            };
+            publisher.append(like.encode()).await.expect("durable");
+        }
+        // Intact but unreadable by this build (schema version 9).
+        publisher.append(vec![9; 60]).await.expect("durable");
+    }
+    // Wait for the writer thread to let go of the log, then leave a zero-filled tail as a crash
+    // after a file's size reached the disk before its data does.
+    drop(likes_shared::log::open(&log).expect("reopen"));
+    let segment = log.dir.join(format!("{:020}.seg", 0));
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes.extend_from_slice(&[0; 4096]);
+    std::fs::write(&segment, bytes).expect("damage the tail");
+
+    let likes = Running::start(dir.path(), false).await; // asserts it binds and answers
+    assert_eq!(
+        likes.count(CONTENT).await,
+        LIKES,
+        "every fsynced like applied once"
+    );
+    likes.kill_9();
+    let letters =
+        std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).expect("dead letters");
+    assert_eq!(
+        letters.lines().count(),
+        1,
+        "the unreadable record: {letters}"
+    );
 }
