@@ -83,6 +83,21 @@ impl MemoryStateCache {
         self.counts[self.shard_of(content.get())].lock()
     }
 
+    /// Runs `f` on the cached (user, content) entry, if there is one.
+    fn with_state<R>(
+        &self,
+        user: UserId,
+        content: ContentId,
+        f: impl FnOnce(&mut StateEntry) -> R,
+    ) -> Option<R> {
+        let mut shard = self.user_shard(user);
+        shard
+            .map
+            .get_mut(&user)
+            .and_then(|u| u.states.get_mut(&content))
+            .map(f)
+    }
+
     /// A count entry for a change to move; created unfilled if the count is not cached.
     fn reserve_count(&self, content: ContentId, committed: u64) -> Result<(), CacheError> {
         let mut shard = self.count_shard(content);
@@ -173,6 +188,15 @@ impl MemoryStateCache {
     }
 }
 
+/// How far a count moves when a state becomes `liked` (or stops being it, negated).
+fn like_delta(liked: bool) -> i64 {
+    if liked {
+        1
+    } else {
+        -1
+    }
+}
+
 #[async_trait]
 impl StateCache for MemoryStateCache {
     fn fill_ticket(&self) -> FillTicket {
@@ -226,7 +250,7 @@ impl StateCache for MemoryStateCache {
         };
         let (version, changed, pending) = applied;
         let count = if changed {
-            self.move_count(content, if liked { 1 } else { -1 }, 1, 0)
+            self.move_count(content, like_delta(liked), 1, 0)
         } else {
             self.move_count(content, 0, 0, 0)
         };
@@ -250,35 +274,23 @@ impl StateCache for MemoryStateCache {
             liked: applied.liked,
             version: applied.version,
         });
-        let moved = {
-            let mut shard = self.user_shard(user);
-            let entry = shard
-                .map
-                .get_mut(&user)
-                .and_then(|u| u.states.get_mut(&content));
-            match entry {
-                Some(entry) => {
-                    entry.mark = entry.mark.max(mark);
-                    if version(entry.durable) < applied.version {
-                        entry.durable = state;
-                    }
-                    // A revert took this state away while another request made it durable.
-                    let back = version(entry.current) < applied.version;
-                    let moved = back && entry.current.is_some_and(|s| s.liked) != applied.liked;
-                    if back {
-                        entry.current = state;
-                    }
-                    moved
+        // Pending entries are never forgotten, so a missing one has nothing to confirm.
+        let moved = self
+            .with_state(user, content, |entry| {
+                entry.mark = entry.mark.max(mark);
+                if version(entry.durable) < applied.version {
+                    entry.durable = state;
                 }
-                // Pending entries are never forgotten, so there is nothing to confirm.
-                None => false,
-            }
-        };
-        let delta = match (moved, applied.liked) {
-            (false, _) => 0,
-            (true, true) => 1,
-            (true, false) => -1,
-        };
+                // A revert took this state away while another request made it durable.
+                let back = version(entry.current) < applied.version;
+                let moved = back && entry.current.is_some_and(|s| s.liked) != applied.liked;
+                if back {
+                    entry.current = state;
+                }
+                moved
+            })
+            .unwrap_or(false);
+        let delta = if moved { like_delta(applied.liked) } else { 0 };
         self.move_count(content, delta, -i32::from(applied.changed), mark);
         Ok(())
     }
@@ -292,28 +304,22 @@ impl StateCache for MemoryStateCache {
         if !applied.changed {
             return Ok(());
         }
-        let reverted = {
-            let mut shard = self.user_shard(user);
-            let entry = shard
-                .map
-                .get_mut(&user)
-                .and_then(|u| u.states.get_mut(&content));
-            match entry {
-                Some(entry)
-                    if version(entry.current) == applied.version
-                        && version(entry.durable) != applied.version =>
-                {
-                    let moved = entry.durable.is_some_and(|s| s.liked) != applied.liked;
-                    entry.current = entry.durable;
-                    moved
+        let reverted = self
+            .with_state(user, content, |entry| {
+                let still_pending = version(entry.current) == applied.version
+                    && version(entry.durable) != applied.version;
+                if !still_pending {
+                    return false;
                 }
-                _ => false,
-            }
-        };
-        let delta = match (reverted, applied.liked) {
-            (false, _) => 0,
-            (true, true) => -1,
-            (true, false) => 1,
+                let moved = entry.durable.is_some_and(|s| s.liked) != applied.liked;
+                entry.current = entry.durable;
+                moved
+            })
+            .unwrap_or(false);
+        let delta = if reverted {
+            -like_delta(applied.liked)
+        } else {
+            0
         };
         self.move_count(content, delta, -1, 0);
         Ok(())

@@ -42,6 +42,15 @@ fn publish_step() -> impl Strategy<Value = PublishStep> {
 
 const CONTENT: u64 = 9;
 
+/// One runtime per case, on a paused clock: delays are exact and cost no real time.
+fn paused_runtime() -> Result<tokio::runtime::Runtime, TestCaseError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| TestCaseError::fail(e.to_string()))
+}
+
 /// What one request saw: the durable log's length when it began and when it was answered.
 struct Answer {
     user: u64,
@@ -77,11 +86,7 @@ fn backed_by_durable_prefix(
 }
 
 fn run_schedule(requests: Vec<Request>, steps: Vec<PublishStep>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let runtime = paused_runtime()?;
     runtime.block_on(async move {
         let harness = Arc::new(Harness::new(steps));
         let content = ContentId::new(CONTENT).expect("non-zero");
@@ -173,11 +178,7 @@ fn run_under_pressure(
     requests: Vec<Action3>,
     steps: Vec<PublishStep>,
 ) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let runtime = paused_runtime()?;
     runtime.block_on(async move {
         let committed = Arc::new(AtomicU64::new(0));
         let harness = Arc::new(Harness::with_cache(steps, 16, committed.clone()));
