@@ -320,3 +320,71 @@ async fn a_user_past_their_share_forgets_settled_states_and_completeness() {
         "nothing reads as a wrong state"
     );
 }
+
+#[tokio::test]
+async fn a_republish_in_flight_keeps_its_entry_through_a_revert_and_pressure() {
+    let (cache, progress) = cache(32);
+    let t = cache.fill_ticket();
+    let (u, c) = ids(1, 2);
+    cache.fill_count(c, 0, t).await.expect("fill");
+    assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
+    let like = apply(&cache, u, c, Action::Like, 10).await;
+    let repeat = apply(&cache, u, c, Action::Like, 11).await;
+    assert!(repeat.pending, "the second like publishes v10 again");
+    // The first publish fails while the republish is still in flight.
+    cache.revert(u, c, &like).await.expect("revert");
+    progress.store(u64::MAX, Ordering::Release);
+    for v in 2..200u64 {
+        let (other, _) = ids(v, 2);
+        let _ = cache.seed_user(other, &[], true, cache.fill_ticket()).await;
+    }
+    assert!(
+        cache.is_filled(u).await.expect("filled"),
+        "an entry whose publish is in flight is never forgotten"
+    );
+    cache.confirm(u, c, &repeat, 7).await.expect("confirm");
+    assert_eq!(
+        cache.states(u, &[c]).await.expect("states"),
+        vec![Some(row(true, 10))]
+    );
+    assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(1)]);
+}
+
+#[tokio::test]
+async fn a_fill_that_forgets_a_state_on_its_way_in_does_not_bring_back_an_older_one() {
+    let (cache, progress) = cache(32); // shards of 16: a user holds at most 15 states
+    let stale = cache.fill_ticket();
+    let (u, x) = ids(1, 1);
+    assert!(cache.seed_user(u, &[], false, stale).await.expect("seed"));
+    assert!(cache
+        .seed_states(u, &[(x, None)], stale)
+        .await
+        .expect("seed"));
+    let like = apply(&cache, u, x, Action::Like, 10).await;
+    cache.confirm(u, x, &like, 50).await.expect("confirm");
+    // Fourteen more states, all pending: only X can make room.
+    for c in 2..=15u64 {
+        let (_, content) = ids(1, c);
+        assert!(cache
+            .seed_states(u, &[(content, None)], stale)
+            .await
+            .expect("seed"));
+        apply(&cache, u, content, Action::Like, 10 + c).await;
+    }
+    progress.store(50, Ordering::Release);
+    // A fill read at ticket 40, before the like of X was committed: it has X unliked.
+    let (_, y) = ids(1, 99);
+    let _ = cache
+        .seed_user(
+            u,
+            &[(y, row(false, 3)), (x, row(false, 5))],
+            true,
+            FillTicket(40),
+        )
+        .await;
+    assert_ne!(
+        cache.states(u, &[x]).await.expect("states")[0],
+        Some(row(false, 5)),
+        "the stale row of X came back after X was forgotten to make room"
+    );
+}
