@@ -278,3 +278,41 @@ proptest! {
         run_under_pressure(requests, steps)?;
     }
 }
+
+/// A client that disconnects drops its request's future mid-publish; the event may still become
+/// durable, and the cache must then know it (confirmed), or it would report the old state and
+/// keep the entry waiting for a publish that nothing resolves.
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_mid_publish_still_settles_its_entry() {
+    let harness = Arc::new(Harness::new(vec![PublishStep {
+        delay_ms: 5,
+        ok: true,
+    }]));
+    let user = UserId::new(1).expect("non-zero");
+    let content = ContentId::new(CONTENT).expect("non-zero");
+    let request = {
+        let harness = harness.clone();
+        tokio::spawn(async move { harness.service.act(user, content, Action::Like).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    request.abort();
+    assert!(
+        request.await.is_err_and(|e| e.is_cancelled()),
+        "the client went away"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(harness.durable().len(), 1, "the publish completed");
+    let liked = harness.service.liked(user, &[content]).await.ok();
+    assert_eq!(
+        liked,
+        Some(vec![true]),
+        "the durable like is what the cache reports"
+    );
+    let again = harness.service.act(user, content, Action::Like).await.ok();
+    assert_eq!(again.map(|o| o.changed), Some(false));
+    assert_eq!(
+        harness.durable().len(),
+        1,
+        "a settled state is not published again"
+    );
+}

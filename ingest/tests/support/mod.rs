@@ -30,11 +30,12 @@ pub struct PublishStep {
 }
 
 /// Follows its script (publishes past its end succeed at once) and keeps the durable events.
+/// Like a real bus, a publish that has started finishes even if its caller goes away.
 #[derive(Default)]
 pub struct ScriptedPublisher {
     steps: Vec<PublishStep>,
     next: AtomicUsize,
-    pub durable: Mutex<Vec<LikeEvent>>,
+    pub durable: Arc<Mutex<Vec<LikeEvent>>>,
 }
 
 #[async_trait]
@@ -45,13 +46,23 @@ impl EventPublisher for ScriptedPublisher {
             delay_ms: 0,
             ok: true,
         });
-        tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
-        if !step.ok {
-            return Err(BusError::Unavailable("scripted refusal".into()));
-        }
-        let mut durable = self.durable.lock();
-        durable.push(event.clone());
-        Ok(durable.len() as u64)
+        let durable = self.durable.clone();
+        let event = event.clone();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+            let result = if step.ok {
+                let mut durable = durable.lock();
+                durable.push(event);
+                Ok(durable.len() as u64)
+            } else {
+                Err(BusError::Unavailable("scripted refusal".into()))
+            };
+            let _ = done.send(result);
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(BusError::Unavailable("publisher task lost".into())))
     }
 
     fn is_ready(&self) -> bool {
