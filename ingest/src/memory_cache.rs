@@ -91,6 +91,7 @@ impl MemoryStateCache {
         f: impl FnOnce(&mut StateEntry) -> R,
     ) -> Option<R> {
         let mut shard = self.user_shard(user);
+        shard.settled_something();
         shard
             .map
             .get_mut(&user)
@@ -118,6 +119,9 @@ impl MemoryStateCache {
             // Forgotten between reserve and move (settled and swept): keep the change's trace so
             // no fill caches a count that lacks it. One entry over the bound, briefly.
             shard.insert(content, CountEntry::default());
+        }
+        if in_flight < 0 {
+            shard.settled_something();
         }
         let entry = shard.touch(&content)?;
         entry.in_flight = entry.in_flight.saturating_add_signed(in_flight);
@@ -154,38 +158,56 @@ impl MemoryStateCache {
         }
     }
 
-    /// Inserts states read from the store where cold; whether all of them fitted, and whether
-    /// all of them fitted without forgetting some of the user's others.
+    /// Inserts states read from the store (at `ticket`) where cold. What became of them: all
+    /// in without forgetting any of the user's others, all in, or not all fitted; `Stale` when
+    /// the shard forgot, meanwhile (making room for these), something the read may have missed.
     fn seed(
         &self,
         shard: &mut Shard<UserId, UserStates>,
         user: UserId,
         states: impl Iterator<Item = (ContentId, Option<RowState>)>,
+        ticket: FillTicket,
         committed: u64,
-    ) -> Result<(bool, bool), CacheError> {
+    ) -> Result<Seeded, CacheError> {
+        if !shard.accepts_fill(ticket.0) {
+            return Ok(Seeded::Stale);
+        }
         if !shard.map.contains_key(&user) {
             if !shard.make_room(1, committed, None) {
                 return Err(CacheError::Full);
             }
             shard.insert(user, UserStates::default());
         }
-        let mut kept_all = true;
+        let mut outcome = Seeded::AllKeptAll;
         for (content, known) in states {
             let entry = shard.touch(&user).ok_or(CacheError::Full)?;
             if entry.get(content).is_some() {
                 continue;
             }
-            // Making room among the user's own states forgets some: no longer all of them.
-            kept_all &= entry.states.len() < self.max_states_per_user;
+            if entry.states.len() >= self.max_states_per_user {
+                outcome = Seeded::AllForgotOthers;
+            }
             if self.room_for_state(shard, user, committed).is_err() {
-                return Ok((false, false));
+                return Ok(Seeded::Partial);
+            }
+            if !shard.accepts_fill(ticket.0) {
+                return Ok(Seeded::Stale);
             }
             let entry = shard.map.get_mut(&user).ok_or(CacheError::Full)?;
             entry.states.insert(content, StateEntry::stored(known));
             shard.resized(0, 1);
         }
-        Ok((true, kept_all))
+        Ok(outcome)
     }
+}
+
+/// What a fill did; see [`MemoryStateCache::seed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seeded {
+    AllKeptAll,
+    AllForgotOthers,
+    Partial,
+    Stale,
 }
 
 /// How far a count moves when a state becomes `liked` (or stops being it, negated).
@@ -223,7 +245,14 @@ impl StateCache for MemoryStateCache {
             };
             let found_version = version(found.current);
             if found.current.is_some_and(|s| s.liked) == liked {
-                (found_version, false, found.pending())
+                let pending = found.pending();
+                if pending {
+                    // Published again by the caller: the entry waits for that publish too.
+                    if let Some(entry) = entry.states.get_mut(&content) {
+                        entry.in_flight += 1;
+                    }
+                }
+                (found_version, false, pending)
             } else {
                 if !entry.states.contains_key(&content) {
                     self.room_for_state(&mut shard, user, committed)?;
@@ -241,6 +270,7 @@ impl StateCache for MemoryStateCache {
                             liked,
                             version: applied,
                         }),
+                        in_flight: found.in_flight + 1,
                         ..found
                     },
                 );
@@ -249,11 +279,9 @@ impl StateCache for MemoryStateCache {
             }
         };
         let (version, changed, pending) = applied;
-        let count = if changed {
-            self.move_count(content, like_delta(liked), 1, 0)
-        } else {
-            self.move_count(content, 0, 0, 0)
-        };
+        let delta = if changed { like_delta(liked) } else { 0 };
+        let published = i32::from(changed || pending);
+        let count = self.move_count(content, delta, published, 0);
         Ok(Some(CachedApply {
             liked,
             changed,
@@ -274,9 +302,10 @@ impl StateCache for MemoryStateCache {
             liked: applied.liked,
             version: applied.version,
         });
-        // Pending entries are never forgotten, so a missing one has nothing to confirm.
+        // Entries with a publish in flight are never forgotten: a missing one had none.
         let moved = self
             .with_state(user, content, |entry| {
+                entry.in_flight = entry.in_flight.saturating_sub(1);
                 entry.mark = entry.mark.max(mark);
                 if version(entry.durable) < applied.version {
                     entry.durable = state;
@@ -291,7 +320,7 @@ impl StateCache for MemoryStateCache {
             })
             .unwrap_or(false);
         let delta = if moved { like_delta(applied.liked) } else { 0 };
-        self.move_count(content, delta, -i32::from(applied.changed), mark);
+        self.move_count(content, delta, -1, mark);
         Ok(())
     }
 
@@ -301,12 +330,11 @@ impl StateCache for MemoryStateCache {
         content: ContentId,
         applied: &CachedApply,
     ) -> Result<(), CacheError> {
-        if !applied.changed {
-            return Ok(());
-        }
         let reverted = self
             .with_state(user, content, |entry| {
-                let still_pending = version(entry.current) == applied.version
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+                let still_pending = applied.changed
+                    && version(entry.current) == applied.version
                     && version(entry.durable) != applied.version;
                 if !still_pending {
                     return false;
@@ -353,18 +381,20 @@ impl StateCache for MemoryStateCache {
     ) -> Result<bool, CacheError> {
         let committed = self.progress.committed();
         let mut shard = self.user_shard(user);
-        if !shard.accepts_fill(ticket.0) {
-            return Ok(false);
-        }
-        let (_, all_in) = self.seed(
+        let seeded = self.seed(
             &mut shard,
             user,
             rows.iter().map(|(c, s)| (*c, Some(*s))),
+            ticket,
             committed,
         )?;
+        if seeded == Seeded::Stale {
+            return Ok(false);
+        }
+        let all_in = seeded == Seeded::AllKeptAll;
         if let Some(entry) = shard.map.get_mut(&user) {
             // Contents cached before this fill keep their (newer) states; completeness holds
-            // only if every row found room.
+            // only if every row found room without forgetting any other.
             entry.complete |= complete && all_in;
         }
         Ok(true)
@@ -378,14 +408,11 @@ impl StateCache for MemoryStateCache {
     ) -> Result<bool, CacheError> {
         let committed = self.progress.committed();
         let mut shard = self.user_shard(user);
-        if !shard.accepts_fill(ticket.0) {
-            return Ok(false);
+        match self.seed(&mut shard, user, states.iter().copied(), ticket, committed)? {
+            Seeded::Stale => Ok(false),
+            Seeded::Partial => Err(CacheError::Full),
+            Seeded::AllKeptAll | Seeded::AllForgotOthers => Ok(true),
         }
-        let (fitted, _) = self.seed(&mut shard, user, states.iter().copied(), committed)?;
-        if !fitted {
-            return Err(CacheError::Full);
-        }
-        Ok(true)
     }
 
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError> {

@@ -111,29 +111,41 @@ impl LikeService {
             ts_ms: now_ms(),
             source: self.source.clone(),
         };
-        let cache = &self.backends.cache;
-        match self.backends.publisher.publish(&event).await {
-            Ok(mark) => {
-                self.metrics.events_published.inc();
-                cache
-                    .confirm(user, content, applied, mark)
-                    .await
-                    .map_err(cache_down)
-            }
-            Err(error) => {
-                self.metrics.publish_failures.inc();
-                if let Err(revert) = cache.revert(user, content, applied).await {
-                    tracing::error!(%revert, "could not revert a cached state after a failed publish");
+        let cache = self.backends.cache.clone();
+        let publisher = self.backends.publisher.clone();
+        let metrics = self.metrics.clone();
+        let applied = *applied;
+        // A client that goes away drops this request's future. The publish and its confirm or
+        // revert must still run to the end: the entry would otherwise wait for a publish that
+        // nothing resolves, and could never be forgotten.
+        let settle = tokio::spawn(async move {
+            match publisher.publish(&event).await {
+                Ok(mark) => {
+                    metrics.events_published.inc();
+                    cache
+                        .confirm(user, content, &applied, mark)
+                        .await
+                        .map_err(cache_down)
                 }
-                Err(match error {
-                    BusError::Full => ApiError::unavailable("event log is full; retry shortly"),
-                    other => {
-                        tracing::error!(error = %other, "publish failed");
-                        ApiError::unavailable("events cannot be made durable right now")
+                Err(error) => {
+                    metrics.publish_failures.inc();
+                    if let Err(revert) = cache.revert(user, content, &applied).await {
+                        tracing::error!(%revert, "could not revert a cached state after a failed publish");
                     }
-                })
+                    Err(match error {
+                        BusError::Full => ApiError::unavailable("event log is full; retry shortly"),
+                        other => {
+                            tracing::error!(error = %other, "publish failed");
+                            ApiError::unavailable("events cannot be made durable right now")
+                        }
+                    })
+                }
             }
-        }
+        });
+        settle.await.map_err(|error| {
+            tracing::error!(%error, "publish task failed");
+            ApiError::unavailable("events cannot be made durable right now")
+        })?
     }
 
     async fn apply_to_cache(

@@ -81,8 +81,9 @@ pub trait StateCache: Send + Sync + 'static {
         mark: DurableMark,
     ) -> Result<(), CacheError>;
 
-    /// The publish of a change failed: back to the last durable state, if the entry still holds
-    /// this change (a later action wins).
+    /// The publish of `applied` failed (called for every failed publish, repeats included): a
+    /// change goes back to the last durable state, if the entry still holds it (a later action
+    /// wins).
     async fn revert(
         &self,
         user: UserId,

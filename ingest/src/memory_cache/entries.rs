@@ -21,6 +21,9 @@ pub(super) struct StateEntry {
     pub durable: Known,
     /// The newest durable mark behind the entry (0: it came from the store).
     pub mark: u64,
+    /// Publishes of this entry's states not resolved yet (a change, or a repeat of a pending
+    /// state); the entry stays until each is confirmed or reverted.
+    pub in_flight: u32,
 }
 
 impl StateEntry {
@@ -29,6 +32,7 @@ impl StateEntry {
             current: known,
             durable: known,
             mark: 0,
+            in_flight: 0,
         }
     }
 
@@ -37,7 +41,7 @@ impl StateEntry {
     }
 
     fn settled_mark(&self, committed: u64) -> Option<u64> {
-        (!self.pending() && self.mark <= committed).then_some(self.mark)
+        (self.in_flight == 0 && !self.pending() && self.mark <= committed).then_some(self.mark)
     }
 }
 

@@ -51,6 +51,12 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
         self.used = (self.used + after).saturating_sub(before);
     }
 
+    /// Something may have become settled without the sink moving (a revert, a publish that
+    /// resolved): the next sweep is worth its cost again.
+    pub fn settled_something(&mut self) {
+        self.fruitless_at = None;
+    }
+
     /// Records that something with `mark` was forgotten outside a sweep.
     pub fn forgot(&mut self, mark: u64) {
         self.forgotten = self.forgotten.max(mark);
@@ -98,7 +104,6 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
             self.fruitless_at = Some(committed);
             return false;
         }
-        self.fruitless_at = None;
         candidates.sort_unstable_by_key(|c| c.0);
         for (_, key, size, mark) in candidates {
             if self.used <= target {
@@ -108,6 +113,9 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
             self.used -= size;
             self.forgotten = self.forgotten.max(mark);
         }
+        // Short of the target, every insert from here on would sweep again for a few units:
+        // wait for the sink (or a settle) instead.
+        self.fruitless_at = (self.used > target).then_some(committed);
         self.used + need <= self.capacity
     }
 }
