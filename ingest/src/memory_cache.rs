@@ -91,12 +91,15 @@ impl MemoryStateCache {
         f: impl FnOnce(&mut StateEntry) -> R,
     ) -> Option<R> {
         let mut shard = self.user_shard(user);
-        shard.settled_something();
-        shard
+        let entry = shard
             .map
             .get_mut(&user)
-            .and_then(|u| u.states.get_mut(&content))
-            .map(f)
+            .and_then(|u| u.states.get_mut(&content))?;
+        let result = f(entry);
+        if entry.in_flight == 0 {
+            shard.settled_something();
+        }
+        Some(result)
     }
 
     /// A count entry for a change to move; created unfilled if the count is not cached.
@@ -120,16 +123,17 @@ impl MemoryStateCache {
             // no fill caches a count that lacks it. One entry over the bound, briefly.
             shard.insert(content, CountEntry::default());
         }
-        if in_flight < 0 {
-            shard.settled_something();
-        }
         let entry = shard.touch(&content)?;
         entry.in_flight = entry.in_flight.saturating_add_signed(in_flight);
         entry.mark = entry.mark.max(mark);
         if let Some(n) = entry.count.as_mut() {
             *n += delta;
         }
-        entry.count
+        let (count, idle) = (entry.count, entry.in_flight == 0);
+        if in_flight < 0 && idle {
+            shard.settled_something();
+        }
+        count
     }
 
     /// Room for one more state of `user`: their own settled states first, then the shard's.

@@ -9,6 +9,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use futures::FutureExt;
 use likes_shared::bus::{BusError, EventPublisher};
 use likes_shared::cache::{CacheError, CachedApply, StateCache};
 use likes_shared::hlc::{now_ms, HybridClock};
@@ -16,6 +17,7 @@ use likes_shared::store::{HistoryCursor, LikeStore, LikedItem, RowState};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// The backends ingest runs on; embedded or real, behind the same traits.
@@ -119,7 +121,12 @@ impl LikeService {
         // revert must still run to the end: the entry would otherwise wait for a publish that
         // nothing resolves, and could never be forgotten.
         let settle = tokio::spawn(async move {
-            match publisher.publish(&event).await {
+            // A publisher that panics must still resolve the entry: as a failed publish.
+            let published = AssertUnwindSafe(publisher.publish(&event))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(BusError::Unavailable("publisher panicked".into())));
+            match published {
                 Ok(mark) => {
                     metrics.events_published.inc();
                     cache

@@ -113,9 +113,8 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
             self.used -= size;
             self.forgotten = self.forgotten.max(mark);
         }
-        // Short of the target, every insert from here on would sweep again for a few units:
-        // wait for the sink (or a settle) instead.
-        self.fruitless_at = (self.used > target).then_some(committed);
-        self.used + need <= self.capacity
+        let room = self.used + need <= self.capacity;
+        self.fruitless_at = (!room).then_some(committed);
+        room
     }
 }
