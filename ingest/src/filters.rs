@@ -41,6 +41,37 @@ fn with_ctx(
 }
 
 /// An in-flight slot (held until the reply is built) after the client IP's rate check.
+fn admit(
+    ctx: &Context,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<OwnedSemaphorePermit, Rejection> {
+    let permit = ctx.admission.enter()?;
+    // Every line: a proxy may add its own X-Forwarded-For line after the client's.
+    // Lossy, so bytes a client wrote cannot void the entry the proxy appended.
+    let forwarded_for: Vec<_> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|line| String::from_utf8_lossy(line.as_bytes()))
+        .collect();
+    let peer_ip = peer.map(|p| p.ip());
+    let forwarded_for = forwarded_for.iter().map(|line| line.as_ref());
+    if let Some(ip) = ctx.client_addr.client_ip(peer_ip, forwarded_for) {
+        ctx.admission.check_client(ClientKey::of(ip))?;
+    }
+    Ok(permit)
+}
+
+/// The caller, if credentials were sent (bad credentials reject with 401).
+fn identify(ctx: &Context, headers: &HeaderMap) -> Result<Option<UserId>, Rejection> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let trusted = ctx.auth.trusted_header().and_then(text);
+    ctx.auth
+        .identify(text("authorization"), trusted)
+        .map_err(warp::reject::custom)
+}
+
+/// [`admit`] for routes that need no caller.
 fn admitted(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
@@ -49,42 +80,25 @@ fn admitted(
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
-                let permit = ctx.admission.enter()?;
-                // Every line: a proxy may add its own X-Forwarded-For line after the client's.
-                // Lossy, so bytes a client wrote cannot void the entry the proxy appended.
-                let forwarded_for: Vec<_> = headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(|line| String::from_utf8_lossy(line.as_bytes()))
-                    .collect();
-                let peer_ip = peer.map(|p| p.ip());
-                let forwarded_for = forwarded_for.iter().map(|line| line.as_ref());
-                if let Some(ip) = ctx.client_addr.client_ip(peer_ip, forwarded_for) {
-                    ctx.admission.check_client(ClientKey::of(ip))?;
-                }
-                Ok::<_, Rejection>(permit)
+                admit(&ctx, peer, &headers)
             },
         )
 }
 
-/// The caller, if credentials were sent (bad credentials reject with 401).
-fn caller(
+/// [`admit`], then [`identify`]: one copy of the headers serves both.
+fn admitted_caller(
     ctx: Arc<Context>,
-) -> impl Filter<Extract = (Option<UserId>,), Error = Rejection> + Clone {
-    with_ctx(ctx).and(warp::header::headers_cloned()).and_then(
-        |ctx: Arc<Context>, headers: HeaderMap| async move {
-            let text = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let trusted = ctx.auth.trusted_header().and_then(text);
-            ctx.auth
-                .identify(text("authorization").as_deref(), trusted.as_deref())
-                .map_err(warp::reject::custom)
-        },
-    )
+) -> impl Filter<Extract = (OwnedSemaphorePermit, Option<UserId>), Error = Rejection> + Clone {
+    with_ctx(ctx)
+        .and(warp::addr::remote())
+        .and(warp::header::headers_cloned())
+        .and_then(
+            |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
+                let permit = admit(&ctx, peer, &headers)?;
+                Ok::<_, Rejection>((permit, identify(&ctx, &headers)?))
+            },
+        )
+        .untuple_one()
 }
 
 fn content_id() -> impl Filter<Extract = (ContentId,), Error = Rejection> + Clone {
@@ -146,8 +160,7 @@ pub fn routes(
                 .or(warp::delete().map(|| Action::Unlike))
                 .unify(),
         )
-        .and(admitted(c.clone()))
-        .and(caller(c.clone()))
+        .and(admitted_caller(c.clone()))
         .and(with_ctx(c.clone()))
         .and_then(|content, action, _permit, user, ctx| async move {
             ok(handlers::act(ctx, content, user, action).await)
@@ -156,16 +169,14 @@ pub fn routes(
         .and(content_id())
         .and(warp::path::end())
         .and(warp::get())
-        .and(admitted(c.clone()))
-        .and(caller(c.clone()))
+        .and(admitted_caller(c.clone()))
         .and(with_ctx(c.clone()))
         .and_then(|content, _permit, user, ctx| async move {
             ok(handlers::get_content(ctx, content, user).await)
         });
     let batch = warp::path!("v1" / "contents:batchGet")
         .and(warp::post())
-        .and(admitted(c.clone()))
-        .and(caller(c.clone()))
+        .and(admitted_caller(c.clone()))
         .and(json_body::<handlers::BatchGetRequest>(c.clone()))
         .and(with_ctx(c.clone()))
         .and_then(|_permit, user, body, ctx| async move {
@@ -173,8 +184,7 @@ pub fn routes(
         });
     let mine = warp::path!("v1" / "me" / "likes")
         .and(warp::get())
-        .and(admitted(c.clone()))
-        .and(caller(c.clone()))
+        .and(admitted_caller(c.clone()))
         .and(warp::query::<HashMap<String, String>>())
         .and(with_ctx(c.clone()))
         .and_then(|_permit, user, query, ctx| async move {
