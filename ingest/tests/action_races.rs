@@ -22,14 +22,37 @@ use support::{lww_liked, Harness, PublishStep};
 struct Request {
     start_ms: u64,
     user: u64,
+    content: u64,
     action: Action,
 }
 
+fn action(like: bool) -> Action {
+    if like {
+        Action::Like
+    } else {
+        Action::Unlike
+    }
+}
+
+/// Two users on one content, within a few milliseconds.
 fn request() -> impl Strategy<Value = Request> {
     (0u64..6, 1u64..=2, any::<bool>()).prop_map(|(start_ms, user, like)| Request {
         start_ms,
         user,
-        action: if like { Action::Like } else { Action::Unlike },
+        content: CONTENT,
+        action: action(like),
+    })
+}
+
+/// Eight users on three contents, over 40 ms.
+fn spread_request() -> impl Strategy<Value = Request> {
+    (0u64..40, 1u64..=8, 1u64..=3, any::<bool>()).prop_map(|(start_ms, user, content, like)| {
+        Request {
+            start_ms,
+            user,
+            content,
+            action: action(like),
+        }
     })
 }
 
@@ -53,10 +76,40 @@ fn paused_runtime() -> Result<tokio::runtime::Runtime, TestCaseError> {
 
 /// What one request saw: the durable log's length when it began and when it was answered.
 struct Answer {
-    user: u64,
+    user: UserId,
+    content: ContentId,
     liked: Option<bool>,
     durable_at_start: usize,
     durable_at_answer: usize,
+}
+
+/// Sends every request at its start time, concurrently; the answers once all are in.
+async fn send_all(harness: &Arc<Harness>, requests: Vec<Request>) -> Vec<Answer> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|r| {
+            let harness = harness.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(r.start_ms)).await;
+                let user = UserId::new(r.user).expect("non-zero");
+                let content = ContentId::new(r.content).expect("non-zero");
+                let durable_at_start = harness.durable().len();
+                let result = harness.service.act(user, content, r.action).await;
+                Answer {
+                    user,
+                    content,
+                    liked: result.ok().map(|o| o.liked),
+                    durable_at_start,
+                    durable_at_answer: harness.durable().len(),
+                }
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("request task"));
+    }
+    answers
 }
 
 /// Whether `liked` is the state after some prefix, in version order, of the events durable at the
@@ -85,101 +138,82 @@ fn backed_by_durable_prefix(
     })
 }
 
-fn run_schedule(requests: Vec<Request>, steps: Vec<PublishStep>) -> Result<(), TestCaseError> {
-    let runtime = paused_runtime()?;
-    runtime.block_on(async move {
-        let harness = Arc::new(Harness::new(steps));
-        let content = ContentId::new(CONTENT).expect("non-zero");
-        let tasks: Vec<_> = requests
-            .into_iter()
-            .map(|r| {
-                let harness = harness.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(r.start_ms)).await;
-                    let user = UserId::new(r.user).expect("non-zero");
-                    let durable_at_start = harness.durable().len();
-                    let result = harness.service.act(user, content, r.action).await;
-                    Answer {
-                        user: r.user,
-                        liked: result.ok().map(|o| o.liked),
-                        durable_at_start,
-                        durable_at_answer: harness.durable().len(),
-                    }
-                })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for task in tasks {
-            answers.push(task.await.expect("request task"));
-        }
-        let durable: Vec<LikeEvent> = harness.durable();
-        for a in &answers {
-            let Some(liked) = a.liked else { continue };
-            let user = UserId::new(a.user).expect("non-zero");
-            let backed = backed_by_durable_prefix(
+/// Every 2xx reported a state that a durable prefix says.
+fn assert_answers_durable(answers: &[Answer], durable: &[LikeEvent]) -> Result<(), TestCaseError> {
+    for a in answers {
+        let Some(liked) = a.liked else { continue };
+        prop_assert!(
+            backed_by_durable_prefix(
                 &durable[..a.durable_at_start],
                 &durable[..a.durable_at_answer],
-                user,
-                content,
-                liked,
-            );
-            prop_assert!(
-                backed,
-                "user {} was answered liked={liked}, which no durable prefix says (durable at start {}, at answer {}, in the end {:?})",
                 a.user,
-                a.durable_at_start,
-                a.durable_at_answer,
-                durable
-                    .iter()
-                    .map(|e| (e.user_id.get(), e.action, e.version))
-                    .collect::<Vec<_>>()
-            );
-        }
+                a.content,
+                liked,
+            ),
+            "user {} content {} was answered liked={liked}, which no durable prefix says (durable at start {}, at answer {}, in the end {:?})",
+            a.user.get(),
+            a.content.get(),
+            a.durable_at_start,
+            a.durable_at_answer,
+            durable
+                .iter()
+                .map(|e| (e.user_id.get(), e.content_id.get(), e.action, e.version))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+/// Once everything is durable and in the store: the cache's states and counts, and the stored
+/// counts (I1), are what the durable events say.
+async fn assert_settled(
+    harness: &Harness,
+    durable: &[LikeEvent],
+    users: u64,
+    contents: &[u64],
+) -> Result<(), TestCaseError> {
+    for c in contents {
+        let content = ContentId::new(*c).expect("non-zero");
         let mut liking = 0;
-        for u in 1..=2 {
+        for u in 1..=users {
             let user = UserId::new(u).expect("non-zero");
-            let want = lww_liked(&durable, user, content);
+            let want = lww_liked(durable, user, content);
             liking += i64::from(want);
             let got = harness.service.liked(user, &[content]).await;
-            prop_assert_eq!(got.ok(), Some(vec![want]), "cached state of user {}", u);
+            prop_assert_eq!(got.ok(), Some(vec![want]), "user {} content {}", u, c);
         }
         let count = harness.service.counts(&[content]).await;
-        prop_assert_eq!(count.ok(), Some(vec![liking]), "cached count");
+        prop_assert_eq!(count.ok(), Some(vec![liking]), "cached count of {}", c);
+        prop_assert_eq!(
+            harness.stored_count(content).await,
+            liking,
+            "stored count of {}",
+            c
+        );
+    }
+    Ok(())
+}
+
+fn run_schedule(requests: Vec<Request>, steps: Vec<PublishStep>) -> Result<(), TestCaseError> {
+    paused_runtime()?.block_on(async move {
+        let harness = Arc::new(Harness::new(steps));
+        let answers = send_all(&harness, requests).await;
+        let durable = harness.durable();
+        assert_answers_durable(&answers, &durable)?;
         harness.apply_durable_to_store().await;
-        prop_assert_eq!(harness.stored_count(content).await, liking, "stored count (I1)");
-        Ok(())
-    })
-}
-
-#[derive(Debug, Clone)]
-struct Action3 {
-    start_ms: u64,
-    user: u64,
-    content: u64,
-    action: Action,
-}
-
-fn spread_request() -> impl Strategy<Value = Action3> {
-    (0u64..40, 1u64..=8, 1u64..=3, any::<bool>()).prop_map(|(start_ms, user, content, like)| {
-        Action3 {
-            start_ms,
-            user,
-            content,
-            action: if like { Action::Like } else { Action::Unlike },
-        }
+        assert_settled(&harness, &durable, 2, &[CONTENT]).await
     })
 }
 
 /// Many users and contents on a cache far too small for them, while a sink applies the durable
-/// events 15 ms late and only then reports them committed: the cache may forget
-/// only what the store holds, so whatever it forgets and refills, it never answers or keeps a
-/// state the durable events do not say.
+/// events 15 ms late and only then reports them committed: the cache may forget only what the
+/// store holds, so whatever it forgets and refills, it never answers or keeps a state the
+/// durable events do not say.
 fn run_under_pressure(
-    requests: Vec<Action3>,
+    requests: Vec<Request>,
     steps: Vec<PublishStep>,
 ) -> Result<(), TestCaseError> {
-    let runtime = paused_runtime()?;
-    runtime.block_on(async move {
+    paused_runtime()?.block_on(async move {
         let committed = Arc::new(AtomicU64::new(0));
         let harness = Arc::new(Harness::with_cache(steps, 16, committed.clone()));
         let sink = {
@@ -195,30 +229,7 @@ fn run_under_pressure(
                 }
             })
         };
-        let tasks: Vec<_> = requests
-            .into_iter()
-            .map(|r| {
-                let harness = harness.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(r.start_ms)).await;
-                    let user = UserId::new(r.user).expect("non-zero");
-                    let content = ContentId::new(r.content).expect("non-zero");
-                    let at_start = harness.durable().len();
-                    let liked = harness.service.act(user, content, r.action).await.ok();
-                    (
-                        user,
-                        content,
-                        liked.map(|o| o.liked),
-                        at_start,
-                        harness.durable().len(),
-                    )
-                })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for task in tasks {
-            answers.push(task.await.expect("request task"));
-        }
+        let answers = send_all(&harness, requests).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         sink.abort();
         // The sink catches up: everything durable is in the store and reported committed, so
@@ -226,40 +237,8 @@ fn run_under_pressure(
         let durable = harness.durable();
         harness.apply_durable_to_store().await;
         committed.store(durable.len() as u64, Ordering::Release);
-        for (user, content, liked, at_start, at_answer) in answers {
-            let Some(liked) = liked else { continue };
-            prop_assert!(
-                backed_by_durable_prefix(
-                    &durable[..at_start],
-                    &durable[..at_answer],
-                    user,
-                    content,
-                    liked
-                ),
-                "user {} content {} answered liked={liked} without a durable event saying so",
-                user.get(),
-                content.get()
-            );
-        }
-        for c in 1..=3 {
-            let content = ContentId::new(c).expect("non-zero");
-            let mut liking = 0;
-            for u in 1..=8 {
-                let user = UserId::new(u).expect("non-zero");
-                let want = lww_liked(&durable, user, content);
-                liking += i64::from(want);
-                let got = harness.service.liked(user, &[content]).await;
-                prop_assert_eq!(got.ok(), Some(vec![want]), "user {} content {}", u, c);
-            }
-            let count = harness.service.counts(&[content]).await;
-            prop_assert_eq!(count.ok(), Some(vec![liking]), "count of content {}", c);
-            prop_assert_eq!(
-                harness.stored_count(content).await,
-                liking,
-                "stored count (I1)"
-            );
-        }
-        Ok(())
+        assert_answers_durable(&answers, &durable)?;
+        assert_settled(&harness, &durable, 8, &[1, 2, 3]).await
     })
 }
 
