@@ -33,6 +33,24 @@ async fn recv_any(source: &mut LogSource) -> Received<u64> {
         .expect("open")
 }
 
+/// The log in `dir` with the default settings.
+fn open_default(dir: &Path) -> (LogPublisher, LogSource) {
+    open(&LogConfig {
+        dir: dir.into(),
+        ..LogConfig::default()
+    })
+    .expect("open")
+}
+
+/// The users of the next `n` events, in delivery order (the test events' ids).
+async fn recv_users(source: &mut LogSource, n: usize) -> Vec<u64> {
+    recv_n(source, n)
+        .await
+        .iter()
+        .map(|d| d.event.user_id.get())
+        .collect()
+}
+
 async fn recv_n(source: &mut LogSource, n: usize) -> Vec<Delivery<u64>> {
     let mut out = Vec::new();
     while out.len() < n {
@@ -63,11 +81,7 @@ async fn delivers_in_order_and_resumes_after_the_acked_offset() {
     }
     let (publisher, mut source) = open(&config(dir.path())).expect("reopen");
     publisher.publish(&event(11)).await.expect("publish");
-    let again: Vec<u64> = recv_n(&mut source, 7)
-        .await
-        .iter()
-        .map(|d| d.event.user_id.get())
-        .collect();
+    let again: Vec<u64> = recv_users(&mut source, 7).await;
     assert_eq!(
         again,
         (5..=11).collect::<Vec<_>>(),
@@ -98,11 +112,7 @@ async fn rotates_segments_and_deletes_the_acked_ones() {
 async fn a_torn_tail_is_cut_and_earlier_records_survive() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let (publisher, _source) = open(&LogConfig {
-            dir: dir.path().into(),
-            ..LogConfig::default()
-        })
-        .expect("open");
+        let (publisher, _source) = open_default(dir.path());
         for n in 1..=3 {
             publisher.publish(&event(n)).await.expect("publish");
         }
@@ -112,31 +122,19 @@ async fn a_torn_tail_is_cut_and_earlier_records_survive() {
     let whole = bytes.len();
     bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]); // a frame header and part of a payload
     fs::write(&path, &bytes).expect("write");
-    let (publisher, mut source) = open(&LogConfig {
-        dir: dir.path().into(),
-        ..LogConfig::default()
-    })
-    .expect("reopen");
+    let (publisher, mut source) = open_default(dir.path());
     assert_eq!(fs::metadata(&path).expect("meta").len() as usize, whole);
     publisher
         .publish(&event(4))
         .await
         .expect("publish after recovery");
-    let users: Vec<u64> = recv_n(&mut source, 4)
-        .await
-        .iter()
-        .map(|d| d.event.user_id.get())
-        .collect();
+    let users: Vec<u64> = recv_users(&mut source, 4).await;
     assert_eq!(users, vec![1, 2, 3, 4]);
 }
 
 /// Three durable records, the log closed again; returns the segment and its length.
 async fn three_records(dir: &Path) -> (PathBuf, u64) {
-    let (publisher, _source) = open(&LogConfig {
-        dir: dir.into(),
-        ..LogConfig::default()
-    })
-    .expect("open");
+    let (publisher, _source) = open_default(dir);
     for n in 1..=3 {
         publisher.publish(&event(n)).await.expect("publish");
     }
@@ -157,11 +155,7 @@ async fn a_zero_filled_tail_is_cut_not_read_as_empty_records() {
     let (path, whole) = three_records(dir.path()).await;
     // What a crash can leave after the file's size reached the disk but its data did not.
     append_bytes(&path, &[0; 4096]);
-    let (publisher, mut source) = open(&LogConfig {
-        dir: dir.path().into(),
-        ..LogConfig::default()
-    })
-    .expect("reopen");
+    let (publisher, mut source) = open_default(dir.path());
     assert_eq!(
         publisher.durable_offset(),
         3,
@@ -169,11 +163,7 @@ async fn a_zero_filled_tail_is_cut_not_read_as_empty_records() {
     );
     assert_eq!(fs::metadata(&path).expect("meta").len(), whole);
     publisher.publish(&event(4)).await.expect("publish");
-    let users: Vec<u64> = recv_n(&mut source, 4)
-        .await
-        .iter()
-        .map(|d| d.event.user_id.get())
-        .collect();
+    let users: Vec<u64> = recv_users(&mut source, 4).await;
     assert_eq!(users, vec![1, 2, 3, 4]);
 }
 
@@ -186,19 +176,11 @@ async fn a_whole_frame_failing_its_crc_is_cut_with_everything_after_it() {
     bad[4] ^= 0xff; // the CRC no longer matches the payload
     segment::encode_frame(&event(5).encode(), &mut bad);
     append_bytes(&path, &bad);
-    let (publisher, mut source) = open(&LogConfig {
-        dir: dir.path().into(),
-        ..LogConfig::default()
-    })
-    .expect("reopen");
+    let (publisher, mut source) = open_default(dir.path());
     assert_eq!(publisher.durable_offset(), 3);
     assert_eq!(fs::metadata(&path).expect("meta").len(), whole);
     publisher.publish(&event(6)).await.expect("publish");
-    let users: Vec<u64> = recv_n(&mut source, 4)
-        .await
-        .iter()
-        .map(|d| d.event.user_id.get())
-        .collect();
+    let users: Vec<u64> = recv_users(&mut source, 4).await;
     assert_eq!(users, vec![1, 2, 3, 6]);
 }
 
@@ -207,11 +189,7 @@ async fn an_empty_segment_left_by_a_crash_during_rotation_is_used_as_is() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, whole) = three_records(dir.path()).await;
     fs::File::create(segment_path(dir.path(), 3)).expect("the new, empty segment");
-    let (publisher, mut source) = open(&LogConfig {
-        dir: dir.path().into(),
-        ..LogConfig::default()
-    })
-    .expect("reopen");
+    let (publisher, mut source) = open_default(dir.path());
     assert_eq!(publisher.durable_offset(), 3);
     publisher.publish(&event(4)).await.expect("publish");
     assert_eq!(
@@ -221,11 +199,7 @@ async fn an_empty_segment_left_by_a_crash_during_rotation_is_used_as_is() {
         whole,
         "the full segment is left alone"
     );
-    let users: Vec<u64> = recv_n(&mut source, 4)
-        .await
-        .iter()
-        .map(|d| d.event.user_id.get())
-        .collect();
+    let users: Vec<u64> = recv_users(&mut source, 4).await;
     assert_eq!(users, vec![1, 2, 3, 4]);
 }
 
