@@ -1,13 +1,18 @@
-//! Property test of the whole apply path, collapse then sink, against SQLite: whatever the
-//! interleaving, duplication, redelivery and version order, the store ends equal to a simple
-//! model and I1 holds for every content.
+//! Property test of the whole apply path, collapse then sink, against SQLite, TiDB and MariaDB
+//! (the real servers, `infra/dev/services up tidb mariadb`): whatever the interleaving,
+//! duplication, redelivery and version order, the store ends equal to a simple model and I1
+//! holds for every content.
 
 use likes_pipeline::operators::collapse;
 use likes_shared::store::{LikeStore, RowState};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
-use likes_sink::SqliteConfig;
+use likes_sink::{MySqlConfig, SqliteConfig};
+use likes_smoke::{fresh_database, ServicesEnv};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 const USERS: u64 = 12;
 const CONTENTS: u64 = 4;
@@ -93,36 +98,118 @@ fn model(all: &[LikeEvent]) -> BTreeMap<(ContentId, UserId), RowState> {
     rows
 }
 
+/// Applies the scenario's deliveries with contents shifted by `base` (each case of a shared
+/// database gets contents of its own), then compares the store with the model.
+async fn check_scenario<S: LikeStore>(
+    store: &S,
+    s: &Scenario,
+    base: u64,
+) -> Result<(), TestCaseError> {
+    let shift = |e: &LikeEvent| LikeEvent {
+        content_id: ContentId::new(e.content_id.get() + base).expect("non-zero"),
+        ..e.clone()
+    };
+    for window in &s.deliveries {
+        let shifted: Vec<LikeEvent> = window.iter().map(shift).collect();
+        store
+            .apply_window(&collapse(&shifted))
+            .await
+            .expect("apply");
+    }
+    let all: Vec<LikeEvent> = s.all.iter().map(shift).collect();
+    let expected = model(&all);
+    let contents: Vec<ContentId> = (1..=CONTENTS)
+        .map(|c| ContentId::new(base + c).expect("non-zero"))
+        .collect();
+    let counts = store.counts(&contents).await.expect("counts");
+    for (i, content) in contents.iter().enumerate() {
+        let liked = expected
+            .iter()
+            .filter(|((c, _), r)| c == content && r.liked)
+            .count() as i64;
+        prop_assert_eq!(counts[i], liked, "count of {:?}", content);
+    }
+    for user in 1..=USERS {
+        let user = UserId::new(user).expect("non-zero");
+        let states = store.states(user, &contents).await.expect("states");
+        for (i, content) in contents.iter().enumerate() {
+            prop_assert_eq!(
+                states[i],
+                expected.get(&(*content, user)).copied(),
+                "row {:?} {:?}",
+                content,
+                user
+            );
+        }
+    }
+    Ok(())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// One database per server for the whole property test, created on first use; cases are
+/// kept apart by their contents.
+fn database_on(server: &'static str) -> String {
+    static URLS: Mutex<BTreeMap<&'static str, String>> = Mutex::new(BTreeMap::new());
+    let mut urls = URLS.lock().expect("urls");
+    urls.entry(server)
+        .or_insert_with(|| runtime().block_on(fresh_database(&ServicesEnv::load().get(server))))
+        .clone()
+}
+
+/// The property on a real server: fewer cases than on SQLite (each costs round trips).
+fn check_on_mysql(server: &'static str, s: &Scenario) -> Result<(), TestCaseError> {
+    static CASES: AtomicU64 = AtomicU64::new(0);
+    let base = CASES.fetch_add(1, Ordering::Relaxed) * 1_000;
+    let url = database_on(server);
+    runtime().block_on(async {
+        let store = MySqlConfig {
+            url,
+            max_connections: 2,
+            ..MySqlConfig::default()
+        }
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{server}: {e}"));
+        check_scenario(&store, s, base).await?;
+        // I1 by SQL over every content of the database: all cases so far.
+        prop_assert_eq!(store.count_mismatches().await.expect("check"), vec![]);
+        Ok(())
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn store_equals_model_and_counts_are_exact(s in scenario()) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             let store = SqliteConfig { path: ":memory:".into(), ..SqliteConfig::default() }
                 .build()
                 .await
                 .expect("store");
-            for window in &s.deliveries {
-                store.apply_window(&collapse(window)).await.expect("apply");
-            }
-            let expected = model(&s.all);
-            let contents: Vec<ContentId> = (1..=CONTENTS).map(|c| ContentId::new(c).expect("non-zero")).collect();
-            let counts = store.counts(&contents).await.expect("counts");
-            for (i, content) in contents.iter().enumerate() {
-                let liked = expected.iter().filter(|((c, _), r)| c == content && r.liked).count() as i64;
-                prop_assert_eq!(counts[i], liked, "count of {:?}", content);
-            }
-            for user in 1..=USERS {
-                let user = UserId::new(user).expect("non-zero");
-                let states = store.states(user, &contents).await.expect("states");
-                for (i, content) in contents.iter().enumerate() {
-                    prop_assert_eq!(states[i], expected.get(&(*content, user)).copied(), "row {:?} {:?}", content, user);
-                }
-            }
+            check_scenario(&store, &s, 0).await?;
             prop_assert_eq!(store.count_mismatches().await.expect("check"), vec![]);
             Ok(())
         })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn on_tidb_the_store_equals_model_and_counts_are_exact(s in scenario()) {
+        check_on_mysql("LIKES_DATABASE_URL", &s)?;
+    }
+
+    #[test]
+    fn on_mariadb_the_store_equals_model_and_counts_are_exact(s in scenario()) {
+        check_on_mysql("LIKES_MARIADB_URL", &s)?;
     }
 }

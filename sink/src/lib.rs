@@ -5,10 +5,13 @@
 //! - [`dead_letter`] — `DeadLetterPublisher` and the embedded file of dead letters.
 //! - [`dlq`] — what `likes-dlq` does to that file: summarize, replay into the log, purge.
 //! - [`sqlite`] — the embedded store (SQLite via sqlx), one transaction per window.
+//! - [`mysql`] — the distributed store (TiDB, or MariaDB/MySQL), the same rules and schema.
 
 pub mod dead_letter;
 pub mod dlq;
+pub mod mysql;
 pub mod sqlite;
 pub mod transitions;
 
+pub use mysql::{MySqlConfig, MySqlStore};
 pub use sqlite::{SqliteConfig, SqliteStore};

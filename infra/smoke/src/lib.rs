@@ -123,6 +123,29 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// The MySQL-protocol servers the store tests run on: TiDB (`LIKES_DATABASE_URL`) and MariaDB
+/// (`LIKES_MARIADB_URL`). Both must be up; a missing one fails the test naming it.
+pub const MYSQL_SERVERS: [&str; 2] = ["LIKES_DATABASE_URL", "LIKES_MARIADB_URL"];
+
+/// Creates a database of its own for one test on the server of `server_url` (a
+/// `mysql://…/db` URL) and returns the URL of the new database, so tests running at the same
+/// time never see each other's rows. Panics, naming the server, when it cannot.
+pub async fn fresh_database(server_url: &str) -> String {
+    use sqlx::Connection as _;
+    let name = unique_name("likes_t");
+    let mut conn = sqlx::MySqlConnection::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {server_url}: {e}"));
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE on {server_url}: {e}"));
+    let _ = conn.close().await;
+    let base = server_url
+        .rsplit_once('/')
+        .map_or(server_url, |(base, _db)| base);
+    format!("{base}/{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,109 @@
+//! Which MySQL-protocol errors are worth retrying. Classification only; *when* to retry is the
+//! worker's backoff policy (STYLE: retry logic apart from retry policy).
+//!
+//! Transient means the server or the cluster cannot do it *now*: the connection is gone, the
+//! server is starting or stopping, a lock or another transaction got in the way (deadlock, lock
+//! wait timeout, TiDB's optimistic write conflict), or TiDB's storage layer is busy, moving a
+//! region or electing a leader. DESIGN section 8: an outage pauses consumption and the same
+//! window is retried whole; it never produces a dead letter. Everything else (a value a column
+//! cannot take, a constraint, a missing table, bad SQL) is permanent for that data: the worker
+//! isolates the rows that fail and dead-letters only those.
+//!
+//! Unknown codes are permanent on purpose: a permanent error misread as transient would stall
+//! the stream forever on one bad row, while one misread the other way costs a dead letter that
+//! `likes-dlq replay` re-drives.
+
+use likes_shared::store::StoreError;
+use sqlx::mysql::MySqlDatabaseError;
+
+/// Transient or permanent, by the error kind and the server's error number (see the module docs).
+pub fn classify(e: sqlx::Error) -> StoreError {
+    if is_transient(&e) {
+        StoreError::Transient(e.to_string())
+    } else {
+        StoreError::Permanent(e.to_string())
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let number = db
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .map(MySqlDatabaseError::number);
+            // SQLSTATE class 08 is "connection exception"; 40001 is a serialization failure.
+            let state = db.code();
+            number.is_some_and(is_outage_number)
+                || state
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("08") || s == "40001")
+        }
+        _ => false,
+    }
+}
+
+/// Server error numbers that describe the moment, not the data.
+fn is_outage_number(number: u16) -> bool {
+    matches!(
+        number,
+        1040 // too many connections
+        | 1053 // server shutdown in progress
+        | 1205 // lock wait timeout
+        | 1213 // deadlock: InnoDB rolled the transaction back
+        | 1290 // read-only (a failover in progress)
+        | 1927 // MariaDB: connection was killed
+        | 2002 | 2003 | 2006 | 2013 | 2055 // client-side: cannot connect, server gone, lost
+        | 3024 // statement timeout (max_execution_time)
+        | 8002 // TiDB: SELECT FOR UPDATE write conflict, cannot retry in place
+        | 8005 // TiDB: write conflict (older releases)
+        | 8022 // TiDB: transaction retry failed
+        | 8027 // TiDB: schema is outdated, the server is catching up
+        | 8028 // TiDB: information schema changed during the transaction
+        | 9001 // TiDB: PD server timeout
+        | 9002 // TiDB: TiKV server timeout
+        | 9003 // TiDB: TiKV server is busy
+        | 9004 // TiDB: resolve lock timeout
+        | 9005 // TiDB: region is unavailable
+        | 9006 // TiDB: GC life time shorter than the transaction
+        | 9007 // TiDB: write conflict at commit (optimistic transactions)
+        | 9008 // TiDB: TiKV request retried too many times (stores unreachable)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_transient_and_a_decode_error_is_not() {
+        let lost = [
+            sqlx::Error::Io(std::io::Error::other("reset")),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Protocol("unexpected packet".into()),
+        ];
+        for error in lost {
+            let shown = error.to_string();
+            assert!(classify(error).is_transient(), "{shown}");
+        }
+        assert!(!classify(sqlx::Error::Decode("bad row".into())).is_transient());
+        assert!(!classify(sqlx::Error::RowNotFound).is_transient());
+    }
+
+    #[test]
+    fn tidb_conflicts_and_busy_storage_are_outages_and_data_errors_are_not() {
+        for n in [1205, 1213, 8002, 8022, 8028, 9003, 9005, 9007] {
+            assert!(is_outage_number(n), "{n}");
+        }
+        // Out of range, bad datetime, not null, check constraint, no such table, syntax.
+        for n in [1264, 1292, 1048, 3819, 1146, 1064, 1105] {
+            assert!(!is_outage_number(n), "{n}");
+        }
+    }
+}

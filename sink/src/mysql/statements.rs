@@ -1,0 +1,164 @@
+//! The SQL text of [`super::MySqlStore`]'s window statements, one function per statement shape.
+//!
+//! Why text and not `?` placeholders: a window statement carries up to
+//! [`super::MySqlConfig::rows_per_statement`] rows and the last one of a window any number below
+//! that, so placeholder statements would be prepared in hundreds of shapes (a server round trip
+//! and a cached server-side statement each; TiDB and MySQL cap both) and run into the protocol's
+//! 65 535-placeholder limit. Every value written here is an integer or a datetime that this file
+//! formats itself from integers, never text from outside, so there is nothing to escape and no
+//! way to inject.
+
+use crate::transitions::RowKey;
+use likes_shared::store::LikeChange;
+use likes_shared::ContentId;
+use std::fmt::Write as _;
+
+/// `SELECT … FOR UPDATE` of the rows a window touches. The locking read matters on MariaDB and
+/// MySQL: a plain read there is a snapshot that a concurrent writer of the same rows could have
+/// moved past, and both would count the same transition. On TiDB in optimistic mode it adds the
+/// rows to the commit's conflict check instead of locking now.
+pub(super) fn select_rows_for_update(keys: &[RowKey]) -> String {
+    let mut sql = String::with_capacity(96 + keys.len() * 44);
+    sql.push_str(
+        "SELECT content_id, user_id, liked, version FROM likes WHERE (content_id, user_id) IN (",
+    );
+    for (i, (content, user)) in keys.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(sql, "{sep}({},{})", content.get(), user.get());
+    }
+    sql.push_str(") FOR UPDATE");
+    sql
+}
+
+/// Multi-row upsert of the winning rows, guarded by version (I4) on top of the plan: even if a
+/// row changed after it was read, an older change cannot overwrite a newer one. MySQL and TiDB
+/// evaluate the assignments left to right with the new values visible, so `version` is assigned
+/// last and the guards before it compare against the stored version.
+pub(super) fn upsert_rows(rows: &[LikeChange]) -> String {
+    let mut sql = String::with_capacity(160 + rows.len() * 80);
+    sql.push_str("INSERT INTO likes (content_id, user_id, liked, version, updated_at) VALUES ");
+    for (i, row) in rows.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(
+            sql,
+            "{sep}({},{},{},{},'{}')",
+            row.content_id.get(),
+            row.user_id.get(),
+            u8::from(row.liked),
+            row.version,
+            Datetime(row.ts_ms),
+        );
+    }
+    sql.push_str(
+        " ON DUPLICATE KEY UPDATE \
+         liked = IF(VALUES(version) > version, VALUES(liked), liked), \
+         updated_at = IF(VALUES(version) > version, VALUES(updated_at), updated_at), \
+         version = GREATEST(version, VALUES(version))",
+    );
+    sql
+}
+
+/// Moves each count by its window's delta: one row per content per window, however many likes
+/// the window held for it (that is what keeps a hot content's counter row from becoming a
+/// per-event hotspot).
+pub(super) fn add_counts(deltas: &[(ContentId, i64)], now_ms: u64) -> String {
+    let now = Datetime(now_ms);
+    let mut sql = String::with_capacity(140 + deltas.len() * 56);
+    sql.push_str("INSERT INTO like_counts (content_id, count, updated_at) VALUES ");
+    for (i, (content, delta)) in deltas.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(sql, "{sep}({},{delta},'{now}')", content.get());
+    }
+    sql.push_str(
+        " ON DUPLICATE KEY UPDATE count = count + VALUES(count), updated_at = VALUES(updated_at)",
+    );
+    sql
+}
+
+/// `(a,b,c)` of content ids, for `IN` lists.
+pub(super) fn id_list(ids: &[ContentId]) -> String {
+    let mut sql = String::with_capacity(2 + ids.len() * 21);
+    sql.push('(');
+    for (i, id) in ids.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(sql, "{sep}{}", id.get());
+    }
+    sql.push(')');
+    sql
+}
+
+/// Milliseconds since the Unix epoch as a UTC `DATETIME(3)` literal body
+/// (`2026-11-25 04:41:20.123`). A time past year 9999 prints a five-digit year that the server
+/// refuses: such an event can never be stored and is dead-lettered, alone (the worker isolates it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Datetime(pub u64);
+
+impl std::fmt::Display for Datetime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0 % 1000;
+        let secs = self.0 / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03}",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar: Howard
+/// Hinnant's `civil_from_days`, for non-negative days only.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_print_in_utc_with_milliseconds() {
+        assert_eq!(Datetime(0).to_string(), "1970-01-01 00:00:00.000");
+        assert_eq!(
+            Datetime(1_795_581_680_123).to_string(),
+            "2026-11-25 04:41:20.123"
+        );
+        // A leap day and the last millisecond of a year.
+        assert_eq!(
+            Datetime(951_782_400_000).to_string(),
+            "2000-02-29 00:00:00.000"
+        );
+        assert_eq!(
+            Datetime(253_402_300_799_999).to_string(),
+            "9999-12-31 23:59:59.999"
+        );
+        assert_eq!(
+            Datetime(253_402_300_800_000).to_string(),
+            "10000-01-01 00:00:00.000"
+        );
+    }
+
+    #[test]
+    fn statements_list_every_row_once() {
+        let c = |n| ContentId::new(n).expect("non-zero");
+        assert_eq!(id_list(&[c(3), c(u64::MAX)]), format!("(3,{})", u64::MAX));
+        assert_eq!(
+            add_counts(&[(c(7), -2)], 0),
+            "INSERT INTO like_counts (content_id, count, updated_at) VALUES \
+             (7,-2,'1970-01-01 00:00:00.000') ON DUPLICATE KEY UPDATE \
+             count = count + VALUES(count), updated_at = VALUES(updated_at)"
+        );
+    }
+}
