@@ -125,6 +125,8 @@ struct ScriptedStore {
     transient_calls: Range<usize>,
     /// (user, content) keys the store refuses for good: any call holding one fails permanently.
     poison: Vec<(u64, u64)>,
+    /// Calls holding more changes than this fail permanently, whatever they hold.
+    max_changes: usize,
     calls: Mutex<usize>,
     acked: Arc<Mutex<Vec<u64>>>,
     committed: Mutex<Vec<Vec<LikeChange>>>,
@@ -148,6 +150,9 @@ impl LikeStore for ScriptedStore {
         };
         if self.transient_calls.contains(&call) {
             return Err(StoreError::Transient("connection reset".into()));
+        }
+        if changes.len() > self.max_changes {
+            return Err(StoreError::Permanent("statement too big".into()));
         }
         if changes
             .iter()
@@ -233,6 +238,7 @@ struct Script {
     window_events: usize,
     transient_calls: Range<usize>,
     poison: Vec<(u64, u64)>,
+    max_changes: usize,
 }
 
 impl Default for Script {
@@ -243,6 +249,7 @@ impl Default for Script {
             window_events: 2,
             transient_calls: 0..0,
             poison: Vec::new(),
+            max_changes: usize::MAX,
         }
     }
 }
@@ -257,6 +264,7 @@ fn harness(script: Script) -> Harness {
     let store = Arc::new(ScriptedStore {
         transient_calls: script.transient_calls,
         poison: script.poison,
+        max_changes: script.max_changes,
         calls: Mutex::new(0),
         acked: acked.clone(),
         committed: Mutex::new(Vec::new()),
@@ -366,6 +374,7 @@ async fn a_poison_key_in_a_big_window_dead_letters_its_events_and_commits_the_re
         poison: vec![poison],
         ..Script::default()
     });
+    let stats = h.worker.stats();
     let (_trigger, shutdown) = likes_shared::shutdown::channel();
     h.worker.run(shutdown).await.expect("worker");
 
@@ -388,6 +397,32 @@ async fn a_poison_key_in_a_big_window_dead_letters_its_events_and_commits_the_re
     // more tries of the poison on its own. Per-row retries would take 24 calls or more.
     let calls = *h.store.calls.lock();
     assert!(calls <= 1 + 2 * 5 + 2, "{calls} apply calls");
+    assert_eq!(stats.bisections.load(Relaxed), 1);
+    assert_eq!(stats.poison_changes.load(Relaxed), 1);
+    assert_eq!(stats.dead_letters.load(Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_refused_only_as_a_whole_commits_in_parts_and_dead_letters_nothing() {
+    let deliveries = mixed_window(64);
+    let h = harness(Script {
+        deliveries: deliveries.clone(),
+        window_events: 64,
+        max_changes: 5, // the window's 24 changes are "too big", any 5 of them are not
+        ..Script::default()
+    });
+    let stats = h.worker.stats();
+    let (_trigger, shutdown) = likes_shared::shutdown::channel();
+    h.worker.run(shutdown).await.expect("worker");
+
+    assert_eq!(*h.store.rows.lock(), rows_after(&deliveries, &[]));
+    assert!(
+        h.letters.0.lock().is_empty(),
+        "no change was refused on its own"
+    );
+    assert_eq!(*h.acked.lock(), (1..=64).collect::<Vec<u64>>());
+    assert_eq!(stats.bisections.load(Relaxed), 1);
+    assert_eq!(stats.poison_changes.load(Relaxed), 0);
 }
 
 #[tokio::test(start_paused = true)]
