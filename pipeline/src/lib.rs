@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`operators`] — the in-memory stream operators (window, collapse, deltas, HeavyKeeper top-k).
-//! - [`runtime`] — the [`runtime::Worker`] loop that drives them between source, sink and acks.
+//! - [`runtime`] — the [`runtime::Worker`] loop that drives them between source, sink and acks;
+//!   `runtime/poison.rs` finds the changes in a refused window that the store will not take.
 
 pub mod operators;
 pub mod runtime;

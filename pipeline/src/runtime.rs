@@ -4,9 +4,12 @@
 //! only after its transaction commits, so a crash anywhere means redelivery, never loss, and the
 //! sink's transition-derived deltas make redelivery harmless (I2). While the store fails
 //! transiently the loop retries the same window with backoff and reads nothing new: the bounded
-//! source queue then holds the broker back (I7). A permanent failure dead-letters the window and
-//! the stream goes on. A record that does not decode is dead-lettered with its bytes and acked in
-//! its place in the stream.
+//! source queue then holds the broker back (I7). A permanent failure starts a search for the
+//! changes the store refuses (`runtime/poison.rs`): the rest of the window commits, only the
+//! refused changes' events are dead-lettered, and the stream goes on. A record that does not
+//! decode is dead-lettered with its bytes and acked in its place in the stream.
+
+mod poison;
 
 use crate::operators::{
     ContentDeltas, CountOrTimeWindow, Operator, PerUserCollapse, TrendingConfig, TrendingTopK,
@@ -19,6 +22,7 @@ use likes_shared::shutdown::Shutdown;
 use likes_shared::store::{LikeChange, LikeStore};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_sink::dead_letter::{DeadLetter, DeadLetterPublisher};
+use poison::{Applied, PoisonChange, RetryingStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,13 +35,30 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub window: WindowConfig,
     pub trending: TrendingConfig,
+    /// Between retries of an outage, and between tries of a change the store refused.
     pub backoff: Backoff,
+    /// How many times the store must refuse one change on its own before its events are
+    /// dead-lettered (`0` counts as `1`). More than one covers an outage the store classified as
+    /// permanent; each try after the first waits like an outage retry.
+    pub permanent_attempts: u32,
     /// Which slot of the trending board this worker posts to.
     pub board_slot: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            window: WindowConfig::default(),
+            trending: TrendingConfig::default(),
+            backoff: Backoff::default(),
+            permanent_attempts: 3,
+            board_slot: 0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +75,14 @@ pub struct WorkerStats {
     pub events: AtomicU64,
     pub windows: AtomicU64,
     pub rows_written: AtomicU64,
+    /// Store calls repeated after an outage (a transient error).
     pub retries: AtomicU64,
+    /// Letters published: one per window with refused changes, one per undecodable record.
     pub dead_letters: AtomicU64,
+    /// Windows the store refused for good, searched for the changes it refuses.
+    pub bisections: AtomicU64,
+    /// Changes the store refused on their own, whose events were dead-lettered.
+    pub poison_changes: AtomicU64,
 }
 
 pub struct Worker<S: EventSource> {
@@ -191,6 +218,10 @@ impl<S: EventSource> Worker<S> {
     }
 
     /// Applies one window and acks it; `Ok(false)` if shutdown interrupted the retries.
+    ///
+    /// If the store refuses the window for good, the changes it takes commit in smaller
+    /// transactions and only the events of the ones it refuses are dead-lettered
+    /// (`runtime/poison.rs`).
     #[tracing::instrument(skip_all, fields(events = window.events.len()))]
     async fn commit(
         &mut self,
@@ -200,50 +231,45 @@ impl<S: EventSource> Worker<S> {
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
         self.collapse.collapse_into(&window.events, &mut changes);
-        let mut attempt = 0u32;
-        let mut first_failed_at_ms = None;
-        loop {
-            match self.store.apply_window(&changes).await {
-                Ok(outcome) => {
-                    self.stats
-                        .rows_written
-                        .fetch_add(outcome.rows_written as u64, Ordering::Relaxed);
-                    // The per-content estimate exists only for this line: skip its pass over the
-                    // window unless the line is going to be written.
-                    if tracing::enabled!(tracing::Level::DEBUG) {
-                        tracing::debug!(
-                            rows = outcome.rows_written,
-                            contents = self.deltas.estimate(&changes).len(),
-                            "window committed"
-                        );
-                    }
-                    break;
-                }
-                Err(error) if error.is_transient() => {
-                    first_failed_at_ms.get_or_insert_with(now_ms);
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = self.config.backoff.delay(attempt);
-                    tracing::warn!(%error, attempt, ?wait, "window apply failed; retrying");
-                    attempt = attempt.saturating_add(1);
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.wait() => return Ok(false),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, events = window.events.len(), "window refused; dead-lettering it");
-                    let letter = DeadLetter::store_refused(
-                        window.events.clone(),
-                        error.to_string(),
-                        attempt + 1,
-                        first_failed_at_ms.unwrap_or_else(now_ms),
+        let mut store =
+            RetryingStore::new(&*self.store, self.config.backoff, &self.stats, shutdown);
+        let mut failures = 0u32;
+        let poison = match store.apply(&changes, &mut failures).await {
+            Applied::Committed(outcome) => {
+                // The per-content estimate exists only for this line: skip its pass over the
+                // window unless the line is going to be written.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    tracing::debug!(
+                        rows = outcome.rows_written,
+                        contents = self.deltas.estimate(&changes).len(),
+                        "window committed"
                     );
-                    self.dead_letters.publish(&letter).await?;
-                    self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                    break;
+                }
+                Vec::new()
+            }
+            // Shutdown while waiting out an outage: the window stays unacked.
+            Applied::Interrupted => return Ok(false),
+            Applied::Refused(error) => {
+                tracing::warn!(
+                    %error,
+                    changes = changes.len(),
+                    "window refused; searching for the changes the store refuses"
+                );
+                self.stats.bisections.fetch_add(1, Ordering::Relaxed);
+                let attempts = self.config.permanent_attempts;
+                let search = poison::search_poison(&mut store, &changes, error, failures, attempts);
+                match search.await {
+                    Ok(poison) => poison,
+                    // What committed stays committed: the window comes back whole after a
+                    // restart and finds those rows at equal versions (I2, I4).
+                    Err(poison::Interrupted) => return Ok(false),
                 }
             }
+        };
+        let first_failed_at_ms = store.first_failed_at_ms.unwrap_or_else(now_ms);
+        if !poison.is_empty() {
+            self.dead_letter_poison(&window, poison, first_failed_at_ms)
+                .await?;
         }
         self.changes = changes;
         self.source.ack(window.acks.clone()).await?;
@@ -251,5 +277,38 @@ impl<S: EventSource> Worker<S> {
         self.trending.observe_likes(&window.events);
         self.window.recycle(window);
         Ok(true)
+    }
+
+    /// One letter for a window's refused changes: all their events, the first one's error and
+    /// attempts. Returns once it is durable, so the window may be acked.
+    async fn dead_letter_poison(
+        &self,
+        window: &Window<S::Ack>,
+        poison: Vec<PoisonChange>,
+        first_failed_at_ms: u64,
+    ) -> Result<(), WorkerError> {
+        let events = poison::events_of(&poison, &window.events);
+        let changes = poison.len();
+        let Some(first) = poison.into_iter().next() else {
+            return Ok(());
+        };
+        tracing::error!(
+            error = %first.error,
+            changes,
+            events = events.len(),
+            "dead-lettering the refused changes' events"
+        );
+        let letter = DeadLetter::store_refused(
+            events,
+            first.error.to_string(),
+            first.attempts,
+            first_failed_at_ms,
+        );
+        self.dead_letters.publish(&letter).await?;
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .poison_changes
+            .fetch_add(changes as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
