@@ -1,129 +1,62 @@
-//! `likes-pipeline`: the pipeline worker of the distributed deployment.
-//!
-//! The Pulsar source and the TiDB sink arrive with their issues; until then this binary runs only
-//! `smoke`: the real worker loop over the embedded log and an in-memory SQLite store, checked for
-//! exact counts (I1). It refuses to pretend to be a distributed worker.
+//! `likes-pipeline`: the pipeline worker of the distributed deployment and its operator
+//! commands. Thin on purpose: each command lives in `cli/`, the work in the library crates.
 
-use anyhow::{bail, Context};
-use likes_pipeline::{Worker, WorkerConfig};
-use likes_shared::log::LogConfig;
-use likes_shared::store::LikeStore;
-use likes_shared::trending::MemoryTrendingBoard;
-use likes_shared::{Action, ContentId, LikeEvent, UserId};
-use likes_sink::dead_letter::FileDeadLetters;
-use likes_sink::SqliteConfig;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod cli;
+
+use cli::Failure;
+use likes_pipeline::PipelineConfig;
+use std::process::ExitCode;
 
 const HELP: &str = "likes-pipeline: consumes like events, windows and collapses them, commits them
 
 USAGE:
+  likes-pipeline init             run the database migrations (idempotent)
   likes-pipeline smoke [EVENTS]   run the worker over the embedded log into an in-memory
                                   SQLite store and check the counts (default 100000 events)
   likes-pipeline --help
+  [--config FILE]                 settings file; LIKES_* variables override it
 
-The distributed worker (Pulsar failover subscription -> TiDB) is not built yet.";
+SETTINGS (environment):
+  LIKES_DATABASE_URL              TiDB or any MySQL-protocol server, mysql://user:pw@host:port/db
+                                  (required by init)
+
+The distributed worker (`run`: Pulsar failover subscription -> TiDB) is not built yet.
+
+EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missing setting.";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("--help") | Some("-h") => {
-            println!("{HELP}");
-            Ok(())
-        }
-        Some("smoke") => {
-            let events = match args.get(1) {
-                Some(n) => n.parse().context("EVENTS must be a number")?,
-                None => 100_000,
-            };
-            smoke(events).await
-        }
-        Some(other) => {
-            bail!("unknown command `{other}`; the distributed worker is not built yet (see --help)")
-        }
+async fn main() -> ExitCode {
+    let args: Vec<String> = likes_shared::config::without_config_flag(std::env::args().skip(1).collect());
+    let Some(command) = args.first().filter(|c| !matches!(c.as_str(), "--help" | "-h" | "help"))
+    else {
+        println!("{HELP}");
+        return ExitCode::SUCCESS;
+    };
+    likes_shared::telemetry::init();
+    match run(command, &args[1..]).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
 }
 
-async fn smoke(events: u64) -> anyhow::Result<()> {
-    likes_shared::telemetry::init();
-    let dir = tempfile::tempdir()?;
-    let (publisher, source) = likes_shared::log::open(&LogConfig {
-        dir: dir.path().join("log"),
-        ..LogConfig::default()
-    })?;
-    let store = SqliteConfig {
-        path: ":memory:".into(),
-        ..SqliteConfig::default()
-    }
-    .build()
-    .await?;
-    // 1 000 users over 100 contents, likes and unlikes interleaved.
-    let mut expected = std::collections::HashMap::new();
-    let started = Instant::now();
-    let mut pending = Vec::new();
-    for i in 0..events {
-        let (user, content) = (1 + i % 1_000, 1 + (i * 7) % 100);
-        let liked = i % 3 != 2;
-        expected.insert((user, content), liked);
-        let event = LikeEvent {
-            event_id: u128::from(i),
-            user_id: UserId::new(user)?,
-            content_id: ContentId::new(content)?,
-            action: if liked { Action::Like } else { Action::Unlike },
-            version: i + 1,
-            ts_ms: i,
-            source: "smoke".into(),
-        };
-        let publisher = publisher.clone();
-        pending.push(tokio::spawn(async move {
-            likes_shared::bus::EventPublisher::publish(&publisher, &event).await
-        }));
-        if pending.len() >= 4_096 {
-            for p in pending.drain(..) {
-                p.await??;
-            }
+async fn run(command: &str, rest: &[String]) -> Result<(), Failure> {
+    match command {
+        "init" => cli::init::run(&load()?).await,
+        "smoke" => {
+            let events = match rest.first() {
+                None => 100_000,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| Failure::Usage("EVENTS must be a number".into()))?,
+            };
+            Ok(cli::smoke::run(events).await?)
         }
+        other => Err(Failure::Usage(format!(
+            "unknown command `{other}` (see --help)"
+        ))),
     }
-    for p in pending.drain(..) {
-        p.await??;
-    }
-    let published = started.elapsed();
-    let (trigger, shutdown) = likes_shared::shutdown::channel();
-    let worker = Worker::new(
-        source,
-        Arc::new(store.clone()),
-        Arc::new(MemoryTrendingBoard::default()),
-        Arc::new(FileDeadLetters::new(dir.path().join("dead-letters.jsonl"))),
-        WorkerConfig::default(),
-    );
-    let stats = worker.stats();
-    let applied_from = Instant::now();
-    let running = tokio::spawn(worker.run(shutdown));
-    while publisher.acked_offset() < events {
-        if running.is_finished() {
-            bail!("worker stopped early");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let applied = applied_from.elapsed();
-    trigger.trigger();
-    running.await??;
-    let mismatches = store.count_mismatches().await?;
-    let mut want = vec![0i64; 101];
-    for ((_, content), liked) in &expected {
-        want[*content as usize] += i64::from(*liked);
-    }
-    let ids: Vec<ContentId> = (1..=100).map(ContentId::new).collect::<Result<_, _>>()?;
-    let got = store.counts(&ids).await?;
-    println!(
-        "smoke: {events} events published (fsynced) in {published:?}, applied in {applied:?} ({} windows, {} rows)",
-        stats.windows.load(std::sync::atomic::Ordering::Relaxed),
-        stats.rows_written.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    if !mismatches.is_empty() || got != want[1..] {
-        bail!("counts are wrong: mismatches {mismatches:?}");
-    }
-    println!("smoke: counts exact for 100 contents (I1 holds)");
-    Ok(())
+}
+
+fn load() -> Result<PipelineConfig, Failure> {
+    likes_shared::config::load().map_err(|e| Failure::Usage(e.to_string()))
 }

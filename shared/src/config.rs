@@ -40,6 +40,21 @@ fn load_from<T: Serialize + DeserializeOwned + Default>(
         .map_err(|e| ConfigError(Box::new(e)))
 }
 
+/// The command-line arguments without `--config FILE` / `--config=FILE`, which [`load`] reads
+/// itself: what a binary's own argument parsing should see.
+pub fn without_config_flag(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            args.next();
+        } else if !arg.starts_with("--config=") {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 fn config_path_from(args: impl Iterator<Item = String>) -> Option<PathBuf> {
     let mut args = args.skip(1);
     while let Some(arg) = args.next() {

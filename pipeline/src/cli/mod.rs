@@ -1,0 +1,37 @@
+//! The commands of `likes-pipeline`, one file each, and how they fail: a usage problem (a bad
+//! argument, a missing or malformed setting) exits 2, anything else 1, each with one line on
+//! stderr so scripts can tell "fix the invocation" from "retry later".
+
+pub(crate) mod init;
+pub(crate) mod smoke;
+
+use std::process::ExitCode;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<likes_pipeline::config::MissingSetting> for Failure {
+    fn from(missing: likes_pipeline::config::MissingSetting) -> Self {
+        Failure::Usage(missing.to_string())
+    }
+}
+
+impl Failure {
+    pub(crate) fn report(self) -> ExitCode {
+        match self {
+            Failure::Usage(message) => {
+                eprintln!("likes-pipeline: {message}");
+                ExitCode::from(2)
+            }
+            Failure::Failed(error) => {
+                eprintln!("likes-pipeline: {error:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! `likes-pipeline`'s one typed config: defaults, then `--config FILE`, then `LIKES_*` variables
+//! (DESIGN section 11: the env file `infra/dev/services up` writes configures it as it is).
+//!
+//! Unknown keys are accepted on purpose: one `LIKES_*` environment configures every binary, and
+//! this one must not refuse `LIKES_REDIS_URL` because only ingest reads it.
+
+use crate::operators::WindowConfig;
+use likes_shared::retry::Backoff;
+use likes_sink::MySqlConfig;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PipelineConfig {
+    /// TiDB, or any MySQL-protocol server (`LIKES_DATABASE_URL`). Required.
+    pub database_url: String,
+    /// Pool size and statement bounds of the store (`LIKES_DATABASE__ROWS_PER_STATEMENT`, …).
+    pub database: StoreTuning,
+    /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`): `init` creates the topics there.
+    pub pulsar_admin_url: String,
+    pub pulsar: TopicConfig,
+    /// A window closes at this many events or this age, whichever comes first.
+    pub window_max_events: usize,
+    pub window_max_age_ms: u64,
+    /// Between retries of an outage.
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreTuning {
+    pub max_connections: u32,
+    pub rows_per_statement: usize,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicConfig {
+    /// `LIKES_PULSAR__TOPIC`
+    pub topic: String,
+    /// `LIKES_PULSAR__DLQ_TOPIC`
+    pub dlq_topic: String,
+    /// `LIKES_PULSAR__PARTITIONS`: partitions of the events topic; the most workers that can
+    /// share the load.
+    pub partitions: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let window = WindowConfig::default();
+        PipelineConfig {
+            database_url: String::new(),
+            database: StoreTuning::default(),
+            pulsar_admin_url: String::new(),
+            pulsar: TopicConfig::default(),
+            window_max_events: window.max_events,
+            window_max_age_ms: window.max_age.as_millis() as u64,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl Default for StoreTuning {
+    fn default() -> Self {
+        let store = MySqlConfig::default();
+        StoreTuning {
+            max_connections: store.max_connections,
+            rows_per_statement: store.rows_per_statement,
+            acquire_timeout_ms: store.acquire_timeout_ms,
+        }
+    }
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            topic: "persistent://public/default/like-events".into(),
+            dlq_topic: "persistent://public/default/like-events-dlq".into(),
+            partitions: 8,
+        }
+    }
+}
+
+/// A setting the command cannot run without; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not set (see `likes-pipeline --help`)")]
+pub struct MissingSetting(pub &'static str);
+
+impl PipelineConfig {
+    /// The store's settings; fails naming `LIKES_DATABASE_URL` when it is not set.
+    pub fn store(&self) -> Result<MySqlConfig, MissingSetting> {
+        if self.database_url.trim().is_empty() {
+            return Err(MissingSetting("LIKES_DATABASE_URL"));
+        }
+        Ok(MySqlConfig {
+            url: self.database_url.clone(),
+            max_connections: self.database.max_connections,
+            rows_per_statement: self.database.rows_per_statement,
+            acquire_timeout_ms: self.database.acquire_timeout_ms,
+        })
+    }
+
+    pub fn window(&self) -> WindowConfig {
+        WindowConfig {
+            max_events: self.window_max_events,
+            max_age: Duration::from_millis(self.window_max_age_ms),
+        }
+    }
+}
