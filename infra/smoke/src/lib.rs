@@ -5,6 +5,9 @@
 //! that file and panics, with instructions, when it is missing: a smoke test
 //! never passes without having reached its server.
 
+mod private_tidb;
+
+pub use private_tidb::PrivateTidb;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
