@@ -26,8 +26,11 @@ EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missin
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = likes_shared::config::without_config_flag(std::env::args().skip(1).collect());
-    let Some(command) = args.first().filter(|c| !matches!(c.as_str(), "--help" | "-h" | "help"))
+    let args: Vec<String> =
+        likes_shared::config::without_config_flag(std::env::args().skip(1).collect());
+    let Some(command) = args
+        .first()
+        .filter(|c| !matches!(c.as_str(), "--help" | "-h" | "help"))
     else {
         println!("{HELP}");
         return ExitCode::SUCCESS;

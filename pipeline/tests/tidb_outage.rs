@@ -25,7 +25,11 @@ fn event(i: u64) -> LikeEvent {
         event_id: u128::from(i),
         user_id: UserId::new(1 + i % 997).expect("non-zero"),
         content_id: ContentId::new(1 + i % CONTENTS).expect("non-zero"),
-        action: if i % 5 == 4 { Action::Unlike } else { Action::Like },
+        action: if i % 5 == 4 {
+            Action::Unlike
+        } else {
+            Action::Like
+        },
         version: 1 + i,
         ts_ms: 1_795_581_680_000 + i,
         source: "outage-test".into(),
@@ -102,28 +106,53 @@ async fn tidb_stopped_for_20_s_mid_stream_loses_nothing_and_dead_letters_nothing
 
     let deadline = Instant::now() + Duration::from_secs(120);
     while publisher.acked_offset() < total {
-        assert!(!running.is_finished(), "the worker stopped: {:?}", running.await);
-        assert!(Instant::now() < deadline, "not drained: {} of {total} acked", publisher.acked_offset());
+        assert!(
+            !running.is_finished(),
+            "the worker stopped: {:?}",
+            running.await
+        );
+        assert!(
+            Instant::now() < deadline,
+            "not drained: {} of {total} acked",
+            publisher.acked_offset()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     trigger.trigger();
     running.await.expect("join").expect("worker");
 
-    assert!(acked_during <= 500, "nothing is acked while TiDB is down ({acked_during} were)");
-    assert!(stats.retries.load(Ordering::Relaxed) > 0, "the outage was retried");
-    assert_eq!(stats.dead_letters.load(Ordering::Relaxed), 0, "no dead letters for an outage");
+    assert!(
+        acked_during <= 500,
+        "nothing is acked while TiDB is down ({acked_during} were)"
+    );
+    assert!(
+        stats.retries.load(Ordering::Relaxed) > 0,
+        "the outage was retried"
+    );
+    assert_eq!(
+        stats.dead_letters.load(Ordering::Relaxed),
+        0,
+        "no dead letters for an outage"
+    );
     assert!(!letters.exists(), "no dead-letter file");
 
     let mut last: BTreeMap<(u64, u64), bool> = BTreeMap::new();
     for i in 0..total {
         let e = event(i);
-        last.insert((e.content_id.get(), e.user_id.get()), e.action == Action::Like);
+        last.insert(
+            (e.content_id.get(), e.user_id.get()),
+            e.action == Action::Like,
+        );
     }
     let contents: Vec<ContentId> = (1..=CONTENTS)
         .map(|c| ContentId::new(c).expect("non-zero"))
         .collect();
     let want: Vec<i64> = (1..=CONTENTS)
-        .map(|c| last.iter().filter(|((content, _), liked)| *content == c && **liked).count() as i64)
+        .map(|c| {
+            last.iter()
+                .filter(|((content, _), liked)| *content == c && **liked)
+                .count() as i64
+        })
         .collect();
     assert_eq!(store.counts(&contents).await.expect("counts"), want);
     assert_eq!(store.count_mismatches().await.expect("I1"), vec![]);

@@ -80,7 +80,12 @@ impl PrivateTidb {
             .args(["-store", "unistore", "-path"])
             .arg(self.dir.join("data"))
             .args(["-host", "127.0.0.1", "-status-host", "127.0.0.1"])
-            .args(["-P", &self.port.to_string(), "-status", &self.status_port.to_string()])
+            .args([
+                "-P",
+                &self.port.to_string(),
+                "-status",
+                &self.status_port.to_string(),
+            ])
             .arg("-log-file")
             .arg(self.dir.join("tidb-server.log"))
             .stdin(Stdio::null())

@@ -15,7 +15,11 @@ pub(crate) async fn run(config: &PipelineConfig) -> Result<(), Failure> {
         .with_context(|| format!("database at LIKES_DATABASE_URL ({})", redacted(&store.url)))?;
     println!(
         "database: migrations applied ({})",
-        if opened.is_tidb() { "TiDB" } else { "MySQL protocol" }
+        if opened.is_tidb() {
+            "TiDB"
+        } else {
+            "MySQL protocol"
+        }
     );
     Ok(())
 }
