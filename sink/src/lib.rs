@@ -10,6 +10,7 @@
 pub mod dead_letter;
 pub mod dlq;
 pub mod mysql;
+mod retry_logic;
 pub mod sqlite;
 pub mod transitions;
 

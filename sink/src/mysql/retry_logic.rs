@@ -18,35 +18,17 @@ use sqlx::mysql::MySqlDatabaseError;
 
 /// Transient or permanent, by the error kind and the server's error number (see the module docs).
 pub fn classify(e: sqlx::Error) -> StoreError {
-    if is_transient(&e) {
-        StoreError::Transient(e.to_string())
-    } else {
-        StoreError::Permanent(e.to_string())
-    }
-}
-
-fn is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            let number = db
-                .try_downcast_ref::<MySqlDatabaseError>()
-                .map(MySqlDatabaseError::number);
-            // SQLSTATE class 08 is "connection exception"; 40001 is a serialization failure.
-            let state = db.code();
-            number.is_some_and(is_outage_number)
-                || state
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("08") || s == "40001")
-        }
-        _ => false,
-    }
+    crate::retry_logic::classify_with(e, |db| {
+        let number = db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number);
+        // SQLSTATE class 08 is "connection exception"; 40001 is a serialization failure.
+        let state = db.code();
+        number.is_some_and(is_outage_number)
+            || state
+                .as_deref()
+                .is_some_and(|s| s.starts_with("08") || s == "40001")
+    })
 }
 
 /// Server error numbers that describe the moment, not the data.

@@ -10,25 +10,11 @@ use likes_shared::store::StoreError;
 /// disk hiccup. Permanent: this batch can never be written (constraint, type mismatch, value too
 /// big, an SQL or schema error), so it is dead-lettered and the stream goes on.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    let transient = match &e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
+    crate::retry_logic::classify_with(e, |db| {
+        db.code()
             .and_then(|code| code.parse::<u32>().ok())
-            .is_some_and(is_outage_code),
-        _ => false,
-    };
-    if transient {
-        StoreError::Transient(e.to_string())
-    } else {
-        StoreError::Permanent(e.to_string())
-    }
+            .is_some_and(is_outage_code)
+    })
 }
 
 /// SQLite result codes that describe the database or the machine, not the batch. sqlx reports
