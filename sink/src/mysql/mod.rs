@@ -33,6 +33,7 @@
 //! content keeps the load there to one transaction at a time.
 
 mod reads;
+mod reconcile;
 mod retry_logic;
 mod statements;
 
@@ -42,6 +43,9 @@ use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
 use likes_shared::{ContentId, UserId};
+pub use reconcile::{
+    Drift, ReconcileOptions, ReconcileReport, ReconcileScope, ReconciledBatch, Reconciliation,
+};
 pub use retry_logic::classify;
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions, MySqlRow};
