@@ -143,10 +143,7 @@ mod tests {
         let short = TopicName::parse("like-events").expect("short");
         assert_eq!(full, short);
         assert_eq!(short.rest_path(), "persistent/public/default/like-events");
-        assert_eq!(
-            short.to_string(),
-            "persistent://public/default/like-events"
-        );
+        assert_eq!(short.to_string(), "persistent://public/default/like-events");
         let other = TopicName::parse("non-persistent://t/ns/x").expect("non-persistent");
         assert_eq!(other.rest_path(), "non-persistent/t/ns/x");
     }
