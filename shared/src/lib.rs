@@ -10,6 +10,7 @@
 //! - [`cache`] — `StateCache`, the fast (never authoritative) state and counts.
 //! - [`store`] — `LikeStore`, the source of truth.
 //! - [`trending`] — `TrendingBoard`, where pipeline workers post their top-k.
+//! - [`topics`] — the Pulsar topic names, partitions and the event key every process agrees on.
 //! - [`config`], [`telemetry`], [`shutdown`], [`retry`] — plumbing every binary uses.
 
 pub mod bus;
@@ -23,6 +24,7 @@ pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod topics;
 pub mod trending;
 
 pub use event::{Action, LikeEvent};

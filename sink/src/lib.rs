@@ -2,14 +2,28 @@
 //!
 //! # Layout
 //! - [`transitions`] — which rows a window writes and how far counts move (I2, I4); no I/O.
-//! - [`dead_letter`] — `DeadLetterPublisher` and the embedded file of dead letters.
-//! - [`dlq`] — what `likes-dlq` does to that file: summarize, replay into the log, purge.
+//! - [`dead_letter`] — `DeadLetterPublisher`, the embedded file of dead letters and (feature
+//!   `pulsar`) the dead-letter topic.
+//! - [`dlq`] — what `likes-dlq` does to the letters: summarize, replay, purge; the file always,
+//!   the topic with the `pulsar` feature.
 //! - [`sqlite`] — the embedded store (SQLite via sqlx), one transaction per window.
-//! - [`mysql`] — the distributed store (TiDB, or MariaDB/MySQL), the same rules and schema.
+//! - [`mysql`] — the distributed store (TiDB, or MariaDB/MySQL), the same rules and schema, and
+//!   its reconciler.
+//! - `pulsar_client`, `pulsar_admin` (feature `pulsar`) — connecting to the broker with bounded
+//!   waits; creating and inspecting topics through the admin REST API (`ensure_topics`).
+//!
+//! # Features
+//! `pulsar` (off by default) brings the Pulsar client, which needs protoc and OpenSSL to build.
+//! The embedded `likes` depends on this crate without it, so it builds with Rust alone;
+//! likes-pipeline turns it on, and so does `cargo build --workspace`.
 
 pub mod dead_letter;
 pub mod dlq;
 pub mod mysql;
+#[cfg(feature = "pulsar")]
+pub mod pulsar_admin;
+#[cfg(feature = "pulsar")]
+pub mod pulsar_client;
 mod retry_logic;
 pub mod sqlite;
 pub mod transitions;

@@ -1,6 +1,7 @@
 //! `likes-dlq` on the embedded dead letters, run as a binary on a temp data dir: it lists and
 //! shows the letters, replays the replayable ones into the embedded log (removing them from the
-//! file only then), refuses while the log is owned by someone else, and purges by age.
+//! file only then), refuses while the log is owned by someone else, and purges by age. The
+//! dead-letter topic has its own tests in `dlq_topic.rs`.
 
 use likes_shared::bus::{EventSource, Received};
 use likes_shared::log::{self, LogConfig};
@@ -58,6 +59,9 @@ fn dlq(data_dir: &Path, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_likes-dlq"))
         .args(args)
         .env("LIKES_DATA_DIR", data_dir)
+        // The services env file (exported by `infra/test`) sets it, and it would select the
+        // dead-letter topic; these tests are about the file.
+        .env_remove("LIKES_PULSAR_URL")
         .env("RUST_LOG", "warn")
         .output()
         .expect("run likes-dlq");
@@ -95,7 +99,11 @@ async fn list_and_show_describe_the_letters() {
         "{shown}"
     );
     let missing = dlq(dir.path(), &["show", "4"]);
-    assert!(!missing.status.success());
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "the documented code for a bad argument"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +155,11 @@ async fn replay_refuses_while_the_log_is_owned_and_keeps_the_letters() {
     })
     .expect("hold the log like a running likes");
     let refused = dlq(dir.path(), &["replay"]);
-    assert!(!refused.status.success());
+    assert_eq!(
+        refused.status.code(),
+        Some(5),
+        "the documented code for busy"
+    );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("stop"),
@@ -166,4 +178,27 @@ async fn purge_removes_letters_older_than_the_given_age() {
     assert!(left
         .iter()
         .all(|l| l.first_failed_at_ms > 1_700_000_000_000));
+}
+
+/// Built without the `pulsar` feature, the binary still works on the file, and says how to get
+/// the topic mode instead of guessing when LIKES_PULSAR_URL asks for it.
+#[cfg(not(feature = "pulsar"))]
+#[tokio::test]
+async fn without_pulsar_support_a_pulsar_url_is_a_clear_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_letters(dir.path()).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_likes-dlq"))
+        .args(["list"])
+        .env("LIKES_DATA_DIR", dir.path())
+        .env("LIKES_PULSAR_URL", "pulsar://127.0.0.1:6650")
+        .output()
+        .expect("run likes-dlq");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--features pulsar") && stderr.contains("--file"),
+        "{stderr}"
+    );
+    let list = stdout_of(dir.path(), &["--file", "list"]);
+    assert!(list.contains("3 dead letters"), "{list}");
 }

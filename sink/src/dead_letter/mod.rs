@@ -6,10 +6,16 @@
 //! # Layout
 //! - [`DeadLetter`] and [`DeadLetterPublisher`] — what a letter holds and where the worker sends it.
 //! - [`file`] — [`FileDeadLetters`], the embedded JSON-lines file (`likes-dlq` reads and edits it).
+//! - `pulsar` — `PulsarDeadLetters`, the distributed deployment's dead-letter topic (feature
+//!   `pulsar`); the same JSON per message.
 
 mod file;
+#[cfg(feature = "pulsar")]
+mod pulsar;
 
 pub use file::FileDeadLetters;
+#[cfg(feature = "pulsar")]
+pub use pulsar::{PulsarDeadLetters, MAX_EVENTS_PER_MESSAGE};
 
 use async_trait::async_trait;
 use likes_shared::LikeEvent;

@@ -9,16 +9,26 @@
 //! Replay and purge rewrite the file that a running `likes` appends to, and replay appends to a
 //! log that one process owns at a time, so both first take the log's exclusive lock: they work
 //! while `likes` is stopped, and say so when it is not.
+//!
+//! The distributed deployment's letters are on a topic instead; `topic` (feature `pulsar`) does
+//! the same four things there. [`Failure`] sorts the errors of both into the exit codes scripts
+//! can rely on.
+
+#[cfg(feature = "pulsar")]
+pub mod topic;
+#[cfg(feature = "pulsar")]
+mod topic_reader;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterKind, FileDeadLetters};
 use likes_shared::log::{self, LogConfig, LogPublisher, LogSource};
+use likes_shared::topics::TopicsConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// `likes-dlq`'s settings. Unknown keys are accepted on purpose: the one `LIKES_*` environment
-/// configures every binary, and this one needs only the data dir.
+/// configures every binary, and this one needs only a few of its keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DlqConfig {
@@ -26,6 +36,15 @@ pub struct DlqConfig {
     pub data_dir: PathBuf,
     /// Bytes the log may hold; replay stops with an error past it (`LIKES_LOG_MAX_BYTES`).
     pub log_max_bytes: u64,
+    /// The broker (`LIKES_PULSAR_URL`). When set, `likes-dlq` works on the dead-letter topic
+    /// instead of the file (`--file` says otherwise).
+    pub pulsar_url: Option<String>,
+    /// The broker's admin REST API (`LIKES_PULSAR_ADMIN_URL`): topic checks and backlogs.
+    pub pulsar_admin_url: Option<String>,
+    /// Topic and subscription names (`LIKES_PULSAR__TOPIC`, `LIKES_PULSAR__DLQ_TOPIC`, ...).
+    pub pulsar: TopicsConfig,
+    /// Seconds any one wait on the broker may take (`LIKES_PULSAR_WAIT_SECS`).
+    pub pulsar_wait_secs: u64,
 }
 
 impl Default for DlqConfig {
@@ -33,6 +52,10 @@ impl Default for DlqConfig {
         DlqConfig {
             data_dir: PathBuf::from("data"),
             log_max_bytes: LogConfig::default().max_bytes,
+            pulsar_url: None,
+            pulsar_admin_url: None,
+            pulsar: TopicsConfig::default(),
+            pulsar_wait_secs: 10,
         }
     }
 }
@@ -73,6 +96,46 @@ pub enum DlqError {
     },
     #[error("bad duration `{0}`: expected a number and a unit, e.g. 90s, 30m, 12h, 7d")]
     Duration(String),
+}
+
+/// How a `likes-dlq` command failed, for scripts: each has its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Anything else: I/O, a replay that stopped part way, a refused publish.
+    Other,
+    /// A bad argument or setting: usage, an unknown KIND, a bad DUR, no letter N, a bad topic
+    /// name, a missing required URL.
+    BadArgument,
+    /// The broker or its admin API cannot be reached, or its URL is malformed.
+    Unreachable,
+    /// The dead-letter topic (or, for replay, the events topic) does not exist.
+    MissingTopic,
+    /// Someone else holds what the command needs: a running `likes` owns the log, or another
+    /// `likes-dlq` holds the exclusive subscription.
+    Busy,
+}
+
+impl Failure {
+    /// The process exit code; documented in `likes-dlq --help` and the README.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Failure::Other => 1,
+            Failure::BadArgument => 2,
+            Failure::Unreachable => 3,
+            Failure::MissingTopic => 4,
+            Failure::Busy => 5,
+        }
+    }
+}
+
+impl DlqError {
+    pub fn failure(&self) -> Failure {
+        match self {
+            DlqError::Duration(_) => Failure::BadArgument,
+            DlqError::LogInUse(_) => Failure::Busy,
+            DlqError::Letters(_) | DlqError::Log { .. } | DlqError::Append { .. } => Failure::Other,
+        }
+    }
 }
 
 /// What `likes-dlq list` reports.
@@ -123,10 +186,10 @@ pub async fn replay(
     } else {
         Some(open_log(config)?)
     };
-    let (chosen, kept): (Vec<DeadLetter>, Vec<DeadLetter>) =
-        letters.read_all()?.into_iter().partition(|letter| {
-            letter.kind == DeadLetterKind::StoreRefused && kind.is_none_or(|k| k == letter.kind)
-        });
+    let (chosen, kept): (Vec<DeadLetter>, Vec<DeadLetter>) = letters
+        .read_all()?
+        .into_iter()
+        .partition(|letter| replayable(letter, kind));
     let report = ReplayReport {
         letters: chosen.len(),
         events: chosen.iter().map(|l| l.events.len()).sum(),
@@ -145,6 +208,17 @@ pub async fn replay(
     append_all(&publisher, payloads).await?;
     letters.rewrite(&kept)?;
     Ok(report)
+}
+
+/// Whether replay (of `kind`, or of every kind) takes `letter`: only store refusals are, as
+/// replaying raw bytes that do not decode would only dead-letter them again.
+fn replayable(letter: &DeadLetter, kind: Option<DeadLetterKind>) -> bool {
+    letter.kind == DeadLetterKind::StoreRefused && kind.is_none_or(|k| k == letter.kind)
+}
+
+/// Letters that first failed before this are older than `older_than` at `now_ms`.
+fn purge_cutoff_ms(older_than: Duration, now_ms: u64) -> u64 {
+    now_ms.saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Appends in bounded groups, far below the log's queue capacity; each append resolves once
@@ -181,7 +255,7 @@ pub async fn purge(
 ) -> Result<usize, DlqError> {
     let _owned = open_log(config)?;
     let letters = config.letters();
-    let cutoff = now_ms.saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX));
+    let cutoff = purge_cutoff_ms(older_than, now_ms);
     let all = letters.read_all()?;
     let before = all.len();
     let kept: Vec<DeadLetter> = all
