@@ -6,6 +6,7 @@
 
 use crate::operators::WindowConfig;
 use likes_shared::retry::Backoff;
+use likes_shared::topics::TopicsConfig;
 use likes_sink::MySqlConfig;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -19,7 +20,10 @@ pub struct PipelineConfig {
     pub database: StoreTuning,
     /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`): `init` creates the topics there.
     pub pulsar_admin_url: String,
-    pub pulsar: TopicConfig,
+    /// Topic names and partitions (`LIKES_PULSAR__TOPIC`, `LIKES_PULSAR__PARTITIONS`, …).
+    pub pulsar: TopicsConfig,
+    /// The failover subscription the workers share on the events topic (`LIKES_SUBSCRIPTION`).
+    pub subscription: String,
     /// A window closes at this many events or this age, whichever comes first.
     pub window_max_events: usize,
     pub window_max_age_ms: u64,
@@ -35,18 +39,6 @@ pub struct StoreTuning {
     pub acquire_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TopicConfig {
-    /// `LIKES_PULSAR__TOPIC`
-    pub topic: String,
-    /// `LIKES_PULSAR__DLQ_TOPIC`
-    pub dlq_topic: String,
-    /// `LIKES_PULSAR__PARTITIONS`: partitions of the events topic; the most workers that can
-    /// share the load.
-    pub partitions: u32,
-}
-
 impl Default for PipelineConfig {
     fn default() -> Self {
         let window = WindowConfig::default();
@@ -54,7 +46,8 @@ impl Default for PipelineConfig {
             database_url: String::new(),
             database: StoreTuning::default(),
             pulsar_admin_url: String::new(),
-            pulsar: TopicConfig::default(),
+            pulsar: TopicsConfig::default(),
+            subscription: "likes-pipeline".into(),
             window_max_events: window.max_events,
             window_max_age_ms: window.max_age.as_millis() as u64,
             backoff: Backoff::default(),
@@ -69,16 +62,6 @@ impl Default for StoreTuning {
             max_connections: store.max_connections,
             rows_per_statement: store.rows_per_statement,
             acquire_timeout_ms: store.acquire_timeout_ms,
-        }
-    }
-}
-
-impl Default for TopicConfig {
-    fn default() -> Self {
-        TopicConfig {
-            topic: "persistent://public/default/like-events".into(),
-            dlq_topic: "persistent://public/default/like-events-dlq".into(),
-            partitions: 8,
         }
     }
 }
@@ -100,6 +83,14 @@ impl PipelineConfig {
             rows_per_statement: self.database.rows_per_statement,
             acquire_timeout_ms: self.database.acquire_timeout_ms,
         })
+    }
+
+    /// The admin endpoint; fails naming `LIKES_PULSAR_ADMIN_URL` when it is not set.
+    pub fn pulsar_admin_url(&self) -> Result<&str, MissingSetting> {
+        match self.pulsar_admin_url.trim() {
+            "" => Err(MissingSetting("LIKES_PULSAR_ADMIN_URL")),
+            url => Ok(url),
+        }
     }
 
     pub fn window(&self) -> WindowConfig {

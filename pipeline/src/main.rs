@@ -10,7 +10,13 @@ use std::process::ExitCode;
 const HELP: &str = "likes-pipeline: consumes like events, windows and collapses them, commits them
 
 USAGE:
-  likes-pipeline init             run the database migrations (idempotent)
+  likes-pipeline init             run the database migrations and create the topics and the
+                                  subscriptions (idempotent)
+  likes-pipeline reconcile [--dry-run] [--all | --range FROM..TO | --sample N] [--batch N]
+                                  recount likes per content (all by default, a range of
+                                  content ids, or N random contents) in batches of N contents
+                                  (default 500), report drift in like_counts and repair it;
+                                  safe while workers commit
   likes-pipeline smoke [EVENTS]   run the worker over the embedded log into an in-memory
                                   SQLite store and check the counts (default 100000 events)
   likes-pipeline --help
@@ -18,11 +24,16 @@ USAGE:
 
 SETTINGS (environment):
   LIKES_DATABASE_URL              TiDB or any MySQL-protocol server, mysql://user:pw@host:port/db
-                                  (required by init)
+                                  (required by init and reconcile)
+  LIKES_PULSAR_ADMIN_URL          Pulsar's admin API, http://host:port (required by init)
+  LIKES_PULSAR__TOPIC, LIKES_PULSAR__PARTITIONS, LIKES_PULSAR__DLQ_TOPIC
+                                  topic names (default like-events with 8 partitions,
+                                  like-events-dlq); LIKES_SUBSCRIPTION the workers' subscription
 
 The distributed worker (`run`: Pulsar failover subscription -> TiDB) is not built yet.
 
-EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missing setting.";
+EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missing setting;
+3 reconcile --dry-run found drift.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -45,6 +56,10 @@ async fn main() -> ExitCode {
 async fn run(command: &str, rest: &[String]) -> Result<(), Failure> {
     match command {
         "init" => cli::init::run(&load()?).await,
+        "reconcile" => {
+            let request = cli::reconcile::parse(rest)?;
+            cli::reconcile::run(&load()?, request).await
+        }
         "smoke" => {
             let events = match rest.first() {
                 None => 100_000,

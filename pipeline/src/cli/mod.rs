@@ -1,8 +1,10 @@
 //! The commands of `likes-pipeline`, one file each, and how they fail: a usage problem (a bad
-//! argument, a missing or malformed setting) exits 2, anything else 1, each with one line on
-//! stderr so scripts can tell "fix the invocation" from "retry later".
+//! argument, a missing or malformed setting) exits 2, a failure 1, drift found by a dry-run
+//! reconcile 3, each with one line on stderr so scripts can tell "fix the invocation" from "retry
+//! later" from "look at the counts".
 
 pub(crate) mod init;
+pub(crate) mod reconcile;
 pub(crate) mod smoke;
 
 use std::process::ExitCode;
@@ -13,6 +15,9 @@ pub(crate) enum Failure {
     Usage(String),
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
+    /// `reconcile --dry-run` found drift (exit 3, so a scheduled check can alert).
+    #[error("{0} contents drifted (dry run: nothing repaired)")]
+    DriftFound(u64),
 }
 
 impl From<likes_pipeline::config::MissingSetting> for Failure {
@@ -31,6 +36,10 @@ impl Failure {
             Failure::Failed(error) => {
                 eprintln!("likes-pipeline: {error:#}");
                 ExitCode::from(1)
+            }
+            Failure::DriftFound(contents) => {
+                eprintln!("likes-pipeline: {}", Failure::DriftFound(contents));
+                ExitCode::from(3)
             }
         }
     }
