@@ -27,6 +27,7 @@ pub mod pulsar_client;
 mod retry_logic;
 pub mod sqlite;
 pub mod transitions;
+mod utc;
 
 pub use mysql::{MySqlConfig, MySqlStore};
 pub use sqlite::{SqliteConfig, SqliteStore};

@@ -9,6 +9,7 @@
 //! way to inject.
 
 use crate::transitions::RowKey;
+use crate::utc::Civil;
 use likes_shared::store::LikeChange;
 use likes_shared::ContentId;
 use std::fmt::Write as _;
@@ -95,33 +96,8 @@ pub(crate) struct Datetime(pub u64);
 
 impl std::fmt::Display for Datetime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.0 % 1000;
-        let secs = self.0 / 1000;
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03}",
-            rem / 3600,
-            rem / 60 % 60,
-            rem % 60
-        )
+        Civil::from_unix_ms(self.0).write(f, ' ')
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar: Howard
-/// Hinnant's `civil_from_days`, for non-negative days only.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -129,24 +105,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn datetimes_print_in_utc_with_milliseconds() {
-        assert_eq!(Datetime(0).to_string(), "1970-01-01 00:00:00.000");
+    fn datetimes_print_as_mysql_literals() {
         assert_eq!(
             Datetime(1_795_581_680_123).to_string(),
             "2026-11-25 04:41:20.123"
-        );
-        // A leap day and the last millisecond of a year.
-        assert_eq!(
-            Datetime(951_782_400_000).to_string(),
-            "2000-02-29 00:00:00.000"
-        );
-        assert_eq!(
-            Datetime(253_402_300_799_999).to_string(),
-            "9999-12-31 23:59:59.999"
-        );
-        assert_eq!(
-            Datetime(253_402_300_800_000).to_string(),
-            "10000-01-01 00:00:00.000"
         );
     }
 
