@@ -136,12 +136,11 @@ mod tests {
     #[test]
     fn scopes_and_bounds_parse_and_bad_ones_are_usage_errors() {
         let c = |n| ContentId::new(n).expect("non-zero");
-        let all = parse(&[]).ok().expect("no arguments: all");
+        let all = parse(&[]).expect("no arguments: all");
         assert_eq!(all.scope, ReconcileScope::All);
         assert!(!all.dry_run);
-        let range = parse(&args(&["--range", "5..9", "--dry-run", "--batch", "50"]))
-            .ok()
-            .expect("range");
+        let range =
+            parse(&args(&["--range", "5..9", "--dry-run", "--batch", "50"])).expect("range");
         assert_eq!(
             range.scope,
             ReconcileScope::Range {
@@ -150,7 +149,7 @@ mod tests {
             }
         );
         assert_eq!((range.dry_run, range.batch_contents), (true, 50));
-        let sample = parse(&args(&["--sample", "100"])).ok().expect("sample");
+        let sample = parse(&args(&["--sample", "100"])).expect("sample");
         assert_eq!(sample.scope, ReconcileScope::Sample { contents: 100 });
         for bad in [
             &["--range", "9..5"][..],
