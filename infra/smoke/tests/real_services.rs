@@ -158,10 +158,8 @@ async fn tidb_sqlx_insert_on_duplicate_key_update() {
     pool.close().await;
 }
 
-/// MariaDB (optional second MySQL-protocol server): same upsert.
-/// Run with `infra/dev/services up mariadb` and `cargo test -p likes-smoke -- --ignored`.
+/// MariaDB (the second MySQL-protocol server, started by `infra/test`): same upsert.
 #[tokio::test]
-#[ignore = "needs `infra/dev/services up mariadb`"]
 async fn mariadb_sqlx_insert_on_duplicate_key_update() {
     let env = ServicesEnv::load();
     let pool = MySqlPoolOptions::new()
