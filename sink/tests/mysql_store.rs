@@ -337,3 +337,41 @@ async fn real_write_conflicts_and_deadlocks_classify_as_transient() {
         );
     }
 }
+
+/// The window's locking reads rely on REPEATABLE READ (gap locks on MariaDB/MySQL: without them
+/// two writers of a missing row both plan 0→1 and both count it). A server whose default is
+/// READ COMMITTED must not change that: the store's own sessions run REPEATABLE READ.
+#[tokio::test]
+async fn store_sessions_run_repeatable_read_even_on_a_read_committed_server() {
+    let server = "LIKES_MARIADB_URL";
+    let url = fresh_database(&ServicesEnv::load().get(server)).await;
+    let admin = MySqlConfig {
+        url: url.clone(),
+        max_connections: 1,
+        ..MySqlConfig::default()
+    }
+    .build()
+    .await
+    .expect("admin store");
+    sqlx::query("SET GLOBAL TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(admin.pool())
+        .await
+        .expect("server default: read committed");
+    let store = MySqlConfig {
+        url,
+        ..MySqlConfig::default()
+    }
+    .build()
+    .await;
+    // Restore the shared server's default before any assertion can fail.
+    sqlx::query("SET GLOBAL TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(admin.pool())
+        .await
+        .expect("restore the default");
+    let store = store.expect("store");
+    let level: String = sqlx::query_scalar("SELECT @@SESSION.tx_isolation")
+        .fetch_one(store.pool())
+        .await
+        .expect("isolation level");
+    assert_eq!(level, "REPEATABLE-READ");
+}
