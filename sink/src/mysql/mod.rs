@@ -99,6 +99,18 @@ impl MySqlConfig {
             // testing one before use costs a round trip per acquire, cheaper than failing a
             // window's first statement and retrying it.
             .test_before_acquire(true)
+            // The window's locking reads need REPEATABLE READ: under READ COMMITTED MariaDB and
+            // MySQL take no gap locks, and two writers of a row that does not exist yet (a
+            // failover hand-over) would both read it absent and both count 0→1 (I1, I2). A
+            // server default must not decide that. TiDB's REPEATABLE READ is snapshot isolation,
+            // which its optimistic windows expect as well.
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                        .await
+                        .map(|_| ())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(classify)?;
