@@ -37,6 +37,9 @@ mod reconcile;
 mod retry_logic;
 mod statements;
 
+#[cfg(test)]
+mod plan_tests;
+
 use crate::transitions::{plan_writes, RowKey};
 use async_trait::async_trait;
 use likes_shared::store::{
