@@ -35,14 +35,25 @@ pub fn classify(e: sqlx::Error) -> StoreError {
 fn is_outage_number(number: u16) -> bool {
     matches!(
         number,
-        1040 // too many connections
+        1020 // MariaDB: record changed since last read (snapshot isolation conflict)
+        | 1021 // disk full, waiting for space
+        | 1030 // the storage engine failed (errno 28: no space left)
+        | 1040 // too many connections
         | 1053 // server shutdown in progress
+        | 1114 // table is full (out of disk or tablespace)
+        | 1158
+            ..=1161 // network errors reading or writing packets
+        | 1180 // error during COMMIT (storage engine)
+        | 1203 | 1226 // the user's connection or resource limit is reached
         | 1205 // lock wait timeout
         | 1213 // deadlock: InnoDB rolled the transaction back
         | 1290 // read-only (a failover in progress)
+        | 1317 // query interrupted (killed, or the server is shutting down)
         | 1927 // MariaDB: connection was killed
+        | 1969 // MariaDB: statement timeout (max_statement_time)
         | 2002 | 2003 | 2006 | 2013 | 2055 // client-side: cannot connect, server gone, lost
         | 3024 // statement timeout (max_execution_time)
+        | 4031 // MySQL: disconnected by the server for inactivity
         | 8002 // TiDB: SELECT FOR UPDATE write conflict, cannot retry in place
         | 8005 // TiDB: write conflict (older releases)
         | 8022 // TiDB: transaction retry failed
@@ -80,7 +91,10 @@ mod tests {
 
     #[test]
     fn tidb_conflicts_and_busy_storage_are_outages_and_data_errors_are_not() {
-        for n in [1205, 1213, 8002, 8022, 8028, 9003, 9005, 9007] {
+        for n in [
+            1020, 1021, 1114, 1159, 1180, 1205, 1213, 1317, 1969, 8002, 8022, 8028, 9003, 9005,
+            9007,
+        ] {
             assert!(is_outage_number(n), "{n}");
         }
         // Out of range, bad datetime, not null, check constraint, no such table, syntax.
