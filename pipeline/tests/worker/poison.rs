@@ -180,3 +180,28 @@ async fn shutdown_while_the_search_waits_out_an_outage_acks_nothing() {
         "an outage is never dead-lettered"
     );
 }
+
+/// An outage the store misreads as a refusal (an error code it does not know) must not turn a
+/// window into dead letters: before declaring a change poison the worker pings the store, and a
+/// store that cannot even answer a ping is down, not refusing. DESIGN section 8.
+#[tokio::test(start_paused = true)]
+async fn an_outage_misread_as_a_refusal_is_waited_out_not_dead_lettered() {
+    let deliveries = vec![delivery(1, 1), delivery(2, 2)];
+    let h = harness(Script {
+        deliveries,
+        // Enough refused calls for the old search to declare both changes poison (the window,
+        // then three calls per change) and more.
+        down_for_calls: 12,
+        ..Script::default()
+    });
+    let (_trigger, shutdown) = likes_shared::shutdown::channel();
+    h.worker.run(shutdown).await.expect("worker");
+    assert_eq!(
+        h.letters.0.lock().clone(),
+        vec![],
+        "no dead letter for an outage"
+    );
+    let stored: Vec<u64> = h.store.rows.lock().values().map(|row| row.1).collect();
+    assert_eq!(stored, vec![1, 2], "both land once the store is back");
+    assert_eq!(*h.acked.lock(), vec![1, 2]);
+}

@@ -120,6 +120,10 @@ pub struct ScriptedStore {
     pub transient_calls: Range<usize>,
     /// (user, content) keys the store refuses for good: any call holding one fails permanently.
     pub poison: Vec<(u64, u64)>,
+    /// The store is down until this many apply calls have been made: those calls fail with an
+    /// error misclassified as permanent (an outage code the store does not know), and `ping`
+    /// fails meanwhile.
+    pub down_for_calls: usize,
     /// Calls holding more changes than this fail permanently, whatever they hold.
     pub max_changes: usize,
     pub calls: Mutex<usize>,
@@ -145,6 +149,9 @@ impl LikeStore for ScriptedStore {
         };
         if self.transient_calls.contains(&call) {
             return Err(StoreError::Transient("connection reset".into()));
+        }
+        if call < self.down_for_calls {
+            return Err(StoreError::Permanent("error 1234: unknown outage".into()));
         }
         if changes.len() > self.max_changes {
             return Err(StoreError::Permanent("statement too big".into()));
@@ -203,6 +210,9 @@ impl LikeStore for ScriptedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if *self.calls.lock() < self.down_for_calls {
+            return Err(StoreError::Transient("connection refused".into()));
+        }
         Ok(())
     }
 }
@@ -235,6 +245,7 @@ pub struct Script {
     /// The rest as in [`ScriptedStore`].
     pub transient_calls: Range<usize>,
     pub poison: Vec<(u64, u64)>,
+    pub down_for_calls: usize,
     pub max_changes: usize,
 }
 
@@ -246,6 +257,7 @@ impl Default for Script {
             window_events: 2,
             transient_calls: 0..0,
             poison: Vec::new(),
+            down_for_calls: 0,
             max_changes: usize::MAX,
         }
     }
@@ -261,6 +273,7 @@ pub fn harness(script: Script) -> Harness {
     let store = Arc::new(ScriptedStore {
         transient_calls: script.transient_calls,
         poison: script.poison,
+        down_for_calls: script.down_for_calls,
         max_changes: script.max_changes,
         calls: Mutex::new(0),
         acked: acked.clone(),
