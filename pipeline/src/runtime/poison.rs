@@ -21,7 +21,9 @@
 //!
 //! Why outages are waited out inside the search: an outage is not the window's fault (DESIGN
 //! section 8), so a transient error on a half is retried with the same backoff as a whole window,
-//! consumption stays paused, and shutdown interrupts the wait with the window unacked.
+//! consumption stays paused, and shutdown interrupts the wait with the window unacked. And since
+//! a store cannot know every error code an outage may bring, a single change refused while the
+//! store does not answer a ping is not counted against it: the search waits and tries again.
 //!
 //! [`WorkerConfig::permanent_attempts`]: super::WorkerConfig::permanent_attempts
 
@@ -121,6 +123,11 @@ impl<'a> RetryingStore<'a> {
         }
     }
 
+    /// Whether the store answers a ping: a refusal from a store that does not is an outage.
+    async fn answers_ping(&mut self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+
     /// Waits `wait`; `false` if shutdown came first.
     async fn sleep(&mut self, wait: Duration) -> bool {
         tokio::select! {
@@ -163,6 +170,7 @@ pub(super) async fn search_poison(
         refused_alone: 0,
     };
     search.after_refusal(window, refused);
+    let mut outage_waits = 0u32;
     while let Some(mut suspect) = search.suspects.pop() {
         if suspect.refused_alone > 0 {
             // Another chance for a single refused change, in case the refusal was an outage
@@ -175,6 +183,17 @@ pub(super) async fn search_poison(
         let slice = &changes[suspect.range.clone()];
         match store.apply(slice, &mut suspect.failures).await {
             Applied::Committed(_) => {}
+            Applied::Refused(error) if suspect.range.len() == 1 && !store.answers_ping().await => {
+                // Refused while the store cannot even answer a ping: an outage behind an error
+                // the store did not recognise as one. Waited out like any outage; it does not
+                // count as a refusal of this change.
+                tracing::warn!(%error, "change refused while the store is unreachable; waiting");
+                if !store.sleep(store.backoff.delay(outage_waits)).await {
+                    return Err(Interrupted);
+                }
+                outage_waits = outage_waits.saturating_add(1);
+                search.suspects.push(suspect);
+            }
             Applied::Refused(error) => search.after_refusal(suspect, error),
             Applied::Interrupted => return Err(Interrupted),
         }
