@@ -37,6 +37,7 @@ pub struct StoreTuning {
     pub max_connections: u32,
     pub rows_per_statement: usize,
     pub acquire_timeout_ms: u64,
+    pub window_timeout_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -62,6 +63,7 @@ impl Default for StoreTuning {
             max_connections: store.max_connections,
             rows_per_statement: store.rows_per_statement,
             acquire_timeout_ms: store.acquire_timeout_ms,
+            window_timeout_ms: store.window_timeout_ms,
         }
     }
 }
@@ -82,6 +84,7 @@ impl PipelineConfig {
             max_connections: self.database.max_connections,
             rows_per_statement: self.database.rows_per_statement,
             acquire_timeout_ms: self.database.acquire_timeout_ms,
+            window_timeout_ms: self.database.window_timeout_ms,
         })
     }
 

@@ -375,3 +375,81 @@ async fn store_sessions_run_repeatable_read_even_on_a_read_committed_server() {
         .expect("isolation level");
     assert_eq!(level, "REPEATABLE-READ");
 }
+
+/// A connection that stops answering mid-window (a half-open TCP connection, a frozen server)
+/// must not hang the worker for the kernel's TCP timeout: the window fails as an outage after
+/// `window_timeout_ms` and is retried; once the path answers again, the retry commits.
+#[tokio::test]
+async fn a_window_on_a_connection_that_stops_answering_times_out_as_an_outage() {
+    use std::sync::atomic::AtomicBool;
+    let url = fresh_database(&ServicesEnv::load().get("LIKES_MARIADB_URL")).await;
+    let (prefix, rest) = url.split_once('@').expect("user@host");
+    let (server, database) = rest.split_once('/').expect("host/database");
+    // A proxy in front of the server that can stop forwarding, as a dead network path does.
+    let frozen = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    let server = server.to_string();
+    let frozen_in_proxy = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = tokio::net::TcpStream::connect(&server)
+                .await
+                .expect("upstream");
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = upstream.into_split();
+            tokio::spawn(pump(client_read, server_write, frozen_in_proxy.clone()));
+            tokio::spawn(pump(server_read, client_write, frozen_in_proxy.clone()));
+        }
+    });
+    let store = MySqlConfig {
+        url: format!("{prefix}@{proxy}/{database}"),
+        window_timeout_ms: 1_000,
+        ..MySqlConfig::default()
+    }
+    .build()
+    .await
+    .expect("store through the proxy");
+    store
+        .apply_window(&[change(1, 1, true, 1)])
+        .await
+        .expect("first window");
+    frozen.store(true, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let outcome = store.apply_window(&[change(1, 2, true, 2)]).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(&outcome, Err(StoreError::Transient(e)) if e.contains("timed out")),
+        "{outcome:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert!(store.ping().await.is_err(), "ping times out too");
+    frozen.store(false, Ordering::Relaxed);
+    let retries = AtomicU64::new(0);
+    apply_retrying(&store, &[change(1, 2, true, 2)], &retries).await;
+    assert_eq!(store.counts(&ids(1..=1)).await.expect("counts"), vec![2]);
+}
+
+/// Copies bytes one way, holding them while `frozen` is set.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -68,6 +68,9 @@ pub struct MySqlConfig {
     pub rows_per_statement: usize,
     /// How long to wait for a pooled connection before reporting the store unavailable.
     pub acquire_timeout_ms: u64,
+    /// How long one window's transaction may take before it counts as an outage (a half-open
+    /// connection would otherwise hang the worker for the kernel's TCP timeout, ~15 min).
+    pub window_timeout_ms: u64,
 }
 
 impl Default for MySqlConfig {
@@ -77,6 +80,7 @@ impl Default for MySqlConfig {
             max_connections: 8,
             rows_per_statement: 1000,
             acquire_timeout_ms: 5_000,
+            window_timeout_ms: 60_000,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Default for MySqlConfig {
 pub struct MySqlStore {
     pool: MySqlPool,
     rows_per_statement: usize,
+    window_timeout: Duration,
     /// `BEGIN OPTIMISTIC` on TiDB, plain `BEGIN` elsewhere (see the module docs).
     begin: &'static str,
 }
@@ -136,44 +141,18 @@ impl MySqlConfig {
         Ok(MySqlStore {
             pool,
             rows_per_statement: self.rows_per_statement.max(1),
+            window_timeout: Duration::from_millis(self.window_timeout_ms.max(1)),
             begin,
         })
     }
 }
 
 impl MySqlStore {
-    /// Whether the server is TiDB (optimistic windows) rather than MySQL or MariaDB.
-    pub fn is_tidb(&self) -> bool {
-        self.begin == "BEGIN OPTIMISTIC"
-    }
-
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    /// Contents whose stored count differs from the number of liked rows (I1); empty when sound.
-    pub async fn count_mismatches(&self) -> Result<Vec<(ContentId, i64, i64)>, StoreError> {
-        reads::count_mismatches(&self.pool).await
-    }
-}
-
-/// Runs one text statement (see [`statements`] for why text). Concrete types on purpose: the
-/// generic `raw_sql(..).fetch_all(&mut *tx)` inside an `async_trait` method trips rustc's
-/// higher-ranked `Send` check.
-async fn fetch_text(conn: &mut MySqlConnection, sql: &str) -> Result<Vec<MySqlRow>, StoreError> {
-    conn.fetch_all(sqlx::raw_sql(sql)).await.map_err(classify)
-}
-
-async fn execute_text(conn: &mut MySqlConnection, sql: &str) -> Result<u64, StoreError> {
-    conn.execute(sqlx::raw_sql(sql))
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(classify)
-}
-
-#[async_trait]
-impl LikeStore for MySqlStore {
-    async fn apply_window(&self, changes: &[LikeChange]) -> Result<ApplyOutcome, StoreError> {
+    /// One window, one transaction (see the module docs).
+    async fn apply_in_transaction(
+        &self,
+        changes: &[LikeChange],
+    ) -> Result<ApplyOutcome, StoreError> {
         if changes.is_empty() {
             return Ok(ApplyOutcome::default());
         }
@@ -202,6 +181,65 @@ impl LikeStore for MySqlStore {
             rows_written: plan.rows.len(),
             count_deltas: plan.deltas,
         })
+    }
+
+    /// Whether the server is TiDB (optimistic windows) rather than MySQL or MariaDB.
+    pub fn is_tidb(&self) -> bool {
+        self.begin == "BEGIN OPTIMISTIC"
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Contents whose stored count differs from the number of liked rows (I1); empty when sound.
+    pub async fn count_mismatches(&self) -> Result<Vec<(ContentId, i64, i64)>, StoreError> {
+        reads::count_mismatches(&self.pool).await
+    }
+}
+
+/// `/readyz` and the worker's outage check must answer even when a connection hangs.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `work`, or a transient error once `limit` has passed.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(StoreError::Transient(format!(
+            "{what} timed out after {} ms",
+            limit.as_millis()
+        )))
+    })
+}
+
+/// Runs one text statement (see [`statements`] for why text). Concrete types on purpose: the
+/// generic `raw_sql(..).fetch_all(&mut *tx)` inside an `async_trait` method trips rustc's
+/// higher-ranked `Send` check.
+async fn fetch_text(conn: &mut MySqlConnection, sql: &str) -> Result<Vec<MySqlRow>, StoreError> {
+    conn.fetch_all(sqlx::raw_sql(sql)).await.map_err(classify)
+}
+
+async fn execute_text(conn: &mut MySqlConnection, sql: &str) -> Result<u64, StoreError> {
+    conn.execute(sqlx::raw_sql(sql))
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(classify)
+}
+
+#[async_trait]
+impl LikeStore for MySqlStore {
+    async fn apply_window(&self, changes: &[LikeChange]) -> Result<ApplyOutcome, StoreError> {
+        // A window that times out may or may not have committed; retrying it is safe either
+        // way (I2: the retry re-reads the rows and finds its own versions).
+        within(
+            self.window_timeout,
+            "window",
+            self.apply_in_transaction(changes),
+        )
+        .await
     }
 
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, StoreError> {
@@ -245,12 +283,15 @@ impl LikeStore for MySqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let one: i64 = sqlx::query("SELECT 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?
-            .try_get(0)
-            .map_err(classify)?;
+        let select = async {
+            sqlx::query("SELECT 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?
+                .try_get::<i64, _>(0)
+                .map_err(classify)
+        };
+        let one = within(PING_TIMEOUT, "ping", select).await?;
         if one == 1 {
             Ok(())
         } else {
