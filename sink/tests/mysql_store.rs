@@ -222,10 +222,13 @@ async fn two_writers_on_the_same_rows_are_retried_and_stay_exact() {
             vec![],
             "{server}"
         );
-        eprintln!(
-            "{server}: {} transient retries",
-            retries.load(Ordering::Relaxed)
-        );
+        let retried = retries.load(Ordering::Relaxed);
+        eprintln!("{server}: {retried} transient retries");
+        if store.is_tidb() {
+            // Sixty windows of two writers on the same five counter rows: TiDB's optimistic
+            // commits must have met (runs saw 6-7 conflicts), or this test proved nothing.
+            assert!(retried > 0, "{server}: the writers never conflicted");
+        }
     }
 }
 
