@@ -68,16 +68,29 @@ impl Default for StoreTuning {
     }
 }
 
-/// A setting the command cannot run without; the message names the variable.
+/// A setting the command cannot run without, or cannot read; the message names the variable.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} is not set (see `likes-pipeline --help`)")]
-pub struct MissingSetting(pub &'static str);
+pub enum MissingSetting {
+    #[error("{0} is not set (see `likes-pipeline --help`)")]
+    Unset(&'static str),
+    #[error("{0} is malformed: {1}")]
+    Malformed(&'static str, String),
+}
 
 impl PipelineConfig {
     /// The store's settings; fails naming `LIKES_DATABASE_URL` when it is not set.
     pub fn store(&self) -> Result<MySqlConfig, MissingSetting> {
         if self.database_url.trim().is_empty() {
-            return Err(MissingSetting("LIKES_DATABASE_URL"));
+            return Err(MissingSetting::Unset("LIKES_DATABASE_URL"));
+        }
+        if let Err(e) = self
+            .database_url
+            .parse::<sqlx::mysql::MySqlConnectOptions>()
+        {
+            return Err(MissingSetting::Malformed(
+                "LIKES_DATABASE_URL",
+                e.to_string(),
+            ));
         }
         Ok(MySqlConfig {
             url: self.database_url.clone(),
@@ -91,7 +104,7 @@ impl PipelineConfig {
     /// The admin endpoint; fails naming `LIKES_PULSAR_ADMIN_URL` when it is not set.
     pub fn pulsar_admin_url(&self) -> Result<&str, MissingSetting> {
         match self.pulsar_admin_url.trim() {
-            "" => Err(MissingSetting("LIKES_PULSAR_ADMIN_URL")),
+            "" => Err(MissingSetting::Unset("LIKES_PULSAR_ADMIN_URL")),
             url => Ok(url),
         }
     }

@@ -132,6 +132,12 @@ fn bad_invocations_exit_2_naming_the_problem() {
     );
     assert_eq!(no_admin.status.code(), Some(2));
     assert!(text(&no_admin).contains("LIKES_PULSAR_ADMIN_URL is not set"));
+    let bad_url = pipeline(
+        &[("LIKES_DATABASE_URL", "postgres://nowhere".into())],
+        &["reconcile"],
+    );
+    assert_eq!(bad_url.status.code(), Some(2));
+    assert!(text(&bad_url).contains("LIKES_DATABASE_URL is malformed"));
     for args in [
         &["reconcile", "--range", "9..1"][..],
         &["reconcile", "--sample"],

@@ -11,6 +11,9 @@ use likes_pipeline::PipelineConfig;
 use likes_shared::ContentId;
 use likes_sink::mysql::{ReconcileOptions, ReconcileScope};
 
+/// The largest random sample: the drawn ids are held in memory (I7).
+const MAX_SAMPLE: usize = 1_000_000;
+
 /// What the arguments ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
@@ -58,8 +61,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Request, Failure> {
                 let contents = text
                     .parse::<usize>()
                     .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| usage(format!("--sample `{text}`: expected a count > 0")))?;
+                    .filter(|n| (1..=MAX_SAMPLE).contains(n))
+                    .ok_or_else(|| {
+                        usage(format!("--sample `{text}`: expected 1 to {MAX_SAMPLE}"))
+                    })?;
                 request.scope = ReconcileScope::Sample { contents };
             }
             "--batch" => {
@@ -84,16 +89,22 @@ pub(crate) async fn run(config: &PipelineConfig, request: Request) -> Result<(),
             super::init::redacted(&settings.url)
         )
     })?;
-    let report = store
-        .reconcile(ReconcileOptions {
-            scope: request.scope.clone(),
-            batch_contents: request.batch_contents,
-            dry_run: request.dry_run,
-            backoff: config.backoff,
-            ..ReconcileOptions::default()
-        })
-        .await
-        .context("reconciling")?;
+    let mut run = store.reconciliation(ReconcileOptions {
+        scope: request.scope.clone(),
+        batch_contents: request.batch_contents,
+        dry_run: request.dry_run,
+        backoff: config.backoff,
+        ..ReconcileOptions::default()
+    });
+    // Batch by batch, so that a failure part-way still reports the repairs already committed.
+    let failed = loop {
+        match run.next_batch().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break None,
+            Err(error) => break Some(error),
+        }
+    };
+    let report = run.into_report();
     for drift in &report.drift {
         let stored = drift
             .stored
@@ -119,6 +130,11 @@ pub(crate) async fn run(config: &PipelineConfig, request: Request) -> Result<(),
         report.repaired,
         report.retries
     );
+    if let Some(error) = failed {
+        return Err(anyhow::Error::new(error)
+            .context("reconciling stopped part-way (the lines above are what it did)")
+            .into());
+    }
     if request.dry_run && report.drift_total > 0 {
         return Err(Failure::DriftFound(report.drift_total));
     }
@@ -156,6 +172,7 @@ mod tests {
             &["--range", "0..5"],
             &["--range", "5"],
             &["--sample", "0"],
+            &["--sample", "1000001"],
             &["--batch", "0"],
             &["--batch"],
             &["--bogus"],
