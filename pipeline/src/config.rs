@@ -83,10 +83,14 @@ impl PipelineConfig {
         if self.database_url.trim().is_empty() {
             return Err(MissingSetting::Unset("LIKES_DATABASE_URL"));
         }
-        if let Err(e) = self
-            .database_url
-            .parse::<sqlx::mysql::MySqlConnectOptions>()
-        {
+        let url = self.database_url.trim();
+        if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+            return Err(MissingSetting::Malformed(
+                "LIKES_DATABASE_URL",
+                "expected mysql://user:password@host:port/database".into(),
+            ));
+        }
+        if let Err(e) = url.parse::<sqlx::mysql::MySqlConnectOptions>() {
             return Err(MissingSetting::Malformed(
                 "LIKES_DATABASE_URL",
                 e.to_string(),
