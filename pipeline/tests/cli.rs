@@ -116,6 +116,17 @@ async fn init_creates_everything_once_and_reconcile_reports_then_repairs_drift()
     assert_eq!(store.count_mismatches().await.expect("I1"), vec![]);
     let clean = pipeline(&env, &["reconcile", "--dry-run", "--sample", "10"]);
     assert_eq!(clean.status.code(), Some(0));
+
+    // An operator tool does no DDL: on a database without the schema, reconcile fails and
+    // leaves it empty (only init creates tables).
+    let empty = fresh_database(&services.get("LIKES_DATABASE_URL")).await;
+    let failed = pipeline(&[("LIKES_DATABASE_URL", empty.clone())], &["reconcile"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let tables: Vec<String> = sqlx::query_scalar("SHOW TABLES")
+        .fetch_all(&sqlx::MySqlPool::connect(&empty).await.expect("connect"))
+        .await
+        .expect("tables");
+    assert_eq!(tables, Vec::<String>::new(), "reconcile created tables");
 }
 
 #[test]

@@ -83,7 +83,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Request, Failure> {
 
 pub(crate) async fn run(config: &PipelineConfig, request: Request) -> Result<(), Failure> {
     let settings = config.store()?;
-    let store = settings.build().await.with_context(|| {
+    // No migrations: an operator tool needs no DDL privileges (init runs them).
+    let store = settings.connect().await.with_context(|| {
         format!(
             "database at LIKES_DATABASE_URL ({})",
             super::init::redacted(&settings.url)

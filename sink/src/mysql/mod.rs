@@ -96,8 +96,23 @@ pub struct MySqlStore {
 
 impl MySqlConfig {
     /// Connects and runs the migrations under `sink/migrations/mysql` (idempotent; several
-    /// processes starting at once serialize on sqlx's migration lock).
+    /// processes starting at once serialize on sqlx's migration lock): what the worker and
+    /// `init` do.
     pub async fn build(&self) -> Result<MySqlStore, StoreError> {
+        let store = self.connect().await?;
+        sqlx::migrate!("./migrations/mysql")
+            .run(&store.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => classify(e),
+                other => StoreError::Permanent(format!("migration: {other}")),
+            })?;
+        Ok(store)
+    }
+
+    /// Connects to a database whose schema exists, without touching it: what operator tools
+    /// (`likes-pipeline reconcile`) use, so they need no DDL privileges.
+    pub async fn connect(&self) -> Result<MySqlStore, StoreError> {
         let options = MySqlConnectOptions::from_str(&self.url)
             .map_err(|e| StoreError::Permanent(format!("database url: {e}")))?;
         let pool = MySqlPoolOptions::new()
@@ -122,13 +137,6 @@ impl MySqlConfig {
             .connect_with(options)
             .await
             .map_err(classify)?;
-        sqlx::migrate!("./migrations/mysql")
-            .run(&pool)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => classify(e),
-                other => StoreError::Permanent(format!("migration: {other}")),
-            })?;
         let version: String = sqlx::query_scalar("SELECT VERSION()")
             .fetch_one(&pool)
             .await
