@@ -15,7 +15,7 @@ use warp::Filter;
 /// least 32 bytes, or ingest refuses to start.
 pub const BENCH_SECRET: &str = "likes-bench-secret-of-at-least-32-bytes";
 
-/// A bare warp 0.3 server answering `GET /hello` with `hello`, bound like the service binds.
+/// A bare warp 0.4 server answering `GET /hello` with `hello`, bound like the service binds.
 pub struct Hello {
     pub addr: SocketAddr,
     stop: oneshot::Sender<()>,
@@ -27,11 +27,17 @@ impl Hello {
     pub async fn start() -> anyhow::Result<Hello> {
         let route = warp::get().and(warp::path!("hello")).map(|| "hello");
         let (stop, stopped) = oneshot::channel::<()>();
-        let (addr, server) = warp::serve(route)
-            .try_bind_with_graceful_shutdown((Ipv4Addr::LOCALHOST, 0), async move {
+        let listener = likes_ingest::app::listen((Ipv4Addr::LOCALHOST, 0).into())
+            .context("binding the hello server")?;
+        let addr = listener
+            .local_addr()
+            .context("the hello server's address")?;
+        let server = warp::serve(route)
+            .incoming(listener)
+            .graceful(async move {
                 let _ = stopped.await;
             })
-            .context("binding the hello server")?;
+            .run();
         let server = tokio::spawn(server);
         Ok(Hello { addr, stop, server })
     }

@@ -87,12 +87,17 @@ impl Application {
             dev_tokens,
             dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
         });
-        let (addr, server) = warp::serve(routes(ctx.clone()))
-            .try_bind_with_graceful_shutdown(addr, async move { shutdown.wait().await })
-            .map_err(|e| BuildError::Bind {
-                addr: config.http_addr.clone(),
-                reason: e.to_string(),
-            })?;
+        let bind_error = |e: std::io::Error| BuildError::Bind {
+            addr: config.http_addr.clone(),
+            reason: e.to_string(),
+        };
+        let listener = listen(addr).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        // Stops accepting on the signal, then waits for the requests in flight.
+        let server = warp::serve(routes(ctx.clone()))
+            .incoming(listener)
+            .graceful(async move { shutdown.wait().await })
+            .run();
         Ok(Application {
             addr,
             server: Box::pin(server),
@@ -117,6 +122,24 @@ impl Application {
         self.server.await;
         housekeeping.abort();
     }
+}
+
+/// A listener whose accepted connections have TCP_NODELAY, as warp 0.3 set on each one (a small
+/// response must not wait for the client's delayed ACK). warp 0.4 accepts from a plain
+/// `TcpListener` and sets nothing, so the option is set on the listening socket, whose accepted
+/// sockets inherit it (Linux and the BSDs; a test below checks it).
+pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's and tokio's `TcpListener::bind` do on Unix: a restart may rebind at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 #[cfg(test)]
@@ -166,6 +189,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_tcp_nodelay() {
+        let listener = listen("127.0.0.1:0".parse().expect("an address")).expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let _client = client.expect("connects");
+        let (accepted, _) = accepted.expect("accepts");
+        assert!(accepted.nodelay().expect("reads the option"));
     }
 
     #[tokio::test]
