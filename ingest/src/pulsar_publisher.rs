@@ -23,9 +23,11 @@
 //!   with [`BusError::Unavailable`]. Connecting is bounded by `connect_timeout_ms` as well.
 //!
 //! # Rebuilding
-//! The producer is created lazily and dropped (with its client connection) when a send fails or
-//! an ack does not come in time: a half-open connection looks exactly like a slow broker. The
-//! next publish connects and builds a new one. The generation counter keeps a late failure of an
+//! pulsar-rs itself re-creates a producer's broker connection and resends its pending messages
+//! (a broker restart, a topic unloaded), within the client's operation timeout. What it gives up
+//! on reaches us as a send error or as no ack before our deadline, and then the producer is
+//! dropped (with its client connection): a half-open connection looks exactly like a slow
+//! broker. The producer is created lazily, so the next publish connects and builds a new one. The generation counter keeps a late failure of an
 //! old producer from dropping the new one.
 //!
 //! # The durable mark
@@ -135,6 +137,28 @@ impl PulsarPublisher {
                     format!("no broker ack within {:?}", self.config.send_timeout()),
                 )
                 .await),
+        }
+    }
+
+    /// Closes the producer and tells the broker (at shutdown, once the in-flight publishes are
+    /// answered). pulsar-rs does not promise to flush a batch still being filled: a publish
+    /// still waiting then fails (it never reported durable), so nothing answered 2xx is lost.
+    /// A later publish builds a new producer. Bounded by the send timeout.
+    pub async fn close(&self) {
+        self.healthy.store(false, Ordering::Release);
+        let deadline = Instant::now() + self.config.send_timeout();
+        let Ok(mut slot) = timeout_at(deadline, self.slot.lock()).await else {
+            tracing::warn!(topic = %self.topic, "producer busy; not closed");
+            return;
+        };
+        if let Some(mut live) = slot.live.take() {
+            match timeout_at(deadline, live.producer.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(topic = %self.topic, %error, "closing the producer")
+                }
+                Err(_) => tracing::warn!(topic = %self.topic, "the producer did not close in time"),
+            }
         }
     }
 

@@ -289,14 +289,25 @@ async fn after_a_failed_publish_the_next_builds_a_new_producer_and_works() {
         .expect("the publish after the broker answers again");
     assert!(publisher.is_ready());
 
-    let message = tokio::time::timeout(WAIT, consumer.try_next())
+    // Closed (as at shutdown), the producer is gone; a later publish builds another.
+    publisher.close().await;
+    assert!(!publisher.is_ready());
+    publisher
+        .publish(&event(7, 2))
         .await
-        .expect("the event arrives")
-        .expect("consume")
-        .expect("the consumer stream ended");
-    assert_eq!(
-        LikeEvent::decode(&message.payload.data).expect("an event"),
-        event(7, 1),
-        "only the acked event is on the topic"
-    );
+        .expect("the publish after a close");
+
+    for expected in [event(7, 1), event(7, 2)] {
+        let message = tokio::time::timeout(WAIT, consumer.try_next())
+            .await
+            .expect("the event arrives")
+            .expect("consume")
+            .expect("the consumer stream ended");
+        assert_eq!(
+            LikeEvent::decode(&message.payload.data).expect("an event"),
+            expected,
+            "only the acked events are on the topic, in order"
+        );
+        consumer.ack(&message).await.expect("ack");
+    }
 }
