@@ -3,11 +3,15 @@
 //! them.
 //!
 //! - Every `Ok` publish is on the topic (read back from every partition), each content on one
-//!   partition, one content's sequential publishes in order.
+//!   partition, one content's sequential publishes in order; entries are batched and LZ4.
 //! - With the broker hung (a local listener that accepts and never answers: the connection is
 //!   real, the broker just does not respond), publish `N + 1` of `max_in_flight = N` fails at
 //!   once with `Full`, and the `N` fail within the send timeout instead of hanging.
-//! - After a failed publish the next one builds a new producer and works.
+//! - After a failed publish (a hung front that later forwards to the broker) the next one builds
+//!   a new producer and works; so does a publish after `close`. A producer that worked and then
+//!   fails is not provoked here: pulsar-rs re-creates its connection and resends on its own, and
+//!   force-deleting the topic under it did not fail a publish either (they went on being acked,
+//!   and the partitioned topic could then not be created again under that name).
 #![cfg(feature = "pulsar")]
 
 use futures::TryStreamExt;
@@ -18,6 +22,7 @@ use likes_shared::{Action, ContentId, LikeEvent, UserId};
 use likes_sink::pulsar_admin::PulsarAdmin;
 use likes_smoke::{unique_name, ServicesEnv};
 use pulsar::consumer::InitialPosition;
+use pulsar::message::proto::CompressionType;
 use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,6 +135,7 @@ async fn every_acked_publish_is_on_the_topic_one_partition_per_content_in_order(
     let mut seqs: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let mut partitions: HashMap<u64, BTreeSet<String>> = HashMap::new();
     let mut received = BTreeSet::new();
+    let mut largest_batch = 0;
     while (received.len() as u64) < total {
         let message = tokio::time::timeout(WAIT, consumer.try_next())
             .await
@@ -145,6 +151,12 @@ async fn every_acked_publish_is_on_the_topic_one_partition_per_content_in_order(
             "the event as sent"
         );
         assert!(received.insert(decoded.event_id), "{decoded:?} twice");
+        largest_batch = largest_batch.max(message.message_id.batch_size.unwrap_or(1));
+        assert_eq!(
+            message.payload.metadata.compression,
+            Some(CompressionType::Lz4 as i32),
+            "the entry is LZ4-compressed"
+        );
         partitions
             .entry(content)
             .or_default()
@@ -153,6 +165,8 @@ async fn every_acked_publish_is_on_the_topic_one_partition_per_content_in_order(
         consumer.ack(&message).await.expect("ack");
     }
     assert_eq!(seqs.len() as u64, CONTENTS);
+    // 20 concurrent publishers within a 2 ms batch delay: some entries hold several events.
+    assert!(largest_batch > 1, "no batch held more than one event");
     for (content, seen) in &seqs {
         let expected: Vec<u64> = (0..PER_CONTENT).collect();
         assert_eq!(
