@@ -13,6 +13,8 @@
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`config`] — `IngestConfig`.
+//! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
+//!   distributed deployment's `EventPublisher` on the `like-events` topic.
 
 pub mod app;
 pub mod auth;
@@ -24,6 +26,8 @@ pub mod handlers;
 pub mod limits;
 pub mod memory_cache;
 pub mod metrics;
+#[cfg(feature = "pulsar")]
+pub mod pulsar_publisher;
 pub mod readiness;
 pub mod service;
 #[cfg(test)]
