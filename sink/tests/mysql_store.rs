@@ -2,11 +2,14 @@
 //! (`LIKES_MARIADB_URL`), each test on both, each run in a database of its own. They fail,
 //! naming the service to start, when a server is not up (`infra/dev/services up tidb mariadb`).
 
-use likes_shared::retry::Backoff;
 use likes_shared::store::{LikeChange, LikeStore, RowState, StoreError};
 use likes_shared::{ContentId, UserId};
 use likes_sink::{MySqlConfig, MySqlStore};
+
+#[path = "support/retrying.rs"]
+mod retrying;
 use likes_smoke::{fresh_database, ServicesEnv, MYSQL_SERVERS};
+use retrying::apply_retrying;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,26 +40,6 @@ fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<ContentId> {
     range
         .map(|c| ContentId::new(c).expect("non-zero"))
         .collect()
-}
-
-/// Applies with the worker's policy: transient errors are retried (counted), permanent ones fail.
-async fn apply_retrying(store: &MySqlStore, window: &[LikeChange], retries: &AtomicU64) {
-    let backoff = Backoff {
-        initial_ms: 5,
-        max_ms: 200,
-    };
-    for attempt in 0..200 {
-        match store.apply_window(window).await {
-            Ok(_) => return,
-            Err(StoreError::Transient(e)) => {
-                retries.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%e, attempt, "retrying");
-                tokio::time::sleep(backoff.delay(attempt)).await;
-            }
-            Err(e @ StoreError::Permanent(_)) => panic!("a conflict was dead-lettered: {e}"),
-        }
-    }
-    panic!("no commit after 200 attempts");
 }
 
 #[tokio::test]

@@ -11,6 +11,8 @@
 //!   injected meanwhile.
 
 mod open_window;
+#[path = "../support/retrying.rs"]
+mod retrying;
 mod traffic;
 
 use likes_shared::store::{LikeChange, LikeStore};

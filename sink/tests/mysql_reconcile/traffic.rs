@@ -1,9 +1,9 @@
 //! Reconciling in a loop while two writers commit windows (likes and unlikes, retried like the
 //! worker does) on a few hot contents.
 
+use super::retrying::apply_retrying;
 use super::{c, change, options, seed, sql, store_on};
-use likes_shared::retry::Backoff;
-use likes_shared::store::{LikeChange, LikeStore, StoreError};
+use likes_shared::store::{LikeChange, LikeStore};
 use likes_shared::ContentId;
 use likes_sink::mysql::{ReconcileReport, ReconcileScope};
 use likes_sink::MySqlStore;
@@ -12,22 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Applies with the worker's policy: transient errors are retried, permanent ones fail.
-async fn apply_retrying(store: &MySqlStore, window: &[LikeChange]) {
-    let backoff = Backoff {
-        initial_ms: 5,
-        max_ms: 200,
-    };
-    for attempt in 0..200 {
-        match store.apply_window(window).await {
-            Ok(_) => return,
-            Err(StoreError::Transient(_)) => tokio::time::sleep(backoff.delay(attempt)).await,
-            Err(e @ StoreError::Permanent(_)) => panic!("a window failed: {e}"),
-        }
-    }
-    panic!("no commit after 200 attempts");
-}
 
 /// Windows each writer applies in the traffic tests, and changes per window.
 const WINDOWS_PER_WRITER: u64 = 300;
@@ -79,7 +63,7 @@ fn spawn_traffic(
         let store = store.clone();
         writers.push(tokio::spawn(async move {
             for window in &planned {
-                apply_retrying(&store, window).await;
+                apply_retrying(&store, window, &AtomicU64::new(0)).await;
             }
         }));
     }
