@@ -26,7 +26,7 @@ pub(crate) async fn run(config: &PipelineConfig) -> Result<(), Failure> {
     let opened = store
         .build()
         .await
-        .with_context(|| format!("database at LIKES_DATABASE_URL ({})", redacted(&store.url)))?;
+        .with_context(|| super::database_at(&store.url))?;
     println!(
         "database: migrations applied ({})",
         if opened.is_tidb() {
@@ -61,16 +61,4 @@ pub(crate) async fn run(config: &PipelineConfig) -> Result<(), Failure> {
         said(ensured.dlq_subscription_created)
     );
     Ok(())
-}
-
-/// The URL without its password, for messages.
-pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }

@@ -84,12 +84,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Request, Failure> {
 pub(crate) async fn run(config: &PipelineConfig, request: Request) -> Result<(), Failure> {
     let settings = config.store()?;
     // No migrations: an operator tool needs no DDL privileges (init runs them).
-    let store = settings.connect().await.with_context(|| {
-        format!(
-            "database at LIKES_DATABASE_URL ({})",
-            super::init::redacted(&settings.url)
-        )
-    })?;
+    let store = settings
+        .connect()
+        .await
+        .with_context(|| super::database_at(&settings.url))?;
     let mut run = store.reconciliation(ReconcileOptions {
         scope: request.scope.clone(),
         batch_contents: request.batch_contents,
