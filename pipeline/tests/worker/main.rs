@@ -12,9 +12,8 @@ mod scripted;
 
 use likes_shared::bus::Received;
 use likes_sink::dead_letter::DeadLetterKind;
-use scripted::{delivery, harness, Script};
+use scripted::{delivery, harness, shut_down_during_retries, Script};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_and_acks_follow_the_commit() {
@@ -48,18 +47,7 @@ async fn shutdown_during_retries_acks_nothing() {
         transient_calls: 0..usize::MAX,
         ..Script::default()
     });
-    let (trigger, shutdown) = likes_shared::shutdown::channel();
-    let stats = h.worker.stats();
-    let running = tokio::spawn(h.worker.run(shutdown));
-    while stats.retries.load(Relaxed) < 3 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("stops promptly")
-        .expect("task")
-        .expect("worker");
+    shut_down_during_retries(h.worker).await;
     assert!(
         h.acked.lock().is_empty(),
         "an uncommitted window is never acked; it comes back after restart"

@@ -2,9 +2,10 @@
 //! dead-lettered, the good events around them commit, outages during the search are waited out,
 //! and shutdown during the search acks nothing.
 
-use super::scripted::{delivery, harness, mixed_window, rows_after, Script};
+use super::scripted::{
+    delivery, harness, mixed_window, rows_after, shut_down_during_retries, Script,
+};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_error_dead_letters_only_the_refused_event_and_the_stream_goes_on() {
@@ -155,22 +156,7 @@ async fn shutdown_while_the_search_waits_out_an_outage_acks_nothing() {
         transient_calls: 1..usize::MAX,
         ..Script::default()
     });
-    let (trigger, shutdown) = likes_shared::shutdown::channel();
-    let stats = h.worker.stats();
-    let running = tokio::spawn(h.worker.run(shutdown));
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while stats.retries.load(Relaxed) < 3 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("the search retries the outage");
-    trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("stops promptly")
-        .expect("task")
-        .expect("worker");
+    shut_down_during_retries(h.worker).await;
     assert!(
         h.acked.lock().is_empty(),
         "a window whose search did not finish is never acked; it comes back after restart"

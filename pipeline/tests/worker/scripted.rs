@@ -306,3 +306,24 @@ pub fn harness(script: Script) -> Harness {
         worker,
     }
 }
+
+/// Runs the worker until it has retried an outage three times, then shuts it down and waits for
+/// it to stop (both bounded, in the paused clock's virtual time).
+pub async fn shut_down_during_retries(worker: Worker<ScriptedSource>) {
+    let (trigger, shutdown) = likes_shared::shutdown::channel();
+    let stats = worker.stats();
+    let running = tokio::spawn(worker.run(shutdown));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while stats.retries.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the worker retries the outage");
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops promptly")
+        .expect("task")
+        .expect("worker");
+}
