@@ -7,7 +7,7 @@
 //! are actually written: 0→1 adds one, 1→0 subtracts one. Redelivered windows and replayed dead
 //! letters therefore find nothing newer to write and move nothing.
 
-use likes_shared::store::{LikeChange, RowState};
+use likes_shared::store::{ApplyOutcome, LikeChange, RowState};
 use likes_shared::{ContentId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,6 +21,25 @@ pub struct WritePlan {
 }
 
 pub type RowKey = (ContentId, UserId);
+
+/// The rows a window touches, each once, in key order: what a backend reads (and locks) before
+/// planning. Key order also makes two writers of the same rows lock them in the same order.
+pub fn row_keys(changes: &[LikeChange]) -> Vec<RowKey> {
+    let mut keys: Vec<RowKey> = changes.iter().map(|c| (c.content_id, c.user_id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+impl WritePlan {
+    /// What the committed window did, for the worker.
+    pub fn into_outcome(self) -> ApplyOutcome {
+        ApplyOutcome {
+            rows_written: self.rows.len(),
+            count_deltas: self.deltas,
+        }
+    }
+}
 
 pub fn plan_writes(current: &HashMap<RowKey, RowState>, changes: &[LikeChange]) -> WritePlan {
     let mut winners: BTreeMap<RowKey, LikeChange> = BTreeMap::new();

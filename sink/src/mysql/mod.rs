@@ -40,7 +40,7 @@ mod statements;
 #[cfg(test)]
 mod plan_tests;
 
-use crate::transitions::{plan_writes, RowKey};
+use crate::transitions::{plan_writes, row_keys, RowKey};
 use async_trait::async_trait;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
@@ -164,9 +164,7 @@ impl MySqlStore {
         if changes.is_empty() {
             return Ok(ApplyOutcome::default());
         }
-        let mut keys: Vec<RowKey> = changes.iter().map(|c| (c.content_id, c.user_id)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = row_keys(changes);
         let mut tx = self.pool.begin_with(self.begin).await.map_err(classify)?;
         let mut current: HashMap<RowKey, RowState> = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(self.rows_per_statement) {
@@ -185,10 +183,7 @@ impl MySqlStore {
             execute_text(&mut tx, &statements::add_counts(chunk, now)).await?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(ApplyOutcome {
-            rows_written: plan.rows.len(),
-            count_deltas: plan.deltas,
-        })
+        Ok(plan.into_outcome())
     }
 
     /// Whether the server is TiDB (optimistic windows) rather than MySQL or MariaDB.

@@ -8,7 +8,7 @@
 mod queries;
 mod retry_logic;
 
-use crate::transitions::{plan_writes, RowKey};
+use crate::transitions::{plan_writes, row_keys, RowKey};
 use async_trait::async_trait;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
@@ -105,9 +105,7 @@ impl LikeStore for SqliteStore {
             return Ok(ApplyOutcome::default());
         }
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let mut keys: Vec<RowKey> = changes.iter().map(|c| (c.content_id, c.user_id)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = row_keys(changes);
         let mut current: HashMap<RowKey, RowState> = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(CHUNK) {
             queries::read_rows(&mut tx, chunk, &mut current).await?;
@@ -121,10 +119,7 @@ impl LikeStore for SqliteStore {
             queries::add_counts(&mut tx, chunk, now).await?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(ApplyOutcome {
-            rows_written: plan.rows.len(),
-            count_deltas: plan.deltas,
-        })
+        Ok(plan.into_outcome())
     }
 
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, StoreError> {
