@@ -27,10 +27,9 @@ pub(super) fn select_rows_for_update(keys: &[RowKey]) -> String {
         "SELECT content_id, user_id, liked, version FROM likes FORCE INDEX (PRIMARY) \
          WHERE (content_id, user_id) IN (",
     );
-    for (i, (content, user)) in keys.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(sql, "{sep}({},{})", content.get(), user.get());
-    }
+    push_separated(&mut sql, keys, |sql, (content, user)| {
+        write!(sql, "({},{})", content.get(), user.get())
+    });
     sql.push_str(") FOR UPDATE");
     sql
 }
@@ -42,18 +41,17 @@ pub(super) fn select_rows_for_update(keys: &[RowKey]) -> String {
 pub(super) fn upsert_rows(rows: &[LikeChange]) -> String {
     let mut sql = String::with_capacity(160 + rows.len() * 80);
     sql.push_str("INSERT INTO likes (content_id, user_id, liked, version, updated_at) VALUES ");
-    for (i, row) in rows.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(
+    push_separated(&mut sql, rows, |sql, row| {
+        write!(
             sql,
-            "{sep}({},{},{},{},'{}')",
+            "({},{},{},{},'{}')",
             row.content_id.get(),
             row.user_id.get(),
             u8::from(row.liked),
             row.version,
             Datetime(row.ts_ms),
-        );
-    }
+        )
+    });
     sql.push_str(
         " ON DUPLICATE KEY UPDATE \
          liked = IF(VALUES(version) > version, VALUES(liked), liked), \
@@ -70,10 +68,9 @@ pub(super) fn add_counts(deltas: &[(ContentId, i64)], now_ms: u64) -> String {
     let now = Datetime(now_ms);
     let mut sql = String::with_capacity(140 + deltas.len() * 56);
     sql.push_str("INSERT INTO like_counts (content_id, count, updated_at) VALUES ");
-    for (i, (content, delta)) in deltas.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(sql, "{sep}({},{delta},'{now}')", content.get());
-    }
+    push_separated(&mut sql, deltas, |sql, (content, delta)| {
+        write!(sql, "({},{delta},'{now}')", content.get())
+    });
     sql.push_str(
         " ON DUPLICATE KEY UPDATE count = count + VALUES(count), updated_at = VALUES(updated_at)",
     );
@@ -84,12 +81,24 @@ pub(super) fn add_counts(deltas: &[(ContentId, i64)], now_ms: u64) -> String {
 pub(super) fn id_list(ids: &[ContentId]) -> String {
     let mut sql = String::with_capacity(2 + ids.len() * 21);
     sql.push('(');
-    for (i, id) in ids.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(sql, "{sep}{}", id.get());
-    }
+    push_separated(&mut sql, ids, |sql, id| write!(sql, "{}", id.get()));
     sql.push(')');
     sql
+}
+
+/// Writes each item with `push`, a comma between two. Writing to a `String` cannot fail, so the
+/// `fmt::Result`s carry nothing.
+fn push_separated<T>(
+    sql: &mut String,
+    items: &[T],
+    mut push: impl FnMut(&mut String, &T) -> std::fmt::Result,
+) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        let _ = push(sql, item);
+    }
 }
 
 /// Milliseconds since the Unix epoch as a UTC `DATETIME(3)` literal body
