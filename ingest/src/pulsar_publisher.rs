@@ -51,7 +51,6 @@ use likes_shared::LikeEvent;
 use likes_sink::pulsar_client::{self, PulsarClient};
 use pulsar::compression::{Compression, CompressionLz4};
 use pulsar::producer::SendFuture;
-use pulsar::routing_policy::RoutingPolicy;
 use pulsar::{Producer, ProducerOptions, TokioExecutor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -246,8 +245,6 @@ impl PulsarPublisher {
         let config = &self.config;
         let batching = config.batching();
         ProducerOptions {
-            // Hashes the key to a partition; see the module doc.
-            routing_policy: Some(RoutingPolicy::RoundRobin),
             batch_size: batching.then_some(config.batch_max_messages),
             batch_byte_size: batching.then_some(config.batch_max_bytes),
             batch_timeout: batching.then(|| Duration::from_millis(config.batch_delay_ms)),
@@ -255,10 +252,9 @@ impl PulsarPublisher {
                 EventCompression::None => Compression::None,
                 EventCompression::Lz4 => Compression::Lz4(CompressionLz4::default()),
             }),
-            // Enqueueing waits (bounded by the deadline) rather than failing when pulsar-rs'
-            // outbound channel is momentarily full; the semaphore is the real bound.
-            block_queue_if_full: true,
-            ..ProducerOptions::default()
+            // Routing by key as `likes-dlq replay` does; enqueueing waits (bounded by the
+            // deadline) when the outbound channel is full: the semaphore is the real bound.
+            ..pulsar_client::keyed_event_producer_options()
         }
     }
 

@@ -8,7 +8,10 @@
 
 use pulsar::error::{ConnectionError, ConsumerError, ProducerError};
 use pulsar::message::proto::ServerError;
-use pulsar::{ConnectionRetryOptions, OperationRetryOptions, Pulsar, TokioExecutor};
+use pulsar::routing_policy::RoutingPolicy;
+use pulsar::{
+    ConnectionRetryOptions, OperationRetryOptions, ProducerOptions, Pulsar, TokioExecutor,
+};
 use reqwest::Url;
 use std::time::Duration;
 
@@ -37,6 +40,19 @@ pub(crate) fn parse_url(url: &str, schemes: &[&str]) -> Result<Url, String> {
         return Err("no host".into());
     }
     Ok(parsed)
+}
+
+/// The options of every producer of like events (ingest live, `likes-dlq replay`): both must
+/// route a content's events to one partition (I5), so both take them from here. pulsar-rs'
+/// `RoundRobin` policy hashes the message key (murmur3) to a partition and uses round robin only
+/// for keyless messages; with no policy it would ignore the key. A full outbound queue makes a
+/// send wait (each caller bounds its own wait) instead of failing.
+pub fn keyed_event_producer_options() -> ProducerOptions {
+    ProducerOptions {
+        routing_policy: Some(RoutingPolicy::RoundRobin),
+        block_queue_if_full: true,
+        ..ProducerOptions::default()
+    }
 }
 
 /// Connects to the broker at `url` (`pulsar://host:port`), giving up after `wait`.

@@ -24,8 +24,7 @@ use crate::pulsar_admin::{AdminError, PulsarAdmin, TopicKind};
 use crate::pulsar_client::{self, ConnectError, PulsarClient};
 use futures::future::try_join_all;
 use likes_shared::topics::{event_key, TopicName, TopicNameError, TopicsConfig};
-use pulsar::routing_policy::RoutingPolicy;
-use pulsar::{Producer, ProducerOptions, TokioExecutor};
+use pulsar::{Producer, TokioExecutor};
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -247,20 +246,14 @@ impl TopicDlq {
         Ok(())
     }
 
-    /// A producer on the events topic routing by message key, as ingest publishes: pulsar-rs'
-    /// `RoundRobin` policy hashes the key (murmur3) to a partition and uses round robin only
-    /// for keyless messages; with no policy it would ignore the key.
+    /// A producer on the events topic routing by message key, exactly as ingest publishes.
     async fn events_producer(&self) -> Result<Producer<TokioExecutor>, TopicDlqError> {
         let topic = self.events.to_string();
         let building = self
             .client
             .producer()
             .with_topic(&topic)
-            .with_options(ProducerOptions {
-                routing_policy: Some(RoutingPolicy::RoundRobin),
-                block_queue_if_full: true,
-                ..ProducerOptions::default()
-            })
+            .with_options(crate::pulsar_client::keyed_event_producer_options())
             .build();
         timeout(self.wait, building)
             .await
