@@ -15,6 +15,8 @@
 //! - [`config`] — `IngestConfig`.
 //! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
 //!   distributed deployment's `EventPublisher` on the `like-events` topic.
+//! - `redis_cache` (feature `redis`, on by default) — `RedisStateCache`, the distributed
+//!   deployment's `StateCache`.
 
 pub mod app;
 pub mod auth;
@@ -29,6 +31,8 @@ pub mod metrics;
 #[cfg(feature = "pulsar")]
 pub mod pulsar_publisher;
 pub mod readiness;
+#[cfg(feature = "redis")]
+pub mod redis_cache;
 pub mod service;
 #[cfg(test)]
 mod stub_backends;

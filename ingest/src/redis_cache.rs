@@ -1,0 +1,378 @@
+//! [`RedisStateCache`]: the distributed deployment's [`StateCache`] on Redis (DESIGN section 7).
+//!
+//! Redis is a cache here, never the truth (I6): it makes "did I like it", counts and
+//! idempotence fast across ingest instances, and everything it holds can be rebuilt from TiDB.
+//! The rules of [`likes_shared::cache`] are kept by Lua scripts (see `scripts.rs`), one per
+//! action, each on one key's slot so a Redis Cluster works.
+//!
+//! # What "committed" means here
+//! The embedded cache knows exactly what the sink committed. Across processes it knows an age
+//! instead: [`AgeBound`] says every change older than the pipeline's enforced maximum lag is in
+//! the store (DESIGN section 7 allows that bound). Three decisions rest on it:
+//! - a count is filled from the store (SET NX) only if it has not moved since the fill's ticket
+//!   (`likes:{c:<id>}:t` holds when it last moved), or the read may lack a change;
+//! - a user over `max_states_per_user` forgets only settled states older than the bound, and
+//!   remembers the newest one it forgot (`_m`) so a fill read before that is refused;
+//! - expiry is hours after last use, far past the bound.
+//!
+//! Redis itself must not evict (`maxmemory-policy noeviction`): an evicted pending state would
+//! lose the rule above. When it is full it refuses writes with OOM, which is answered 503 (I7),
+//! like a user whose states all wait for the store.
+//!
+//! # Round trips
+//! A like is: the count (one `MGET`), the apply script, the count move script, and after the
+//! publish the confirm script. `states` is one `HMGET` (plus the TTL refresh in the same
+//! pipeline) and `counts` one `MGET`, so a page of 100 ids costs two round trips. In a Redis
+//! Cluster the `MGET` of counts spans slots and would have to be split per slot; this runs on one
+//! Redis (or a proxy that splits it).
+
+mod config;
+mod layout;
+mod scripts;
+
+pub use config::RedisCacheConfig;
+
+use async_trait::async_trait;
+use layout::{changed_key, count_key, durable, settled, user_key, FILLED_FIELD};
+use likes_shared::bus::{CommitProgress, DurableMark};
+use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
+use likes_shared::hlc::now_ms;
+use likes_shared::store::RowState;
+use likes_shared::{Action, ContentId, UserId};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
+use scripts::{
+    APPLY_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every change older than `max_lag_ms` is in the store: the pipeline's enforced maximum lag
+/// (publish timeout included) is what a cache across processes may rely on.
+pub struct AgeBound {
+    pub max_lag_ms: u64,
+}
+
+impl CommitProgress for AgeBound {
+    fn committed(&self) -> DurableMark {
+        now_ms().saturating_sub(self.max_lag_ms)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisCacheError {
+    #[error("LIKES_REDIS_URL is not a Redis URL: {0}")]
+    Url(#[source] RedisError),
+}
+
+pub struct RedisStateCache {
+    conn: ConnectionManager,
+    config: RedisCacheConfig,
+    progress: Arc<dyn CommitProgress>,
+}
+
+impl RedisStateCache {
+    /// Does not connect: the first command does, and reconnects follow failures, so ingest can
+    /// start (and degrade) while Redis is down. `progress` is in wall-clock milliseconds
+    /// (normally an [`AgeBound`]).
+    pub fn new(
+        config: RedisCacheConfig,
+        progress: Arc<dyn CommitProgress>,
+    ) -> Result<Self, RedisCacheError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(RedisCacheError::Url)?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
+            .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(config.connect_timeout_ms));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager)
+            .map_err(RedisCacheError::Url)?;
+        Ok(RedisStateCache {
+            conn,
+            config,
+            progress,
+        })
+    }
+
+    /// Warns loudly unless Redis runs with `maxmemory-policy noeviction` (see the module docs).
+    pub async fn check_eviction_policy(&self) -> Result<(), CacheError> {
+        let reply: Result<Vec<String>, RedisError> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match reply {
+            Ok(pair) if pair.get(1).map(String::as_str) == Some("noeviction") => Ok(()),
+            Ok(pair) => {
+                tracing::error!(policy = ?pair.get(1), "Redis may evict keys: run it with \
+                    maxmemory-policy noeviction, or a pending state can be lost and an older one \
+                    filled back from the store");
+                Ok(())
+            }
+            Err(e) if e.code().is_some() => {
+                tracing::warn!(error = %e, "cannot read Redis maxmemory-policy; it must be noeviction");
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Moves (or just reads, with `delta` 0) a cached count; `changed` records the move's time.
+    async fn move_count(
+        &self,
+        content: ContentId,
+        delta: i64,
+        changed: bool,
+    ) -> Result<Option<i64>, CacheError> {
+        MOVE_COUNT_SCRIPT
+            .key(count_key(content))
+            .key(changed_key(content))
+            .arg(delta)
+            .arg(if changed { now_ms() } else { 0 })
+            .arg(self.config.count_ttl_secs)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)
+    }
+
+    async fn seed(
+        &self,
+        user: UserId,
+        complete: &str,
+        states: impl Iterator<Item = (ContentId, Option<RowState>)>,
+        ticket: FillTicket,
+    ) -> Result<i64, CacheError> {
+        let mut invocation = SEED_SCRIPT.key(user_key(user));
+        invocation
+            .arg(ticket.0)
+            .arg(complete)
+            .arg(self.config.state_ttl_secs)
+            .arg(self.config.max_states_per_user)
+            .arg(self.progress.committed());
+        for (content, state) in states {
+            invocation.arg(content.get()).arg(settled(state));
+        }
+        invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)
+    }
+}
+
+fn like_delta(liked: bool) -> i64 {
+    if liked {
+        1
+    } else {
+        -1
+    }
+}
+
+fn unavailable(e: RedisError) -> CacheError {
+    CacheError::Unavailable(e.to_string())
+}
+
+/// Redis out of memory (`noeviction` refusing a write) and a user whose states all wait for the
+/// store are both "full" (503); anything else is the cache being down.
+fn cache_error(e: RedisError) -> CacheError {
+    match e.code() {
+        Some("OOM") | Some("LIKESFULL") => CacheError::Full,
+        _ => unavailable(e),
+    }
+}
+
+fn parse_version(v: &str) -> Result<u64, CacheError> {
+    v.parse()
+        .map_err(|_| CacheError::Unavailable(format!("Redis returned a malformed version {v:?}")))
+}
+
+#[async_trait]
+impl StateCache for RedisStateCache {
+    fn fill_ticket(&self) -> FillTicket {
+        FillTicket(self.progress.committed())
+    }
+
+    async fn apply(
+        &self,
+        user: UserId,
+        content: ContentId,
+        action: Action,
+        version: u64,
+    ) -> Result<Option<CachedApply>, CacheError> {
+        let liked = action.liked();
+        let reply: Option<(i64, String, i64)> = APPLY_SCRIPT
+            .key(user_key(user))
+            .arg(content.get())
+            .arg(u8::from(liked))
+            .arg(version)
+            .arg(self.config.state_ttl_secs)
+            .arg(self.config.max_states_per_user)
+            .arg(self.progress.committed())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        let Some((changed, version, pending)) = reply else {
+            return Ok(None);
+        };
+        let changed = changed == 1;
+        let delta = if changed { like_delta(liked) } else { 0 };
+        let count = self.move_count(content, delta, changed).await?;
+        Ok(Some(CachedApply {
+            liked,
+            changed,
+            version: parse_version(&version)?,
+            pending: pending == 1,
+            count,
+        }))
+    }
+
+    async fn confirm(
+        &self,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+        _mark: DurableMark,
+    ) -> Result<(), CacheError> {
+        let moved: i64 = CONFIRM_SCRIPT
+            .key(user_key(user))
+            .arg(content.get())
+            .arg(u8::from(applied.liked))
+            .arg(applied.version)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        if moved == 1 {
+            self.move_count(content, like_delta(applied.liked), true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn revert(
+        &self,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+    ) -> Result<(), CacheError> {
+        if !applied.changed {
+            return Ok(());
+        }
+        let moved: i64 = REVERT_SCRIPT
+            .key(user_key(user))
+            .arg(content.get())
+            .arg(u8::from(applied.liked))
+            .arg(applied.version)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        if moved == 1 {
+            self.move_count(content, -like_delta(applied.liked), true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn states(
+        &self,
+        user: UserId,
+        contents: &[ContentId],
+    ) -> Result<Vec<Option<RowState>>, CacheError> {
+        if contents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = user_key(user);
+        let mut fields: Vec<String> = contents.iter().map(|c| c.get().to_string()).collect();
+        fields.push(FILLED_FIELD.to_owned());
+        let (mut values,): (Vec<Option<String>>,) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&key)
+            .arg(fields)
+            .expire(&key, self.config.state_ttl_secs as i64)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        let complete = values.pop().flatten().as_deref() == Some("1");
+        values
+            .into_iter()
+            .map(|value| match value {
+                Some(v) => durable(&v).map(Some).ok_or_else(|| {
+                    CacheError::Unavailable(format!("Redis holds a malformed state {v:?}"))
+                }),
+                None if complete => Ok(Some(RowState {
+                    liked: false,
+                    version: 0,
+                })),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    async fn is_filled(&self, user: UserId) -> Result<bool, CacheError> {
+        self.conn()
+            .hexists(user_key(user), FILLED_FIELD)
+            .await
+            .map_err(cache_error)
+    }
+
+    async fn seed_user(
+        &self,
+        user: UserId,
+        rows: &[(ContentId, RowState)],
+        complete: bool,
+        ticket: FillTicket,
+    ) -> Result<bool, CacheError> {
+        let complete = if complete { "1" } else { "0" };
+        let rows = rows.iter().map(|(c, s)| (*c, Some(*s)));
+        Ok(self.seed(user, complete, rows, ticket).await? >= 0)
+    }
+
+    async fn seed_states(
+        &self,
+        user: UserId,
+        states: &[(ContentId, Option<RowState>)],
+        ticket: FillTicket,
+    ) -> Result<bool, CacheError> {
+        Ok(self.seed(user, "-", states.iter().copied(), ticket).await? >= 0)
+    }
+
+    async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError> {
+        if contents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = contents.iter().map(|c| count_key(*c)).collect();
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(cache_error)
+    }
+
+    async fn fill_count(
+        &self,
+        content: ContentId,
+        count: i64,
+        ticket: FillTicket,
+    ) -> Result<Option<i64>, CacheError> {
+        FILL_COUNT_SCRIPT
+            .key(count_key(content))
+            .key(changed_key(content))
+            .arg(count)
+            .arg(ticket.0)
+            .arg(self.config.count_ttl_secs)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,35 @@
+//! `RedisCacheConfig`: where Redis is and how long its entries and answers may take.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisCacheConfig {
+    /// `redis://host:port/db` (`LIKES_REDIS_URL`).
+    pub url: String,
+    /// Longest wait for one command's answer; past it the cache is treated as down.
+    pub response_timeout_ms: u64,
+    /// Longest wait to (re)connect.
+    pub connect_timeout_ms: u64,
+    /// A user's states expire after this long unused (refreshed on every use). Far longer than
+    /// the pipeline's lag: an expired state must already be in the store.
+    pub state_ttl_secs: u64,
+    /// A content's count expires after this long unused (refreshed on every use).
+    pub count_ttl_secs: u64,
+    /// Most states cached for one user; past it settled ones are forgotten, the user's fill
+    /// stops being complete, and single contents are read from the store.
+    pub max_states_per_user: usize,
+}
+
+impl Default for RedisCacheConfig {
+    fn default() -> Self {
+        RedisCacheConfig {
+            url: "redis://127.0.0.1:6379/".into(),
+            response_timeout_ms: 500,
+            connect_timeout_ms: 1_000,
+            state_ttl_secs: 6 * 3600,
+            count_ttl_secs: 6 * 3600,
+            max_states_per_user: 4_096,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The Lua scripts of [`super::RedisStateCache`], one per action on one key's slot.
+//!
+//! # Why Lua, and why versions are strings
+//! Each script reads an entry, decides and writes it in one step on the server: two ingest
+//! instances acting on one (user, content) at once cannot both see "not liked" and both publish a
+//! transition. Versions are hybrid logical clocks near 2^57, past the 2^53 integers a Lua number
+//! holds exactly, so the scripts never turn a version into a number: versions are decimal strings
+//! without leading zeros, compared by length and then bytes, and incremented digit by digit. Only
+//! the wall-clock part (`version / 2^16`, in milliseconds) is ever computed, where a rounding of a
+//! millisecond does not matter.
+//!
+//! # The entry
+//! Field `<content_id>` of `likes:{u:<user_id>}` holds `<version>:<liked>` when settled (the
+//! current state is the last durable one) or `<version>:<liked>/<durable version>:<durable liked>`
+//! while the current state waits for its event to become durable (DESIGN section 7). Version `0`
+//! is "known: no row". Field `_f` is the fill marker: `1` when the user's fill held every row they
+//! have (absent contents are "no row"), `0` when it did not. Field `_m` is the newest wall-clock
+//! millisecond of a state forgotten to make room: a fill read before that may lack it.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Helpers every state script starts with.
+const PRELUDE: &str = r#"
+local function lt(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function inc(s)
+  local d = {string.byte(s, 1, -1)}
+  for i = #d, 1, -1 do
+    if d[i] == 57 then d[i] = 48 else d[i] = d[i] + 1; return string.char(unpack(d)) end
+  end
+  return '1' .. string.char(unpack(d))
+end
+local function parse(f)
+  local cv, cl, dv, dl = string.match(f, '^(%d+):([01])/(%d+):([01])$')
+  if cv then return cv, cl, dv, dl end
+  cv, cl = string.match(f, '^(%d+):([01])$')
+  return cv, cl, cv, cl
+end
+local function encode(cv, cl, dv, dl)
+  if cv == dv then return cv .. ':' .. cl end
+  return cv .. ':' .. cl .. '/' .. dv .. ':' .. dl
+end
+-- Makes room for one more field under `cap` by forgetting settled states whose change is older
+-- than `before` (wall-clock ms: the store holds them). The user stops being complete.
+local function make_room(key, cap, before)
+  if redis.call('HLEN', key) < cap then return true end
+  redis.call('HSET', key, '_f', '0')
+  local all = redis.call('HGETALL', key)
+  local dropped, newest = 0, tonumber(redis.call('HGET', key, '_m') or '0')
+  for i = 1, #all, 2 do
+    local field = all[i]
+    if field ~= '_f' and field ~= '_m' then
+      local cv, _, dv = parse(all[i + 1])
+      local wall = math.floor(tonumber(cv) / 65536)
+      if cv == dv and wall < before then
+        redis.call('HDEL', key, field)
+        if wall > newest then newest = wall end
+        dropped = dropped + 1
+        if dropped >= 64 then break end
+      end
+    end
+  end
+  if dropped == 0 then return false end
+  redis.call('HSET', key, '_m', string.format('%d', newest))
+  return true
+end
+"#;
+
+/// KEYS: user hash. ARGV: content, liked (0/1), requested version, ttl s, cap, forget-before ms.
+/// Returns nil when cold, else `{changed, version, pending}`.
+const APPLY: &str = r#"
+local key, content, want = KEYS[1], ARGV[1], ARGV[2]
+local f = redis.call('HGET', key, content)
+local cv, cl, dv, dl
+if f then
+  cv, cl, dv, dl = parse(f)
+elseif redis.call('HGET', key, '_f') == '1' then
+  cv, cl, dv, dl = '0', '0', '0', '0'
+else
+  return false
+end
+redis.call('EXPIRE', key, ARGV[4])
+if cl == want then
+  return {0, cv, (cv ~= dv) and 1 or 0}
+end
+if not f and not make_room(key, tonumber(ARGV[5]), tonumber(ARGV[6])) then
+  return redis.error_reply('LIKESFULL every cached state of this user waits for the store')
+end
+local v = inc(cv)
+if lt(v, ARGV[3]) then v = ARGV[3] end
+redis.call('HSET', key, content, encode(v, want, dv, dl))
+return {1, v, 0}
+"#;
+
+/// KEYS: user hash. ARGV: content, liked, version. The state is durable: it becomes the durable
+/// one if newer, and the current one too if a revert took it away. Returns 1 when that moved the
+/// current state's `liked` (the count must follow).
+const CONFIRM: &str = r#"
+local key, content, liked, v = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local f = redis.call('HGET', key, content)
+if not f then return 0 end
+local cv, cl, dv, dl = parse(f)
+if lt(dv, v) then dv, dl = v, liked end
+local moved = 0
+if lt(cv, v) then
+  if cl ~= liked then moved = 1 end
+  cv, cl = v, liked
+end
+redis.call('HSET', key, content, encode(cv, cl, dv, dl))
+return moved
+"#;
+
+/// KEYS: user hash. ARGV: content, liked, version. A failed change goes back to the last durable
+/// state if the entry still holds this change. Returns 1 when `liked` moved back.
+const REVERT: &str = r#"
+local key, content, liked, v = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local f = redis.call('HGET', key, content)
+if not f then return 0 end
+local cv, cl, dv, dl = parse(f)
+if cv ~= v or dv == v then return 0 end
+redis.call('HSET', key, content, encode(dv, dl, dv, dl))
+if dl ~= liked then return 1 end
+return 0
+"#;
+
+/// KEYS: user hash. ARGV: ticket ms, complete (1/0, or - for single states), ttl s, cap,
+/// forget-before ms, then content/value pairs. Adds missing fields only (never overwrites a
+/// cached state). Returns -1 when a state newer than the ticket was forgotten (read again),
+/// else 1 when every field fit, 0 when not all did.
+const SEED: &str = r#"
+local key = KEYS[1]
+local forgot = redis.call('HGET', key, '_m')
+if forgot and tonumber(forgot) > tonumber(ARGV[1]) then return -1 end
+local single = ARGV[2] == '-'
+local cap, before = tonumber(ARGV[4]), tonumber(ARGV[5])
+local all_in = 1
+for i = 6, #ARGV, 2 do
+  if redis.call('HEXISTS', key, ARGV[i]) == 0 then
+    if redis.call('HLEN', key) >= cap then
+      if not single then all_in = 0; break end
+      if not make_room(key, cap, before) then
+        return redis.error_reply('LIKESFULL every cached state of this user waits for the store')
+      end
+    end
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  end
+end
+if not single and redis.call('HGET', key, '_f') ~= '1' then
+  if ARGV[2] == '1' and all_in == 1 then
+    redis.call('HSET', key, '_f', '1')
+  else
+    redis.call('HSET', key, '_f', '0')
+  end
+end
+redis.call('EXPIRE', key, ARGV[3])
+return all_in
+"#;
+
+/// KEYS: count, last change. ARGV: delta, change ms (0: none), ttl s. Moves a cached count (a miss
+/// stays a miss: only a fill from the store creates it) and records when it last changed.
+/// Returns the count after, or nil when not cached.
+const MOVE_COUNT: &str = r#"
+if ARGV[2] ~= '0' then
+  local t = redis.call('GET', KEYS[2])
+  if not t or tonumber(t) < tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[1] == '0' then return tonumber(redis.call('GET', KEYS[1])) end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"#;
+
+/// KEYS: count, last change. ARGV: count read from the store, ticket ms, ttl s. SET NX, refused
+/// (nil) when the count changed after the ticket: the store read may lack that change.
+const FILL_COUNT: &str = r#"
+local n = redis.call('GET', KEYS[1])
+if n then return tonumber(n) end
+local t = redis.call('GET', KEYS[2])
+if t and tonumber(t) > tonumber(ARGV[2]) then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return tonumber(ARGV[1])
+"#;
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+pub(super) static APPLY_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(APPLY));
+pub(super) static CONFIRM_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(CONFIRM));
+pub(super) static REVERT_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(REVERT));
+pub(super) static SEED_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(SEED));
+pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MOVE_COUNT));
+pub(super) static FILL_COUNT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_COUNT));
