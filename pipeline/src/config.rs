@@ -7,6 +7,7 @@
 use crate::operators::WindowConfig;
 use likes_shared::retry::Backoff;
 use likes_shared::topics::TopicsConfig;
+pub use likes_sink::mysql::{MissingSetting, StoreTuning};
 use likes_sink::MySqlConfig;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -31,15 +32,6 @@ pub struct PipelineConfig {
     pub backoff: Backoff,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StoreTuning {
-    pub max_connections: u32,
-    pub rows_per_statement: usize,
-    pub acquire_timeout_ms: u64,
-    pub window_timeout_ms: u64,
-}
-
 impl Default for PipelineConfig {
     fn default() -> Self {
         let window = WindowConfig::default();
@@ -56,53 +48,10 @@ impl Default for PipelineConfig {
     }
 }
 
-impl Default for StoreTuning {
-    fn default() -> Self {
-        let store = MySqlConfig::default();
-        StoreTuning {
-            max_connections: store.max_connections,
-            rows_per_statement: store.rows_per_statement,
-            acquire_timeout_ms: store.acquire_timeout_ms,
-            window_timeout_ms: store.window_timeout_ms,
-        }
-    }
-}
-
-/// A setting the command cannot run without, or cannot read; the message names the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum MissingSetting {
-    #[error("{0} is not set (see `likes-pipeline --help`)")]
-    Unset(&'static str),
-    #[error("{0} is malformed: {1}")]
-    Malformed(&'static str, String),
-}
-
 impl PipelineConfig {
     /// The store's settings; fails naming `LIKES_DATABASE_URL` when it is not set.
     pub fn store(&self) -> Result<MySqlConfig, MissingSetting> {
-        if self.database_url.trim().is_empty() {
-            return Err(MissingSetting::Unset("LIKES_DATABASE_URL"));
-        }
-        let url = self.database_url.trim();
-        if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
-            return Err(MissingSetting::Malformed(
-                "LIKES_DATABASE_URL",
-                "expected mysql://user:password@host:port/database".into(),
-            ));
-        }
-        if let Err(e) = url.parse::<sqlx::mysql::MySqlConnectOptions>() {
-            return Err(MissingSetting::Malformed(
-                "LIKES_DATABASE_URL",
-                e.to_string(),
-            ));
-        }
-        Ok(MySqlConfig {
-            url: self.database_url.clone(),
-            max_connections: self.database.max_connections,
-            rows_per_statement: self.database.rows_per_statement,
-            acquire_timeout_ms: self.database.acquire_timeout_ms,
-            window_timeout_ms: self.database.window_timeout_ms,
-        })
+        self.database.mysql_config(&self.database_url)
     }
 
     /// The admin endpoint; fails naming `LIKES_PULSAR_ADMIN_URL` when it is not set.

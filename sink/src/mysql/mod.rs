@@ -35,6 +35,7 @@
 mod reads;
 mod reconcile;
 mod retry_logic;
+mod settings;
 mod statements;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use reconcile::{
 };
 pub use retry_logic::classify;
 use serde::{Deserialize, Serialize};
+pub use settings::{MissingSetting, StoreTuning};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySqlPool, Row};
 use std::collections::HashMap;
