@@ -16,7 +16,7 @@
 //! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
 //!   distributed deployment's `EventPublisher` on the `like-events` topic.
 //! - `redis_cache` (feature `redis`, on by default) — `RedisStateCache`, the distributed
-//!   deployment's `StateCache`.
+//!   deployment's `StateCache`; `redis_trending` — `RedisTrendingBoard`, the partitions' top-k.
 
 pub mod app;
 pub mod auth;
@@ -33,6 +33,8 @@ pub mod pulsar_publisher;
 pub mod readiness;
 #[cfg(feature = "redis")]
 pub mod redis_cache;
+#[cfg(feature = "redis")]
+pub mod redis_trending;
 pub mod service;
 #[cfg(test)]
 mod stub_backends;

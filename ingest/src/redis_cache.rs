@@ -76,10 +76,11 @@ impl RedisStateCache {
     /// start (and degrade) while Redis is down. `progress` is in wall-clock milliseconds
     /// (normally an [`AgeBound`]).
     pub fn new(
+        url: &str,
         config: RedisCacheConfig,
         progress: Arc<dyn CommitProgress>,
     ) -> Result<Self, RedisCacheError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(RedisCacheError::Url)?;
+        let client = redis::Client::open(url).map_err(RedisCacheError::Url)?;
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
             .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
@@ -115,6 +116,11 @@ impl RedisStateCache {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// The shared connection, for other users of the same Redis (the trending board).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     fn conn(&self) -> ConnectionManager {

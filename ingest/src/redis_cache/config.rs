@@ -1,12 +1,11 @@
-//! `RedisCacheConfig`: where Redis is and how long its entries and answers may take.
+//! `RedisCacheConfig`: how long Redis entries live and how long its answers may take. The URL
+//! is apart (`LIKES_REDIS_URL`, DESIGN section 11).
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisCacheConfig {
-    /// `redis://host:port/db` (`LIKES_REDIS_URL`).
-    pub url: String,
     /// Longest wait for one command's answer; past it the cache is treated as down.
     pub response_timeout_ms: u64,
     /// Longest wait to (re)connect.
@@ -24,7 +23,6 @@ pub struct RedisCacheConfig {
 impl Default for RedisCacheConfig {
     fn default() -> Self {
         RedisCacheConfig {
-            url: "redis://127.0.0.1:6379/".into(),
             response_timeout_ms: 500,
             connect_timeout_ms: 1_000,
             state_ttl_secs: 6 * 3600,

@@ -10,6 +10,7 @@ use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub fn redis_url() -> String {
     likes_smoke::ServicesEnv::load().get("LIKES_REDIS_URL")
@@ -31,15 +32,12 @@ pub fn row(liked: bool, version: u64) -> RowState {
 /// A cache whose "committed" bound (wall-clock ms) the test sets by hand.
 pub fn cache_with(config: RedisCacheConfig) -> (RedisStateCache, Arc<AtomicU64>) {
     let progress = Arc::new(AtomicU64::new(0));
-    let cache = RedisStateCache::new(config, progress.clone()).expect("cache");
+    let cache = RedisStateCache::new(&redis_url(), config, progress.clone()).expect("cache");
     (cache, progress)
 }
 
 pub fn cache() -> (RedisStateCache, Arc<AtomicU64>) {
-    cache_with(RedisCacheConfig {
-        url: redis_url(),
-        ..RedisCacheConfig::default()
-    })
+    cache_with(RedisCacheConfig::default())
 }
 
 pub async fn apply(
@@ -301,7 +299,6 @@ async fn scripts_flushed_from_redis_are_loaded_again() {
 #[tokio::test]
 async fn a_user_past_the_bound_forgets_only_settled_states_older_than_committed() {
     let (cache, progress) = cache_with(RedisCacheConfig {
-        url: redis_url(),
         max_states_per_user: 4,
         ..RedisCacheConfig::default()
     });
@@ -345,4 +342,26 @@ async fn a_user_past_the_bound_forgets_only_settled_states_older_than_committed(
         matches!(full, Err(likes_shared::cache::CacheError::Full)),
         "{full:?}"
     );
+}
+
+#[tokio::test]
+async fn trending_merges_the_partitions_posts_and_a_post_replaces_its_partition() {
+    use likes_ingest::redis_trending::RedisTrendingBoard;
+    use likes_shared::trending::{TrendingBoard, TrendingEntry};
+    let (cache, _) = cache();
+    // A topic of its own: other tests post to the shared Redis too.
+    let topic = likes_smoke::unique_name("trending");
+    let e = |id: u64, score: u64| TrendingEntry {
+        content_id: ContentId::new(id).expect("id"),
+        score,
+    };
+    let board = RedisTrendingBoard::new(cache.connection(), &topic, 3, Duration::from_secs(60));
+    board.post(0, vec![e(1, 10), e(2, 3)]).await;
+    board.post(2, vec![e(3, 7)]).await;
+    let top = board.top(2).await;
+    assert_eq!(top, vec![e(1, 10), e(3, 7)]);
+    board.post(0, vec![e(2, 30)]).await;
+    assert_eq!(board.top(10).await, vec![e(2, 30), e(3, 7)]);
+    board.post(2, vec![]).await;
+    assert_eq!(board.top(10).await, vec![e(2, 30)]);
 }
