@@ -4,7 +4,7 @@
 //! `--config <path>` on the command line or `LIKES_CONFIG`.
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::PathBuf;
 
@@ -17,6 +17,34 @@ pub fn load<T: Serialize + DeserializeOwned + Default>() -> Result<T, ConfigErro
     let file = config_path_from(std::env::args())
         .or_else(|| std::env::var_os("LIKES_CONFIG").map(PathBuf::from));
     load_from(file, Env::prefixed("LIKES_").split("__"))
+}
+
+/// Like [`load`], for a binary of the distributed deployment, where one `LIKES_*` environment
+/// (the env file of DESIGN section 11) configures every binary: a variable whose top-level key
+/// `T` does not have (`LIKES_TIDB_BIN` for ingest) is someone else's and is ignored. Within a key
+/// `T` has (`LIKES_AUTH__JTW_SECRET`), and in the file, unknown keys are still errors.
+pub fn load_in_shared_env<T: Serialize + DeserializeOwned + Default>() -> Result<T, ConfigError> {
+    let file = config_path_from(std::env::args())
+        .or_else(|| std::env::var_os("LIKES_CONFIG").map(PathBuf::from));
+    load_from(
+        file,
+        own_keys_only::<T>(Env::prefixed("LIKES_").split("__"))?,
+    )
+}
+
+/// `env` without the variables whose top-level key `T`'s defaults do not have.
+fn own_keys_only<T: Serialize + Default>(env: Env) -> Result<Env, ConfigError> {
+    let defaults = Figment::from(Serialized::defaults(T::default()));
+    let known: Vec<String> = defaults
+        .data()
+        .map_err(|e| ConfigError(Box::new(e)))?
+        .into_values()
+        .flat_map(|dict| dict.into_keys())
+        .collect();
+    Ok(env.filter(move |key| {
+        let top = key.as_str().split('.').next().unwrap_or_default();
+        known.iter().any(|k| k.eq_ignore_ascii_case(top))
+    }))
 }
 
 fn load_from<T: Serialize + DeserializeOwned + Default>(
@@ -127,6 +155,32 @@ mod tests {
             assert!(missing
                 .err()
                 .is_some_and(|e| e.to_string().contains("does not exist")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_shared_environment_configures_only_the_keys_a_binary_has() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LIKES_SHARED_HTTP_ADDR", "127.0.0.1:9");
+            jail.set_env("LIKES_SHARED_TIDB_BIN", "/somewhere/else");
+            let env = || Env::prefixed("LIKES_SHARED_").split("__");
+            assert!(
+                load_from::<Sample>(None, env()).is_err(),
+                "strict without the filter"
+            );
+            let got: Sample = load_from(
+                None,
+                own_keys_only::<Sample>(env()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(got.http_addr, "127.0.0.1:9");
+            jail.set_env("LIKES_SHARED_NESTED__PRE_USER", "7");
+            let typo = load_from::<Sample>(
+                None,
+                own_keys_only::<Sample>(env()).map_err(|e| e.to_string())?,
+            );
+            assert!(typo.is_err(), "a typo inside a known key is still an error");
             Ok(())
         });
     }
