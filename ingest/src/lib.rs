@@ -13,6 +13,8 @@
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`config`] — `IngestConfig`.
+//! - `distributed` (features `pulsar` and `redis`) — `Distributed::start`, the `likes-ingest`
+//!   binary's backends (Redis, Pulsar, TiDB) and its `DistributedConfig`.
 //! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
 //!   distributed deployment's `EventPublisher` on the `like-events` topic.
 //! - `redis_cache` (feature `redis`, on by default) — `RedisStateCache`, the distributed
@@ -22,6 +24,8 @@ pub mod app;
 pub mod auth;
 pub mod client_addr;
 pub mod config;
+#[cfg(all(feature = "pulsar", feature = "redis"))]
+pub mod distributed;
 pub mod error;
 pub mod filters;
 pub mod handlers;

@@ -1,21 +1,52 @@
 //! `likes-ingest`: the HTTP front door of the distributed deployment (Redis state cache, Pulsar
-//! bus, TiDB reads). Those backends arrive with their issues; until then this binary says so
-//! instead of serving on backends that would lose the guarantees. Use `likes` (the embedded
-//! all-in-one) to run the same API today.
+//! bus, TiDB reads). Thin on purpose: config, start, wait for a signal, stop.
+
+use likes_ingest::distributed::{Distributed, DistributedConfig};
+use std::process::ExitCode;
 
 const HELP: &str =
     "likes-ingest: validates, authenticates and rate-limits likes, then publishes them
 
 USAGE: likes-ingest [--config <file.toml>]
 
-Not available yet: the distributed backends (Redis, Pulsar, TiDB) are not wired in.
-Run `likes` (cargo run --release) for the embedded all-in-one with the same API.";
+Required (the env file of `infra/dev/services up` sets the first three):
+  LIKES_REDIS_URL         redis://host:port/      state cache, counts, trending
+  LIKES_PULSAR_URL        pulsar://host:port      the events topic (LIKES_PULSAR__TOPIC)
+  LIKES_DATABASE_URL      mysql://user:pw@host:port/db   TiDB, read to fill the cache
+  LIKES_AUTH__JWT_SECRET  at least 32 bytes, the same on every instance
+Optional: LIKES_HTTP_ADDR (127.0.0.1:8080), LIKES_DATA_DIR (./data, the spool), and every key
+of README.md's configuration table. `likes-pipeline init` creates the topics and tables.
 
-fn main() -> std::process::ExitCode {
+Exit codes: 0 stopped by SIGTERM/Ctrl-C after answering the requests in flight; 1 a dependency
+was unreachable at start; 2 a setting is missing or malformed.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
         println!("{HELP}");
-        return std::process::ExitCode::SUCCESS;
+        return ExitCode::SUCCESS;
     }
-    eprintln!("likes-ingest: the distributed backends are not built yet; run `likes` instead (see --help)");
-    std::process::ExitCode::from(2)
+    likes_shared::telemetry::init();
+    let config: DistributedConfig = match likes_shared::config::load_in_shared_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("likes-ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match Distributed::start(config).await {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("likes-ingest: {error}");
+            let missing = matches!(error, likes_ingest::distributed::StartError::Missing(_));
+            return ExitCode::from(if missing { 2 } else { 1 });
+        }
+    };
+    println!("likes-ingest is serving http://{}/", app.addr);
+    app.serve_until(async {
+        likes_shared::shutdown::os_signal().await;
+        tracing::info!("shutting down");
+    })
+    .await;
+    ExitCode::SUCCESS
 }

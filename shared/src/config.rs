@@ -47,6 +47,18 @@ fn own_keys_only<T: Serialize + Default>(env: Env) -> Result<Env, ConfigError> {
     }))
 }
 
+/// The URL without its password, for messages.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn load_from<T: Serialize + DeserializeOwned + Default>(
     file: Option<PathBuf>,
     env: Env,

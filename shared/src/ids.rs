@@ -22,6 +22,9 @@ macro_rules! id_type {
         pub struct $name(NonZeroU64);
 
         impl $name {
+            /// The smallest id, 1.
+            pub const MIN: Self = Self(NonZeroU64::MIN);
+
             /// Parses the decimal form used in URLs (`/v1/contents/42`).
             pub fn parse(text: &str) -> Result<Self, IdError> {
                 // `u64::from_str` accepts a leading '+', which no client should send.

@@ -47,17 +47,8 @@ impl Failure {
 
 /// The context of a failure to open the store: which setting, and where it points.
 pub(crate) fn database_at(url: &str) -> String {
-    format!("database at LIKES_DATABASE_URL ({})", redacted(url))
-}
-
-/// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
+    format!(
+        "database at LIKES_DATABASE_URL ({})",
+        likes_shared::config::redacted_url(url)
+    )
 }

@@ -1,0 +1,171 @@
+//! The distributed deployment's ingest: the HTTP API on Redis (state cache, trending), Pulsar
+//! (the events topic) and TiDB (fills), behind the same traits as the embedded all-in-one.
+//!
+//! Start-up checks every dependency once and stops with one line naming the setting when one is
+//! missing or unreachable (DESIGN section 11): an ingest that starts on a wrong URL would answer
+//! 503 to everything while looking alive. After start-up, outages degrade instead (section 8).
+//!
+//! Shutdown, after mini-redis: the signal stops the listener, requests in flight are answered
+//! (each waits for its publish), then the producer is closed so the broker sees a clean close.
+
+mod config;
+
+pub use config::DistributedConfig;
+
+use crate::app::{Application, BuildError};
+use crate::pulsar_publisher::PulsarPublisher;
+use crate::redis_cache::{AgeBound, RedisCacheError, RedisStateCache};
+use crate::redis_trending::RedisTrendingBoard;
+use crate::service::Backends;
+use likes_shared::bus::BusError;
+use likes_shared::cache::{CacheError, StateCache};
+use likes_shared::config::redacted_url;
+use likes_shared::shutdown::{self, ShutdownTrigger};
+use likes_shared::store::{LikeStore, StoreError};
+use likes_shared::topics::TopicName;
+use likes_shared::ContentId;
+use likes_sink::mysql::MissingSetting;
+use likes_sink::pulsar_admin::{self, PulsarAdmin, TopicKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long a partition's trending post counts after its worker last posted it.
+const TRENDING_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Missing(#[from] MissingSetting),
+    #[error("Redis at LIKES_REDIS_URL ({url}): {reason}")]
+    Redis { url: String, reason: String },
+    #[error("Pulsar at LIKES_PULSAR_URL ({url}): {source}")]
+    Pulsar { url: String, source: BusError },
+    #[error("database at LIKES_DATABASE_URL ({url}): {source}")]
+    Store { url: String, source: StoreError },
+    #[error(
+        "database at LIKES_DATABASE_URL ({url}) has no likes tables (run `likes-pipeline init` \
+         first): {source}"
+    )]
+    Schema { url: String, source: StoreError },
+    #[error("the events topic {topic}: {reason} (run `likes-pipeline init` first)")]
+    Topic { topic: String, reason: String },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// A running `likes-ingest`.
+pub struct Distributed {
+    pub addr: SocketAddr,
+    trigger: ShutdownTrigger,
+    server: JoinHandle<()>,
+    publisher: Arc<PulsarPublisher>,
+}
+
+impl Distributed {
+    pub async fn start(config: DistributedConfig) -> Result<Distributed, StartError> {
+        let redis_url = config.redis_url()?;
+        let publisher_config = config.publisher()?;
+        let store_config = config.store()?;
+        let redis_error = |reason: String| StartError::Redis {
+            url: redacted_url(redis_url),
+            reason,
+        };
+        let progress = Arc::new(AgeBound {
+            max_lag_ms: config.max_pipeline_lag_ms,
+        });
+        let cache = RedisStateCache::new(redis_url, config.redis.clone(), progress)
+            .map_err(|e: RedisCacheError| redis_error(e.to_string()))?;
+        cache
+            .ping()
+            .await
+            .map_err(|e: CacheError| redis_error(e.to_string()))?;
+        cache
+            .check_eviction_policy()
+            .await
+            .map_err(|e| redis_error(e.to_string()))?;
+        let store = store_config
+            .connect()
+            .await
+            .map_err(|source| StartError::Store {
+                url: redacted_url(&store_config.url),
+                source,
+            })?;
+        // Ingest runs no migrations (the workers' `init` does); without the tables every fill
+        // would fail, so say it now.
+        if let Err(source) = store.counts(&[ContentId::MIN]).await {
+            return Err(StartError::Schema {
+                url: redacted_url(&store_config.url),
+                source,
+            });
+        }
+        check_topic(&config).await?;
+        let pulsar_url = publisher_config.url.clone();
+        let publisher = Arc::new(PulsarPublisher::connect(publisher_config).await.map_err(
+            |source| StartError::Pulsar {
+                url: redacted_url(&pulsar_url),
+                source,
+            },
+        )?);
+        let trending = RedisTrendingBoard::new(
+            cache.connection(),
+            &config.pulsar.topic,
+            config.pulsar.partitions,
+            TRENDING_TTL,
+        );
+        let backends = Backends {
+            cache: Arc::new(cache),
+            store: Arc::new(store),
+            publisher: publisher.clone(),
+            trending: Arc::new(trending),
+        };
+        let (trigger, shutdown) = shutdown::channel();
+        let app = Application::build(&config.ingest, backends, shutdown).await?;
+        let addr = app.local_addr();
+        let server = tokio::spawn(app.run_until_stopped());
+        Ok(Distributed {
+            addr,
+            trigger,
+            server,
+            publisher,
+        })
+    }
+
+    /// Serves until `signal`, then stops gracefully.
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.stop().await;
+    }
+
+    /// Stops accepting, answers the requests in flight, closes the producer.
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        if let Err(error) = self.server.await {
+            tracing::error!(%error, "the HTTP server task failed");
+        }
+        self.publisher.close().await;
+    }
+}
+
+/// When the admin endpoint is known: the events topic must exist, partitioned, before a producer
+/// connects to it (see [`DistributedConfig::pulsar_admin_url`]).
+async fn check_topic(config: &DistributedConfig) -> Result<(), StartError> {
+    let admin_url = config.pulsar_admin_url.trim();
+    if admin_url.is_empty() {
+        return Ok(());
+    }
+    let failed = |reason: String| StartError::Topic {
+        topic: config.pulsar.topic.clone(),
+        reason,
+    };
+    let topic = TopicName::parse(&config.pulsar.topic).map_err(|e| failed(e.to_string()))?;
+    let admin = PulsarAdmin::new(admin_url, pulsar_admin::DEFAULT_WAIT)
+        .map_err(|e| failed(format!("LIKES_PULSAR_ADMIN_URL: {e}")))?;
+    match admin.topic_kind(&topic).await {
+        Ok(TopicKind::Partitioned(_)) => Ok(()),
+        Ok(TopicKind::Missing) => Err(failed("does not exist".into())),
+        Ok(TopicKind::NonPartitioned) => Err(failed("is not partitioned".into())),
+        Err(e) => Err(failed(format!("cannot ask Pulsar's admin endpoint: {e}"))),
+    }
+}
