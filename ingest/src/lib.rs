@@ -13,6 +13,8 @@
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`config`] — `IngestConfig`.
+//! - [`spool`] — `SpooledPublisher`: wraps the primary publisher with a bounded local durable
+//!   spool while it is down, drained in order when it is back (DESIGN section 8).
 //! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
 //!   distributed deployment's `EventPublisher` on the `like-events` topic.
 
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod pulsar_publisher;
 pub mod readiness;
 pub mod service;
+pub mod spool;
 #[cfg(test)]
 mod stub_backends;
 

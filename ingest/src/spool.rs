@@ -1,0 +1,295 @@
+//! [`SpooledPublisher`]: ingest keeps answering while Pulsar is down (DESIGN section 8).
+//!
+//! It wraps the primary publisher (Pulsar, or anything that is an [`EventPublisher`]) and a
+//! bounded local spool, which is the embedded durable log in its own directory under
+//! `LIKES_DATA_DIR`.
+//!
+//! # Durability (I3)
+//! A publish answers `Ok` only once the event is durable somewhere: acked by the primary, or
+//! appended to the spool and fsynced (the log's group commit answers after the fsync). A kill -9
+//! after a 2xx therefore loses nothing: on the next start [`SpooledPublisher::open`] finds the
+//! spool non-empty and its drainer publishes what is left. The drainer trims the spool (acks the
+//! log, which persists its offset and deletes drained segments) only after the primary has acked
+//! those events, so a crash in between publishes them again: at-least-once, which the sink makes
+//! harmless (I2, it keeps the highest version per row).
+//!
+//! # Order (I5)
+//! One content's events must reach the topic in the order ingest answered them. So the spool is
+//! all or nothing: while it holds anything, *every* publish goes to the spool behind what is
+//! there, and the drainer publishes it in log order (several at a time, but confirmed in order,
+//! and after a refusal it starts again from the first unconfirmed event). Live publishing
+//! resumes only once the drainer has the whole spool acked by the primary *and* no append is
+//! under way; that decision and the choice of a route are taken under one small lock (the
+//! [`Gate`]), so a live event can never overtake a spooled one that is still undrained, and an
+//! event appended to the spool is never skipped (the drainer reads every record of the log).
+//! A refused in-order retry may put a duplicate on the topic: harmless, see above.
+//!
+//! # Bounds (I7)
+//! The spool has a byte budget ([`SpoolConfig::max_bytes`]) and its append queue a capacity;
+//! past either, a publish that needs the spool fails with [`BusError::Full`] (503 with
+//! Retry-After). [`BusError::Full`] from the primary means *its* in-flight bound is reached:
+//! that is overload, not an outage, and is passed on as is instead of being spooled (spooling
+//! overload would only move the queue to disk). The drainer keeps at most
+//! [`SpoolConfig::drain_in_flight`] events in flight.
+//!
+//! # Layout
+//! - [`config`] — [`SpoolConfig`].
+//! - `drainer` — the task that publishes the spool to the primary and trims it.
+
+mod config;
+mod drainer;
+
+pub use config::SpoolConfig;
+
+use crate::metrics::SpoolMetrics;
+use async_trait::async_trait;
+use likes_shared::bus::{BusError, DurableMark, EventPublisher};
+use likes_shared::log::{self, LogPublisher};
+use likes_shared::shutdown::Shutdown;
+use likes_shared::LikeEvent;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("opening the spool in {dir}: {source}")]
+    Open {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spool metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The drainer cannot read or trim the spool; what is spooled stays on disk.
+    #[error("spool drainer: {0}")]
+    Drain(#[source] BusError),
+}
+
+/// Publishes to the primary, or to the local spool while the primary is down or the spool is
+/// still draining. Cheap to share (`Arc`); see the module doc for what it promises.
+pub struct SpooledPublisher {
+    primary: Arc<dyn EventPublisher>,
+    log: LogPublisher,
+    shared: Arc<SpoolShared>,
+    metrics: SpoolMetrics,
+    last_mark: AtomicU64,
+}
+
+/// State the publisher and its drainer share.
+pub(crate) struct SpoolShared {
+    gate: Mutex<Gate>,
+    /// Woken when the last append under way finishes, so an idle drainer can reconsider
+    /// switching back to live publishing.
+    appends_done: Notify,
+    /// One past the last spooled offset the primary has acked in order (the log's own acked
+    /// offset follows it in batches).
+    drained: AtomicU64,
+    drainer_running: AtomicBool,
+}
+
+/// Which way publishes go. A std mutex: it is held for a few instructions, never across an await.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Everything goes to the spool (it is not empty, or the primary just refused).
+    spooling: bool,
+    /// Publishes that chose the spool and whose append has not finished.
+    appending: usize,
+}
+
+/// Counts one append under way until dropped (also when the publish is cancelled).
+struct Appending<'a> {
+    shared: &'a SpoolShared,
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        let mut gate = self.shared.gate.lock();
+        gate.appending -= 1;
+        if gate.appending == 0 {
+            self.shared.appends_done.notify_one();
+        }
+    }
+}
+
+impl SpoolShared {
+    /// Routes one publish: `None` for the primary, or the spool with the append counted.
+    fn route(&self) -> Option<Appending<'_>> {
+        let mut gate = self.gate.lock();
+        if !gate.spooling {
+            return None;
+        }
+        gate.appending += 1;
+        Some(Appending { shared: self })
+    }
+
+    /// The primary refused: from now on everything goes to the spool, this event first.
+    fn start_spooling(&self) -> Appending<'_> {
+        let mut gate = self.gate.lock();
+        if !gate.spooling {
+            tracing::warn!("primary publisher refused; spooling events locally");
+        }
+        gate.spooling = true;
+        gate.appending += 1;
+        Appending { shared: self }
+    }
+
+    /// Switches back to live publishing if the spool is wholly drained and trimmed and no
+    /// append is under way; returns whether publishing is live. Under the gate, so no publish
+    /// can choose the spool between the check and the switch: every append that chose it is
+    /// counted in `appending` until its record is durable (and so visible to the drainer).
+    fn try_go_live(&self, log: &LogPublisher) -> bool {
+        let mut gate = self.gate.lock();
+        if !gate.spooling {
+            return true;
+        }
+        if gate.appending == 0 && log.acked_offset() >= log.durable_offset() {
+            gate.spooling = false;
+            tracing::info!("spool drained; publishing live again");
+            return true;
+        }
+        false
+    }
+
+    fn is_spooling(&self) -> bool {
+        self.gate.lock().spooling
+    }
+}
+
+impl SpooledPublisher {
+    /// Opens (or creates) the spool in `config.dir` and starts its drainer, which stops on
+    /// `shutdown`. A spool left non-empty by a crash starts in spooling mode and drains.
+    pub fn open(
+        primary: Arc<dyn EventPublisher>,
+        config: SpoolConfig,
+        shutdown: Shutdown,
+    ) -> Result<(Self, JoinHandle<Result<(), SpoolError>>), SpoolError> {
+        Self::open_with_metrics(primary, config, shutdown, SpoolMetrics::new()?)
+    }
+
+    /// [`Self::open`], counting into `metrics` (e.g. [`crate::metrics::Metrics::spool`]).
+    pub fn open_with_metrics(
+        primary: Arc<dyn EventPublisher>,
+        config: SpoolConfig,
+        shutdown: Shutdown,
+        metrics: SpoolMetrics,
+    ) -> Result<(Self, JoinHandle<Result<(), SpoolError>>), SpoolError> {
+        let (log, source) = log::open(&config.log_config()).map_err(|source| SpoolError::Open {
+            dir: config.dir.display().to_string(),
+            source,
+        })?;
+        let acked = log.acked_offset();
+        let backlog = log.durable_offset().saturating_sub(acked);
+        if backlog > 0 {
+            tracing::warn!(backlog, dir = %config.dir.display(), "spool holds events from before; draining them first");
+        }
+        let shared = Arc::new(SpoolShared {
+            gate: Mutex::new(Gate {
+                spooling: backlog > 0,
+                appending: 0,
+            }),
+            appends_done: Notify::new(),
+            drained: AtomicU64::new(acked),
+            drainer_running: AtomicBool::new(true),
+        });
+        metrics
+            .depth
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        let drainer = drainer::Drainer {
+            primary: primary.clone(),
+            log: log.clone(),
+            source,
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            window: config.drain_window(),
+            retry: config.retry,
+        };
+        let handle = tokio::spawn(drainer.run(shutdown));
+        let publisher = SpooledPublisher {
+            primary,
+            log,
+            shared,
+            metrics,
+            last_mark: AtomicU64::new(0),
+        };
+        Ok((publisher, handle))
+    }
+
+    /// Events in the spool that the primary has not acked yet (for `/readyz` and metrics).
+    pub fn depth(&self) -> u64 {
+        depth(&self.log, &self.shared)
+    }
+
+    /// Whether publishes go to the spool now (it is not empty, or the primary refused last).
+    pub fn is_spooling(&self) -> bool {
+        self.shared.is_spooling()
+    }
+
+    /// Appends `event` to the spool; `Ok` once it is fsynced.
+    async fn spool(&self, event: &LikeEvent, appending: Appending<'_>) -> Result<u64, BusError> {
+        let appended = self.log.publish(event).await;
+        drop(appending);
+        match &appended {
+            Ok(_) => {
+                self.metrics.spooled.inc();
+                self.metrics
+                    .depth
+                    .set(i64::try_from(self.depth()).unwrap_or(i64::MAX));
+            }
+            Err(BusError::Full) => tracing::warn!("spool full; refusing the event"),
+            Err(error) => tracing::error!(%error, "cannot spool the event"),
+        }
+        appended
+    }
+
+    /// The wall-clock time in ms, never lower than `floor` nor than a mark returned before.
+    fn next_mark(&self, floor: DurableMark) -> DurableMark {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(1)
+            .max(floor)
+            .max(1);
+        self.last_mark.fetch_max(now, Ordering::AcqRel).max(now)
+    }
+}
+
+pub(crate) fn depth(log: &LogPublisher, shared: &SpoolShared) -> u64 {
+    let drained = shared
+        .drained
+        .load(Ordering::Acquire)
+        .max(log.acked_offset());
+    log.durable_offset().saturating_sub(drained)
+}
+
+#[async_trait]
+impl EventPublisher for SpooledPublisher {
+    /// The mark is a wall-clock time like `PulsarPublisher`'s (ack or fsync time in
+    /// ms), never decreasing. A spooled event reaches the topic later than its mark says; a
+    /// progress over these marks must allow for that (nothing forgets on them yet).
+    async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError> {
+        if let Some(appending) = self.shared.route() {
+            self.spool(event, appending).await?;
+            return Ok(self.next_mark(0));
+        }
+        match self.primary.publish(event).await {
+            Ok(mark) => Ok(self.next_mark(mark)),
+            Err(BusError::Full) => Err(BusError::Full),
+            Err(error) => {
+                tracing::warn!(%error, "primary publish failed; spooling the event");
+                let appending = self.shared.start_spooling();
+                self.spool(event, appending).await?;
+                Ok(self.next_mark(0))
+            }
+        }
+    }
+
+    /// Ready when the primary is, or when the spool can take events and is being drained.
+    fn is_ready(&self) -> bool {
+        self.primary.is_ready()
+            || (self.log.is_ready() && self.shared.drainer_running.load(Ordering::Acquire))
+    }
+}
