@@ -293,3 +293,83 @@ impl EventPublisher for SpooledPublisher {
             || (self.log.is_ready() && self.shared.drainer_running.load(Ordering::Acquire))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use likes_shared::bus::EventSource;
+    use likes_shared::event::Action;
+    use likes_shared::{ContentId, UserId};
+
+    fn spooling_gate() -> SpoolShared {
+        SpoolShared {
+            gate: Mutex::new(Gate {
+                spooling: true,
+                appending: 0,
+            }),
+            appends_done: Notify::new(),
+            drained: AtomicU64::new(0),
+            drainer_running: AtomicBool::new(true),
+        }
+    }
+
+    fn event() -> LikeEvent {
+        LikeEvent {
+            event_id: 1,
+            user_id: UserId::new(1).expect("user id"),
+            content_id: ContentId::new(1).expect("content id"),
+            action: Action::Like,
+            version: 1,
+            ts_ms: 1,
+            source: "gate-test".into(),
+        }
+    }
+
+    fn log_in(dir: &std::path::Path) -> (LogPublisher, log::LogSource) {
+        let config = SpoolConfig {
+            dir: dir.to_path_buf(),
+            ..SpoolConfig::default()
+        };
+        log::open(&config.log_config()).expect("log opens")
+    }
+
+    #[tokio::test]
+    async fn publishing_stays_spooled_while_an_append_is_under_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _source) = log_in(dir.path());
+        let shared = spooling_gate();
+        let appending = shared.route().expect("spooling routes to the spool");
+        // The spool is empty (nothing durable, nothing to ack), but an append chose it: going
+        // live now would let a later event overtake it.
+        assert!(!shared.try_go_live(&log));
+        drop(appending);
+        assert!(shared.try_go_live(&log));
+        assert!(shared.route().is_none(), "live again");
+    }
+
+    #[tokio::test]
+    async fn publishing_stays_spooled_until_every_durable_record_is_acked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, mut source) = log_in(dir.path());
+        let shared = spooling_gate();
+        let appending = shared.route().expect("spooling routes to the spool");
+        log.publish(&event()).await.expect("appended");
+        drop(appending);
+        assert!(!shared.try_go_live(&log), "a durable record is not drained yet");
+        source.ack(vec![0]).await.expect("acked");
+        assert!(shared.try_go_live(&log));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_switches_to_the_spool_at_once() {
+        let shared = spooling_gate();
+        shared.gate.lock().spooling = false;
+        assert!(shared.route().is_none());
+        let appending = shared.start_spooling();
+        assert!(shared.is_spooling());
+        let second = shared.route().expect("the next publish spools too");
+        assert_eq!(shared.gate.lock().appending, 2);
+        drop((appending, second));
+        assert_eq!(shared.gate.lock().appending, 0);
+    }
+}
