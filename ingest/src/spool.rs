@@ -355,7 +355,10 @@ mod tests {
         let appending = shared.route().expect("spooling routes to the spool");
         log.publish(&event()).await.expect("appended");
         drop(appending);
-        assert!(!shared.try_go_live(&log), "a durable record is not drained yet");
+        assert!(
+            !shared.try_go_live(&log),
+            "a durable record is not drained yet"
+        );
         source.ack(vec![0]).await.expect("acked");
         assert!(shared.try_go_live(&log));
     }

@@ -112,7 +112,7 @@ fn event(content: u64, n: u64) -> LikeEvent {
         event_id: (u128::from(content) << 64) | u128::from(n),
         user_id: UserId::new(n + 1).expect("user id"),
         content_id: ContentId::new(content).expect("content id"),
-        action: if n % 2 == 0 {
+        action: if n.is_multiple_of(2) {
             Action::Like
         } else {
             Action::Unlike
@@ -215,7 +215,10 @@ async fn while_the_primary_is_down_events_are_spooled_then_drained_in_order() {
     // Live again: the next publish is acked by the primary itself, and nothing is spooled.
     let live = event(9, 1_000);
     opened.spool.publish(&live).await.expect("published");
-    assert_eq!(primary.acked().last().map(|e| e.event_id), Some(live.event_id));
+    assert_eq!(
+        primary.acked().last().map(|e| e.event_id),
+        Some(live.event_id)
+    );
     assert_eq!(opened.spool.depth(), 0);
     assert!(!opened.spool.is_spooling());
 }
@@ -273,7 +276,10 @@ async fn one_contents_events_keep_their_order_across_an_outage_and_its_drain() {
     })
     .await;
 
-    assert!(primary.refused.load(Ordering::Relaxed) > 0, "the outage happened");
+    assert!(
+        primary.refused.load(Ordering::Relaxed) > 0,
+        "the outage happened"
+    );
     let acked = per_content_last_acks(&primary.acked());
     for content in 1..=CONTENTS {
         assert_eq!(
@@ -345,10 +351,7 @@ async fn after_a_crash_with_a_non_empty_spool_the_next_start_drains_it() {
 
     let up = ScriptedPrimary::new(Mode::Up);
     let restarted = open(&up, config(dir.path()));
-    wait_until("the old spool drained", || {
-        !restarted.spool.is_spooling()
-    })
-    .await;
+    wait_until("the old spool drained", || !restarted.spool.is_spooling()).await;
     assert_eq!(ids(&up.acked()), ids(&spooled));
     assert_eq!(restarted.spool.depth(), 0);
     assert!(down.acked().is_empty());
@@ -370,7 +373,9 @@ async fn shutdown_mid_drain_stops_the_drainer_and_the_rest_drains_on_the_next_st
     let stopped = tokio::time::timeout(Duration::from_secs(20), opened.drainer)
         .await
         .expect("the drainer stops on shutdown even with publishes hanging");
-    stopped.expect("drainer task").expect("drainer stops cleanly");
+    stopped
+        .expect("drainer task")
+        .expect("drainer stops cleanly");
     assert!(opened.spool.depth() > 0, "the hung rest is still spooled");
     drop(opened.spool);
 
@@ -386,6 +391,9 @@ async fn shutdown_mid_drain_stops_the_drainer_and_the_rest_drains_on_the_next_st
     }
     let again = ids(&second.acked());
     let from = spooled.len() - again.len();
-    assert!(from <= 10, "only what the first primary acked may be skipped");
+    assert!(
+        from <= 10,
+        "only what the first primary acked may be skipped"
+    );
     assert_eq!(again, ids(&spooled[from..]));
 }
