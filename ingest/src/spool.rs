@@ -292,6 +292,10 @@ impl EventPublisher for SpooledPublisher {
         self.primary.is_ready()
             || (self.log.is_ready() && self.shared.drainer_running.load(Ordering::Acquire))
     }
+
+    fn spool_depth(&self) -> Option<u64> {
+        Some(self.depth())
+    }
 }
 
 #[cfg(test)]
