@@ -38,21 +38,22 @@
 
 mod config;
 mod drainer;
+mod gate;
 
 pub use config::SpoolConfig;
 
 use crate::metrics::SpoolMetrics;
 use async_trait::async_trait;
+use gate::{Appending, Gate, Route, SWITCH_WAIT};
 use likes_shared::bus::{BusError, DurableMark, EventPublisher};
 use likes_shared::log::{self, LogPublisher};
 use likes_shared::shutdown::Shutdown;
 use likes_shared::LikeEvent;
-use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -81,82 +82,11 @@ pub struct SpooledPublisher {
 
 /// State the publisher and its drainer share.
 pub(crate) struct SpoolShared {
-    gate: Mutex<Gate>,
-    /// Woken when the last append under way finishes, so an idle drainer can reconsider
-    /// switching back to live publishing.
-    appends_done: Notify,
+    gate: Gate,
     /// One past the last spooled offset the primary has acked in order (the log's own acked
     /// offset follows it in batches).
     drained: AtomicU64,
     drainer_running: AtomicBool,
-}
-
-/// Which way publishes go. A std mutex: it is held for a few instructions, never across an await.
-#[derive(Debug, Default)]
-struct Gate {
-    /// Everything goes to the spool (it is not empty, or the primary just refused).
-    spooling: bool,
-    /// Publishes that chose the spool and whose append has not finished.
-    appending: usize,
-}
-
-/// Counts one append under way until dropped (also when the publish is cancelled).
-struct Appending<'a> {
-    shared: &'a SpoolShared,
-}
-
-impl Drop for Appending<'_> {
-    fn drop(&mut self) {
-        let mut gate = self.shared.gate.lock();
-        gate.appending -= 1;
-        if gate.appending == 0 {
-            self.shared.appends_done.notify_one();
-        }
-    }
-}
-
-impl SpoolShared {
-    /// Routes one publish: `None` for the primary, or the spool with the append counted.
-    fn route(&self) -> Option<Appending<'_>> {
-        let mut gate = self.gate.lock();
-        if !gate.spooling {
-            return None;
-        }
-        gate.appending += 1;
-        Some(Appending { shared: self })
-    }
-
-    /// The primary refused: from now on everything goes to the spool, this event first.
-    fn start_spooling(&self) -> Appending<'_> {
-        let mut gate = self.gate.lock();
-        if !gate.spooling {
-            tracing::warn!("primary publisher refused; spooling events locally");
-        }
-        gate.spooling = true;
-        gate.appending += 1;
-        Appending { shared: self }
-    }
-
-    /// Switches back to live publishing if the spool is wholly drained and trimmed and no
-    /// append is under way; returns whether publishing is live. Under the gate, so no publish
-    /// can choose the spool between the check and the switch: every append that chose it is
-    /// counted in `appending` until its record is durable (and so visible to the drainer).
-    fn try_go_live(&self, log: &LogPublisher) -> bool {
-        let mut gate = self.gate.lock();
-        if !gate.spooling {
-            return true;
-        }
-        if gate.appending == 0 && log.acked_offset() >= log.durable_offset() {
-            gate.spooling = false;
-            tracing::info!("spool drained; publishing live again");
-            return true;
-        }
-        false
-    }
-
-    fn is_spooling(&self) -> bool {
-        self.gate.lock().spooling
-    }
 }
 
 impl SpooledPublisher {
@@ -187,11 +117,7 @@ impl SpooledPublisher {
             tracing::warn!(backlog, dir = %config.dir.display(), "spool holds events from before; draining them first");
         }
         let shared = Arc::new(SpoolShared {
-            gate: Mutex::new(Gate {
-                spooling: backlog > 0,
-                appending: 0,
-            }),
-            appends_done: Notify::new(),
+            gate: Gate::new(backlog > 0),
             drained: AtomicU64::new(acked),
             drainer_running: AtomicBool::new(true),
         });
@@ -225,7 +151,7 @@ impl SpooledPublisher {
 
     /// Whether publishes go to the spool now (it is not empty, or the primary refused last).
     pub fn is_spooling(&self) -> bool {
-        self.shared.is_spooling()
+        self.shared.gate.is_spooling()
     }
 
     /// Appends `event` to the spool; `Ok` once it is fsynced.
@@ -271,16 +197,29 @@ impl EventPublisher for SpooledPublisher {
     /// ms), never decreasing. A spooled event reaches the topic later than its mark says; a
     /// progress over these marks must allow for that (nothing forgets on them yet).
     async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError> {
-        if let Some(appending) = self.shared.route() {
-            self.spool(event, appending).await?;
-            return Ok(self.next_mark(0));
+        let mut may_wait = true;
+        loop {
+            match self.shared.gate.route(may_wait) {
+                Route::Live => break,
+                Route::Spool(appending) => {
+                    self.spool(event, appending).await?;
+                    return Ok(self.next_mark(0));
+                }
+                Route::Wait(mut change) => {
+                    // Closing for the switch back to live: wait for it (bounded), then route
+                    // again; past the bound, spool.
+                    if !matches!(timeout(SWITCH_WAIT, change.changed()).await, Ok(Ok(()))) {
+                        may_wait = false;
+                    }
+                }
+            }
         }
         match self.primary.publish(event).await {
             Ok(mark) => Ok(self.next_mark(mark)),
             Err(BusError::Full) => Err(BusError::Full),
             Err(error) => {
                 tracing::warn!(%error, "primary publish failed; spooling the event");
-                let appending = self.shared.start_spooling();
+                let appending = self.shared.gate.start_spooling();
                 self.spool(event, appending).await?;
                 Ok(self.next_mark(0))
             }
@@ -295,88 +234,5 @@ impl EventPublisher for SpooledPublisher {
 
     fn spool_depth(&self) -> Option<u64> {
         Some(self.depth())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use likes_shared::bus::EventSource;
-    use likes_shared::event::Action;
-    use likes_shared::{ContentId, UserId};
-
-    fn spooling_gate() -> SpoolShared {
-        SpoolShared {
-            gate: Mutex::new(Gate {
-                spooling: true,
-                appending: 0,
-            }),
-            appends_done: Notify::new(),
-            drained: AtomicU64::new(0),
-            drainer_running: AtomicBool::new(true),
-        }
-    }
-
-    fn event() -> LikeEvent {
-        LikeEvent {
-            event_id: 1,
-            user_id: UserId::new(1).expect("user id"),
-            content_id: ContentId::new(1).expect("content id"),
-            action: Action::Like,
-            version: 1,
-            ts_ms: 1,
-            source: "gate-test".into(),
-        }
-    }
-
-    fn log_in(dir: &std::path::Path) -> (LogPublisher, log::LogSource) {
-        let config = SpoolConfig {
-            dir: dir.to_path_buf(),
-            ..SpoolConfig::default()
-        };
-        log::open(&config.log_config()).expect("log opens")
-    }
-
-    #[tokio::test]
-    async fn publishing_stays_spooled_while_an_append_is_under_way() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (log, _source) = log_in(dir.path());
-        let shared = spooling_gate();
-        let appending = shared.route().expect("spooling routes to the spool");
-        // The spool is empty (nothing durable, nothing to ack), but an append chose it: going
-        // live now would let a later event overtake it.
-        assert!(!shared.try_go_live(&log));
-        drop(appending);
-        assert!(shared.try_go_live(&log));
-        assert!(shared.route().is_none(), "live again");
-    }
-
-    #[tokio::test]
-    async fn publishing_stays_spooled_until_every_durable_record_is_acked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (log, mut source) = log_in(dir.path());
-        let shared = spooling_gate();
-        let appending = shared.route().expect("spooling routes to the spool");
-        log.publish(&event()).await.expect("appended");
-        drop(appending);
-        assert!(
-            !shared.try_go_live(&log),
-            "a durable record is not drained yet"
-        );
-        source.ack(vec![0]).await.expect("acked");
-        assert!(shared.try_go_live(&log));
-    }
-
-    #[tokio::test]
-    async fn a_refusal_switches_to_the_spool_at_once() {
-        let shared = spooling_gate();
-        shared.gate.lock().spooling = false;
-        assert!(shared.route().is_none());
-        let appending = shared.start_spooling();
-        assert!(shared.is_spooling());
-        let second = shared.route().expect("the next publish spools too");
-        assert_eq!(shared.gate.lock().appending, 2);
-        drop((appending, second));
-        assert_eq!(shared.gate.lock().appending, 0);
     }
 }

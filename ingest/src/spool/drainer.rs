@@ -52,6 +52,7 @@ impl Drainer {
     pub(crate) async fn run(mut self, mut shutdown: Shutdown) -> Result<(), SpoolError> {
         let result = self.drain(&mut shutdown).await;
         self.shared.drainer_running.store(false, Ordering::Release);
+        self.shared.gate.cancel_closing();
         if let Err(error) = &result {
             tracing::error!(%error, "spool drainer stopped; spooled events stay on disk");
         }
@@ -69,12 +70,17 @@ impl Drainer {
                 let next = &pending[in_flight.len()];
                 in_flight.push_back(self.send(next.event.clone()));
             }
-            if unacked >= ACK_EVERY || (unacked > 0 && pending.is_empty()) {
+            // Ack in batches while behind, and at once when caught up (the switch back to live
+            // needs the spool trimmed): an ack is an fsync, and acking every time the window
+            // runs dry would slow the drain to the pace of the appends it has to outrun.
+            let caught_up = pending.is_empty()
+                && self.shared.drained.load(Ordering::Acquire) >= self.log.durable_offset();
+            if unacked >= ACK_EVERY || (unacked > 0 && caught_up) {
                 self.ack().await?;
                 unacked = 0;
             }
             if pending.is_empty() && unacked == 0 {
-                self.shared.try_go_live(&self.log);
+                self.shared.gate.try_go_live(&self.log, self.window as u64);
             }
             tokio::select! {
                 biased;
@@ -90,6 +96,7 @@ impl Drainer {
                         self.set_depth();
                     }
                     Err(error) => {
+                        self.shared.gate.cancel_closing();
                         in_flight = FuturesOrdered::new();
                         let wait = self.retry.delay(attempt);
                         attempt = attempt.saturating_add(1);
@@ -120,7 +127,7 @@ impl Drainer {
                 }
                 // Drained, but an append was under way when the gate was asked: ask again
                 // once it is done (its record, if it made it, arrives through `recv` anyway).
-                _ = self.shared.appends_done.notified(), if pending.is_empty() => {}
+                _ = self.shared.gate.appends_done.notified(), if pending.is_empty() => {}
             }
         }
         // Stopping: trim what the primary has acked; everything else stays for the next start.
