@@ -20,9 +20,12 @@
 //! and after a refusal it starts again from the first unconfirmed event). Live publishing
 //! resumes only once the drainer has the whole spool acked by the primary *and* no append is
 //! under way; that decision and the choice of a route are taken under one small lock (the
-//! [`Gate`]), so a live event can never overtake a spooled one that is still undrained, and an
-//! event appended to the spool is never skipped (the drainer reads every record of the log).
-//! A refused in-order retry may put a duplicate on the topic: harmless, see above.
+//! gate, see `gate`), so a live event can never overtake a spooled one that is still
+//! undrained, and an event appended to the spool is never skipped (the drainer reads every
+//! record of the log). Under steady load some append is always under way, so once the drainer
+//! has caught up the gate *closes*: new publishes wait briefly for the switch instead of
+//! appending. A refused in-order retry may put a duplicate on the topic: harmless, see above.
+//! Events of *concurrent* publishes have no order to keep (neither waited for the other).
 //!
 //! # Bounds (I7)
 //! The spool has a byte budget ([`SpoolConfig::max_bytes`]) and its append queue a capacity;
@@ -33,7 +36,8 @@
 //! [`SpoolConfig::drain_in_flight`] events in flight.
 //!
 //! # Layout
-//! - [`config`] — [`SpoolConfig`].
+//! - `config` — [`SpoolConfig`].
+//! - `gate` — which way a publish goes, and the safe switch back to live publishing.
 //! - `drainer` — the task that publishes the spool to the primary and trims it.
 
 mod config;
@@ -53,7 +57,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{timeout_at, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -198,6 +202,7 @@ impl EventPublisher for SpooledPublisher {
     /// progress over these marks must allow for that (nothing forgets on them yet).
     async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError> {
         let mut may_wait = true;
+        let wait_until = Instant::now() + SWITCH_WAIT;
         loop {
             match self.shared.gate.route(may_wait) {
                 Route::Live => break,
@@ -206,9 +211,9 @@ impl EventPublisher for SpooledPublisher {
                     return Ok(self.next_mark(0));
                 }
                 Route::Wait(mut change) => {
-                    // Closing for the switch back to live: wait for it (bounded), then route
-                    // again; past the bound, spool.
-                    if !matches!(timeout(SWITCH_WAIT, change.changed()).await, Ok(Ok(()))) {
+                    // Closing for the switch back to live: wait for it, then route again;
+                    // past the bound (for all waits of this publish together), spool.
+                    if !matches!(timeout_at(wait_until, change.changed()).await, Ok(Ok(()))) {
                         may_wait = false;
                     }
                 }

@@ -19,7 +19,9 @@ pub struct SpoolConfig {
     pub segment_bytes: u64,
     /// Spool appends waiting for the log's writer; past it, spooling answers 503.
     pub queue_capacity: usize,
-    /// Spooled events the drainer has published and not yet seen acked, at most.
+    /// Spooled events the drainer has published and not yet seen acked, at most. The drain has
+    /// to outpace new events (they queue behind it), so this is large; keep it below the
+    /// primary's own in-flight bound (`PulsarPublisherConfig::max_in_flight`).
     pub drain_in_flight: usize,
     /// The drainer's wait between attempts while the primary refuses (full jitter, capped).
     pub retry: Backoff,
@@ -32,7 +34,7 @@ impl Default for SpoolConfig {
             max_bytes: 1 << 30,
             segment_bytes: 16 << 20,
             queue_capacity: 16_384,
-            drain_in_flight: 256,
+            drain_in_flight: 1_024,
             retry: Backoff {
                 initial_ms: 100,
                 max_ms: 5_000,
