@@ -360,11 +360,17 @@ async fn a_full_spool_refuses_with_full() {
     assert!(spooled > 0);
     assert_eq!(opened.spool.depth(), spooled);
 
-    // Once the primary is back the spool drains and takes events again.
+    // Once the primary is back the spool drains, and its room comes back with it.
     primary.set(Mode::Up);
     wait_until("the spool drained", || !opened.spool.is_spooling()).await;
     assert_eq!(primary.acked().len() as u64, spooled);
-    opened.spool.publish(&event(3, 99_999)).await.expect("live");
+    primary.set(Mode::Down);
+    opened
+        .spool
+        .publish(&event(3, 99_999))
+        .await
+        .expect("the drained spool takes events again");
+    assert_eq!(opened.spool.depth(), 1);
 }
 
 #[tokio::test]

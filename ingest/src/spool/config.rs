@@ -12,8 +12,8 @@ pub struct SpoolConfig {
     /// One process at a time: the log locks it.
     pub dir: PathBuf,
     /// Spooling is refused (503) while the spool's files hold more than this many bytes. Whole
-    /// segments count, and the newest segment stays on disk even once drained, so this should
-    /// be a few times `segment_bytes`.
+    /// segments count, and the newest segment stays on disk even once drained (segments are
+    /// therefore kept to at most a quarter of this).
     pub max_bytes: u64,
     /// A spool segment is closed once it holds this many bytes; drained segments are deleted.
     pub segment_bytes: u64,
@@ -44,12 +44,14 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
-    /// The embedded log's settings for this spool.
+    /// The embedded log's settings for this spool. A segment is at most a quarter of
+    /// `max_bytes`: the newest segment is never deleted, drained or not, and must not hold the
+    /// spool at its budget once everything in it is drained.
     pub fn log_config(&self) -> LogConfig {
         let defaults = LogConfig::default();
         LogConfig {
             dir: self.dir.clone(),
-            segment_bytes: self.segment_bytes.max(1),
+            segment_bytes: self.segment_bytes.min(self.max_bytes / 4).max(1),
             max_bytes: self.max_bytes,
             queue_capacity: self.queue_capacity.max(1),
             max_batch: defaults.max_batch,
@@ -77,5 +79,16 @@ mod tests {
             SpoolConfig::default().drain_in_flight
         );
         assert!(serde_json::from_str::<SpoolConfig>(r#"{"max_byte": 10}"#).is_err());
+    }
+
+    #[test]
+    fn a_segment_is_at_most_a_quarter_of_the_budget() {
+        let small = SpoolConfig {
+            max_bytes: 1_000,
+            ..SpoolConfig::default()
+        };
+        assert_eq!(small.log_config().segment_bytes, 250);
+        let default = SpoolConfig::default();
+        assert_eq!(default.log_config().segment_bytes, default.segment_bytes);
     }
 }
