@@ -198,6 +198,7 @@ pub async fn readyz(ctx: Arc<Context>) -> Result<WithStatus<Json>, ApiError> {
     let body = json!({
         "ready": readiness.is_ready(),
         "checks": { "bus": readiness.bus, "cache": readiness.cache, "store": readiness.store },
+        "spool_depth": readiness.spool_depth,
     });
     Ok(with_status(reply_json(&body), status))
 }
@@ -222,5 +223,56 @@ mod tests {
         let again = readyz(ctx.clone()).await.expect("readyz answers");
         assert_eq!(again.into_response().status(), StatusCode::OK);
         assert_eq!(store.pings(), 1, "a fresh probe result is reused");
+    }
+
+    /// A primary publisher that is down: everything it is given goes to the spool.
+    struct DownPublisher;
+
+    #[async_trait::async_trait]
+    impl likes_shared::bus::EventPublisher for DownPublisher {
+        async fn publish(
+            &self,
+            _: &likes_shared::LikeEvent,
+        ) -> Result<likes_shared::bus::DurableMark, likes_shared::bus::BusError> {
+            Err(likes_shared::bus::BusError::Unavailable("down".into()))
+        }
+
+        fn is_ready(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_the_spool_depth_and_stays_ready_while_the_spool_has_room() {
+        use crate::spool::{SpoolConfig, SpooledPublisher};
+        use likes_shared::bus::EventPublisher;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_trigger, shutdown) = likes_shared::shutdown::channel();
+        let config = SpoolConfig {
+            dir: dir.path().to_path_buf(),
+            ..SpoolConfig::default()
+        };
+        let (spool, _drainer) =
+            SpooledPublisher::open(Arc::new(DownPublisher), config, shutdown).expect("spool");
+        for n in 1..=3 {
+            let event = likes_shared::LikeEvent {
+                event_id: u128::from(n),
+                user_id: UserId::new(1).expect("user id"),
+                content_id: ContentId::new(9).expect("content id"),
+                action: Action::Like,
+                version: n,
+                ts_ms: 1,
+                source: "readyz-test".into(),
+            };
+            spool.publish(&event).await.expect("spooled");
+        }
+        let mut backends = stub_backends::backends();
+        backends.publisher = Arc::new(spool);
+        let routes = crate::filters::routes(stub_backends::context(backends));
+        let answer = warp::test::request().path("/readyz").reply(&routes).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        let body: serde_json::Value = serde_json::from_slice(answer.body()).expect("json");
+        assert_eq!(body["spool_depth"], 3, "{body}");
+        assert_eq!(body["checks"]["bus"], true, "{body}");
     }
 }

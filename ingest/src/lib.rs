@@ -15,6 +15,8 @@
 //! - [`config`] — `IngestConfig`.
 //! - `distributed` (features `pulsar` and `redis`) — `Distributed::start`, the `likes-ingest`
 //!   binary's backends (Redis, Pulsar, TiDB) and its `DistributedConfig`.
+//! - [`spool`] — `SpooledPublisher`: wraps the primary publisher with a bounded local durable
+//!   spool while it is down, drained in order when it is back (DESIGN section 8).
 //! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
 //!   distributed deployment's `EventPublisher` on the `like-events` topic.
 //! - `redis_cache` (feature `redis`, on by default) — `RedisStateCache`, the distributed
@@ -40,6 +42,7 @@ pub mod redis_cache;
 #[cfg(feature = "redis")]
 pub mod redis_trending;
 pub mod service;
+pub mod spool;
 #[cfg(test)]
 mod stub_backends;
 

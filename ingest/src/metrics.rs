@@ -1,7 +1,8 @@
 //! Prometheus metrics served on `/metrics`. No user ids in labels: cardinality stays fixed.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -10,6 +11,43 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub events_published: IntCounter,
     pub publish_failures: IntCounter,
+    /// The spool's counters; hand them to `SpooledPublisher::open_with_metrics`.
+    pub spool: SpoolMetrics,
+}
+
+/// The spool's metrics (DESIGN section 8): how much went to the local spool, how much of it the
+/// drainer has delivered, and how much waits. Cheap to clone (the counters are shared).
+#[derive(Clone)]
+pub struct SpoolMetrics {
+    /// Events made durable in the spool because the primary refused or the spool was draining.
+    pub spooled: IntCounter,
+    /// Spooled events the primary has acked.
+    pub drained: IntCounter,
+    /// Events in the spool not yet acked by the primary.
+    pub depth: IntGauge,
+}
+
+impl SpoolMetrics {
+    /// Unregistered metrics; [`Metrics::new`] registers its own.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(SpoolMetrics {
+            spooled: IntCounter::new(
+                "spool_events_total",
+                "Events spooled locally while the bus was down or the spool draining",
+            )?,
+            drained: IntCounter::new(
+                "spool_drained_total",
+                "Spooled events published to the bus and acked",
+            )?,
+            depth: IntGauge::new("spool_depth", "Spooled events not yet acked by the bus")?,
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.spooled.clone()))?;
+        registry.register(Box::new(self.drained.clone()))?;
+        registry.register(Box::new(self.depth.clone()))
+    }
 }
 
 impl Metrics {
@@ -35,12 +73,15 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
         registry.register(Box::new(publish_failures.clone()))?;
+        let spool = SpoolMetrics::new()?;
+        spool.register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
             latency,
             events_published,
             publish_failures,
+            spool,
         })
     }
 

@@ -14,6 +14,11 @@ pub struct Readiness {
     pub bus: bool,
     pub cache: bool,
     pub store: bool,
+    /// Events in the local spool waiting for the bus ([`EventPublisher::spool_depth`]); a
+    /// report, not a condition: a spool with room still takes events durably.
+    ///
+    /// [`EventPublisher::spool_depth`]: likes_shared::bus::EventPublisher::spool_depth
+    pub spool_depth: Option<u64>,
 }
 
 impl Readiness {
@@ -70,6 +75,7 @@ impl ReadinessProbe {
             bus: self.backends.publisher.is_ready(),
             cache: matches!(cache, Ok(Ok(()))),
             store: matches!(store, Ok(Ok(()))),
+            spool_depth: self.backends.publisher.spool_depth(),
         }
     }
 }
@@ -121,7 +127,8 @@ mod tests {
             Readiness {
                 bus: true,
                 cache: true,
-                store: false
+                store: false,
+                spool_depth: None,
             }
         );
         assert!(!readiness.is_ready());

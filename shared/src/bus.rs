@@ -32,6 +32,13 @@ pub trait EventPublisher: Send + Sync + 'static {
 
     /// Whether publishing is expected to work now (for `/readyz`).
     fn is_ready(&self) -> bool;
+
+    /// Events this publisher made durable locally that are not on the bus yet: the depth of
+    /// ingest's spool while the broker is (or was) down (DESIGN section 8), for `/readyz`.
+    /// `None` for a publisher without a spool.
+    fn spool_depth(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How far the sink has committed: every event whose [`DurableMark`] is at or below
