@@ -47,7 +47,18 @@ impl Application {
     pub async fn build(
         config: &IngestConfig,
         backends: Backends,
+        shutdown: Shutdown,
+    ) -> Result<Self, BuildError> {
+        Self::build_with_metrics(config, backends, shutdown, Arc::new(Metrics::new()?)).await
+    }
+
+    /// [`Self::build`], serving `metrics` on `/metrics`: for backends that count into it too
+    /// (the spool).
+    pub async fn build_with_metrics(
+        config: &IngestConfig,
+        backends: Backends,
         mut shutdown: Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
         let secret_len = config.auth.jwt_secret.len();
         if secret_len < MIN_JWT_SECRET_BYTES {
@@ -67,7 +78,6 @@ impl Application {
         if config.auth.dev_tokens && !dev_tokens {
             tracing::warn!(%addr, "dev tokens stay off: they are served only on a loopback address");
         }
-        let metrics = Arc::new(Metrics::new()?);
         let readiness = ReadinessProbe::new(
             backends.clone(),
             ReadinessProbe::FRESH_FOR,

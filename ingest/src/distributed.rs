@@ -13,10 +13,12 @@ mod config;
 pub use config::DistributedConfig;
 
 use crate::app::{Application, BuildError};
+use crate::metrics::Metrics;
 use crate::pulsar_publisher::PulsarPublisher;
 use crate::redis_cache::{AgeBound, RedisCacheError, RedisStateCache};
 use crate::redis_trending::RedisTrendingBoard;
 use crate::service::Backends;
+use crate::spool::{SpoolConfig, SpoolError, SpooledPublisher};
 use likes_shared::bus::BusError;
 use likes_shared::cache::{CacheError, StateCache};
 use likes_shared::config::redacted_url;
@@ -51,6 +53,8 @@ pub enum StartError {
     Schema { url: String, source: StoreError },
     #[error("the events topic {topic}: {reason} (run `likes-pipeline init` first)")]
     Topic { topic: String, reason: String },
+    #[error("the spool in LIKES_DATA_DIR: {0}")]
+    Spool(#[from] SpoolError),
     #[error(transparent)]
     Build(#[from] BuildError),
 }
@@ -60,7 +64,8 @@ pub struct Distributed {
     pub addr: SocketAddr,
     trigger: ShutdownTrigger,
     server: JoinHandle<()>,
-    publisher: Arc<PulsarPublisher>,
+    drainer: JoinHandle<Result<(), SpoolError>>,
+    pulsar: Arc<PulsarPublisher>,
 }
 
 impl Distributed {
@@ -72,19 +77,6 @@ impl Distributed {
             url: redacted_url(redis_url),
             reason,
         };
-        let progress = Arc::new(AgeBound {
-            max_lag_ms: config.max_pipeline_lag_ms,
-        });
-        let cache = RedisStateCache::new(redis_url, config.redis.clone(), progress)
-            .map_err(|e: RedisCacheError| redis_error(e.to_string()))?;
-        cache
-            .ping()
-            .await
-            .map_err(|e: CacheError| redis_error(e.to_string()))?;
-        cache
-            .check_eviction_policy()
-            .await
-            .map_err(|e| redis_error(e.to_string()))?;
         let store = store_config
             .connect()
             .await
@@ -102,12 +94,37 @@ impl Distributed {
         }
         check_topic(&config).await?;
         let pulsar_url = publisher_config.url.clone();
-        let publisher = Arc::new(PulsarPublisher::connect(publisher_config).await.map_err(
-            |source| StartError::Pulsar {
+        let pulsar = PulsarPublisher::connect(publisher_config)
+            .await
+            .map_err(|source| StartError::Pulsar {
                 url: redacted_url(&pulsar_url),
                 source,
-            },
-        )?);
+            })?;
+        let pulsar = Arc::new(pulsar);
+        let (trigger, shutdown) = shutdown::channel();
+        let spool_config = SpoolConfig {
+            dir: config.data_dir.join("spool"),
+            ..config.spool.clone()
+        };
+        let metrics = Arc::new(Metrics::new().map_err(BuildError::from)?);
+        let (spool, drainer) = SpooledPublisher::open_with_metrics(
+            pulsar.clone(),
+            spool_config,
+            shutdown.clone(),
+            metrics.spool.clone(),
+        )?;
+        let spool = Arc::new(spool);
+        let progress = Arc::new(AgeBound::new(config.max_pipeline_lag_ms).behind(spool.clone()));
+        let cache = RedisStateCache::new(redis_url, config.redis.clone(), progress)
+            .map_err(|e: RedisCacheError| redis_error(e.to_string()))?;
+        cache
+            .ping()
+            .await
+            .map_err(|e: CacheError| redis_error(e.to_string()))?;
+        cache
+            .check_eviction_policy()
+            .await
+            .map_err(|e| redis_error(e.to_string()))?;
         let trending = RedisTrendingBoard::new(
             cache.connection(),
             &config.pulsar.topic,
@@ -117,18 +134,19 @@ impl Distributed {
         let backends = Backends {
             cache: Arc::new(cache),
             store: Arc::new(store),
-            publisher: publisher.clone(),
+            publisher: spool,
             trending: Arc::new(trending),
         };
-        let (trigger, shutdown) = shutdown::channel();
-        let app = Application::build(&config.ingest, backends, shutdown).await?;
+        let app =
+            Application::build_with_metrics(&config.ingest, backends, shutdown, metrics).await?;
         let addr = app.local_addr();
         let server = tokio::spawn(app.run_until_stopped());
         Ok(Distributed {
             addr,
             trigger,
             server,
-            publisher,
+            drainer,
+            pulsar,
         })
     }
 
@@ -138,13 +156,19 @@ impl Distributed {
         self.stop().await;
     }
 
-    /// Stops accepting, answers the requests in flight, closes the producer.
+    /// Stops accepting, answers the requests in flight, stops the spool's drainer (what it
+    /// holds stays on disk for the next start), closes the producer.
     pub async fn stop(self) {
         self.trigger.trigger();
         if let Err(error) = self.server.await {
             tracing::error!(%error, "the HTTP server task failed");
         }
-        self.publisher.close().await;
+        match self.drainer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the spool drainer failed"),
+            Err(error) => tracing::error!(%error, "the spool drainer task failed"),
+        }
+        self.pulsar.close().await;
     }
 }
 

@@ -32,6 +32,7 @@ mod scripts;
 
 pub use config::RedisCacheConfig;
 
+use crate::spool::SpooledPublisher;
 use async_trait::async_trait;
 use layout::{changed_key, count_key, durable, settled, user_key, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
@@ -44,18 +45,52 @@ use redis::{AsyncCommands, RedisError};
 use scripts::{
     APPLY_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Every change older than `max_lag_ms` is in the store: the pipeline's enforced maximum lag
-/// (publish timeout included) is what a cache across processes may rely on.
+/// (publish timeout included) is what a cache across processes may rely on. Events held in a
+/// spool are not on their way to the store at all: while the spool holds any, and for
+/// `max_lag_ms` after it last did, nothing counts as committed (no count fills over a change,
+/// nothing forgotten).
 pub struct AgeBound {
-    pub max_lag_ms: u64,
+    max_lag_ms: u64,
+    spool: Option<Arc<SpooledPublisher>>,
+    /// When the spool was last seen holding events (wall-clock ms).
+    spooling_seen: AtomicU64,
+}
+
+impl AgeBound {
+    pub fn new(max_lag_ms: u64) -> Self {
+        AgeBound {
+            max_lag_ms,
+            spool: None,
+            spooling_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// The same bound, held back while `spool` holds events.
+    pub fn behind(self, spool: Arc<SpooledPublisher>) -> Self {
+        AgeBound {
+            spool: Some(spool),
+            ..self
+        }
+    }
 }
 
 impl CommitProgress for AgeBound {
     fn committed(&self) -> DurableMark {
-        now_ms().saturating_sub(self.max_lag_ms)
+        let now = now_ms();
+        if self.spool.as_ref().is_some_and(|s| s.is_spooling()) {
+            self.spooling_seen.fetch_max(now, Ordering::AcqRel);
+            return 0;
+        }
+        let seen = self.spooling_seen.load(Ordering::Acquire);
+        if seen > 0 && now.saturating_sub(seen) < self.max_lag_ms {
+            return 0;
+        }
+        now.saturating_sub(self.max_lag_ms)
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::config::IngestConfig;
 use crate::pulsar_publisher::PulsarPublisherConfig;
 use crate::redis_cache::RedisCacheConfig;
+use crate::spool::SpoolConfig;
 use likes_shared::topics::TopicsConfig;
 use likes_sink::mysql::{MissingSetting, StoreTuning};
 use likes_sink::MySqlConfig;
@@ -41,6 +42,9 @@ pub struct DistributedConfig {
     /// The pipeline's enforced maximum lag from a like's publish to its commit, publish timeout
     /// included: the Redis cache may forget (and fill counts over) changes older than this.
     pub max_pipeline_lag_ms: u64,
+    /// The spool's bounds (`LIKES_SPOOL__MAX_BYTES`, …); it lives in `data_dir/spool`, whatever
+    /// its `dir` says.
+    pub spool: SpoolConfig,
 }
 
 impl Default for DistributedConfig {
@@ -61,6 +65,7 @@ impl Default for DistributedConfig {
                 ..StoreTuning::default()
             },
             max_pipeline_lag_ms: 30_000,
+            spool: SpoolConfig::default(),
         }
     }
 }
