@@ -20,7 +20,7 @@
 //! - `pulsar_publisher` (feature `pulsar`, on by default) — `PulsarPublisher`, the
 //!   distributed deployment's `EventPublisher` on the `like-events` topic.
 //! - `redis_cache` (feature `redis`, on by default) — `RedisStateCache`, the distributed
-//!   deployment's `StateCache`; `redis_trending` — `RedisTrendingBoard`, the partitions' top-k.
+//!   deployment's `StateCache`.
 
 pub mod app;
 pub mod auth;
@@ -39,8 +39,6 @@ pub mod pulsar_publisher;
 pub mod readiness;
 #[cfg(feature = "redis")]
 pub mod redis_cache;
-#[cfg(feature = "redis")]
-pub mod redis_trending;
 pub mod service;
 pub mod spool;
 #[cfg(test)]

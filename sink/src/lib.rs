@@ -11,6 +11,8 @@
 //!   its reconciler.
 //! - `pulsar_client`, `pulsar_admin` (feature `pulsar`) — connecting to the broker with bounded
 //!   waits; creating and inspecting topics through the admin REST API (`ensure_topics`).
+//! - `redis_trending` (feature `redis`) — `RedisTrendingBoard`: workers post their partitions'
+//!   top-k to Redis, ingest merges them.
 //!
 //! # Features
 //! `pulsar` (off by default) brings the Pulsar client, which needs protoc and OpenSSL to build.
@@ -24,6 +26,8 @@ pub mod mysql;
 pub mod pulsar_admin;
 #[cfg(feature = "pulsar")]
 pub mod pulsar_client;
+#[cfg(feature = "redis")]
+pub mod redis_trending;
 mod retry_logic;
 pub mod sqlite;
 pub mod transitions;

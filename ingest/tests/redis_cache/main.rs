@@ -346,8 +346,8 @@ async fn a_user_past_the_bound_forgets_only_settled_states_older_than_committed(
 
 #[tokio::test]
 async fn trending_merges_the_partitions_posts_and_a_post_replaces_its_partition() {
-    use likes_ingest::redis_trending::RedisTrendingBoard;
     use likes_shared::trending::{TrendingBoard, TrendingEntry};
+    use likes_sink::redis_trending::RedisTrendingBoard;
     let (cache, _) = cache();
     // A topic of its own: other tests post to the shared Redis too.
     let topic = likes_smoke::unique_name("trending");
