@@ -34,7 +34,7 @@ pub use config::RedisCacheConfig;
 
 use crate::spool::SpooledPublisher;
 use async_trait::async_trait;
-use layout::{changed_key, count_key, durable, settled, user_key, FILLED_FIELD};
+use layout::{durable, settled, Keys, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
@@ -102,6 +102,7 @@ pub enum RedisCacheError {
 
 pub struct RedisStateCache {
     conn: ConnectionManager,
+    keys: Keys,
     config: RedisCacheConfig,
     progress: Arc<dyn CommitProgress>,
 }
@@ -125,6 +126,7 @@ impl RedisStateCache {
             .map_err(RedisCacheError::Url)?;
         Ok(RedisStateCache {
             conn,
+            keys: Keys::new(&config.namespace),
             config,
             progress,
         })
@@ -170,8 +172,8 @@ impl RedisStateCache {
         changed: bool,
     ) -> Result<Option<i64>, CacheError> {
         MOVE_COUNT_SCRIPT
-            .key(count_key(content))
-            .key(changed_key(content))
+            .key(self.keys.count(content))
+            .key(self.keys.changed(content))
             .arg(delta)
             .arg(if changed { now_ms() } else { 0 })
             .arg(self.config.count_ttl_secs)
@@ -187,7 +189,7 @@ impl RedisStateCache {
         states: impl Iterator<Item = (ContentId, Option<RowState>)>,
         ticket: FillTicket,
     ) -> Result<i64, CacheError> {
-        let mut invocation = SEED_SCRIPT.key(user_key(user));
+        let mut invocation = SEED_SCRIPT.key(self.keys.user(user));
         invocation
             .arg(ticket.0)
             .arg(complete)
@@ -245,7 +247,7 @@ impl StateCache for RedisStateCache {
     ) -> Result<Option<CachedApply>, CacheError> {
         let liked = action.liked();
         let reply: Option<(i64, String, i64)> = APPLY_SCRIPT
-            .key(user_key(user))
+            .key(self.keys.user(user))
             .arg(content.get())
             .arg(u8::from(liked))
             .arg(version)
@@ -278,7 +280,7 @@ impl StateCache for RedisStateCache {
         _mark: DurableMark,
     ) -> Result<(), CacheError> {
         let moved: i64 = CONFIRM_SCRIPT
-            .key(user_key(user))
+            .key(self.keys.user(user))
             .arg(content.get())
             .arg(u8::from(applied.liked))
             .arg(applied.version)
@@ -302,7 +304,7 @@ impl StateCache for RedisStateCache {
             return Ok(());
         }
         let moved: i64 = REVERT_SCRIPT
-            .key(user_key(user))
+            .key(self.keys.user(user))
             .arg(content.get())
             .arg(u8::from(applied.liked))
             .arg(applied.version)
@@ -324,7 +326,7 @@ impl StateCache for RedisStateCache {
         if contents.is_empty() {
             return Ok(Vec::new());
         }
-        let key = user_key(user);
+        let key = self.keys.user(user);
         let mut fields: Vec<String> = contents.iter().map(|c| c.get().to_string()).collect();
         fields.push(FILLED_FIELD.to_owned());
         let (mut values,): (Vec<Option<String>>,) = redis::pipe()
@@ -354,7 +356,7 @@ impl StateCache for RedisStateCache {
 
     async fn is_filled(&self, user: UserId) -> Result<bool, CacheError> {
         self.conn()
-            .hexists(user_key(user), FILLED_FIELD)
+            .hexists(self.keys.user(user), FILLED_FIELD)
             .await
             .map_err(cache_error)
     }
@@ -384,7 +386,7 @@ impl StateCache for RedisStateCache {
         if contents.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = contents.iter().map(|c| count_key(*c)).collect();
+        let keys: Vec<String> = contents.iter().map(|c| self.keys.count(*c)).collect();
         redis::cmd("MGET")
             .arg(keys)
             .query_async(&mut self.conn())
@@ -399,8 +401,8 @@ impl StateCache for RedisStateCache {
         ticket: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
         FILL_COUNT_SCRIPT
-            .key(count_key(content))
-            .key(changed_key(content))
+            .key(self.keys.count(content))
+            .key(self.keys.changed(content))
             .arg(count)
             .arg(ticket.0)
             .arg(self.config.count_ttl_secs)

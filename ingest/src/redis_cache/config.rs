@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisCacheConfig {
+    /// The first part of every key (`<namespace>:{u:<id>}`): several deployments (or test runs)
+    /// can share one Redis without seeing each other's states.
+    pub namespace: String,
     /// Longest wait for one command's answer; past it the cache is treated as down.
     pub response_timeout_ms: u64,
     /// Longest wait to (re)connect.
@@ -23,6 +26,7 @@ pub struct RedisCacheConfig {
 impl Default for RedisCacheConfig {
     fn default() -> Self {
         RedisCacheConfig {
+            namespace: "likes".into(),
             response_timeout_ms: 500,
             connect_timeout_ms: 1_000,
             state_ttl_secs: 6 * 3600,

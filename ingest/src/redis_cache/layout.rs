@@ -9,17 +9,31 @@ use likes_shared::{ContentId, UserId};
 /// The fill marker field of a user hash (see `scripts.rs`).
 pub(super) const FILLED_FIELD: &str = "_f";
 
-pub(super) fn user_key(user: UserId) -> String {
-    format!("likes:{{u:{}}}", user.get())
+/// The key names under one namespace (`likes` by default).
+pub(super) struct Keys {
+    namespace: String,
 }
 
-pub(super) fn count_key(content: ContentId) -> String {
-    format!("likes:{{c:{}}}:n", content.get())
-}
+impl Keys {
+    pub fn new(namespace: &str) -> Self {
+        Keys {
+            namespace: namespace.to_owned(),
+        }
+    }
 
-/// When the count last moved (wall-clock ms): a fill from the store read before that may lack it.
-pub(super) fn changed_key(content: ContentId) -> String {
-    format!("likes:{{c:{}}}:t", content.get())
+    pub fn user(&self, user: UserId) -> String {
+        format!("{}:{{u:{}}}", self.namespace, user.get())
+    }
+
+    pub fn count(&self, content: ContentId) -> String {
+        format!("{}:{{c:{}}}:n", self.namespace, content.get())
+    }
+
+    /// When the count last moved (wall-clock ms): a fill from the store read before that may
+    /// lack it.
+    pub fn changed(&self, content: ContentId) -> String {
+        format!("{}:{{c:{}}}:t", self.namespace, content.get())
+    }
 }
 
 /// The field value of a state read from the store: settled, so current and durable are one.
@@ -65,8 +79,9 @@ mod tests {
     #[test]
     fn keys_carry_hash_tags() {
         let (u, c) = (UserId::new(7).expect("id"), ContentId::new(9).expect("id"));
-        assert_eq!(user_key(u), "likes:{u:7}");
-        assert_eq!(count_key(c), "likes:{c:9}:n");
-        assert_eq!(changed_key(c), "likes:{c:9}:t");
+        let keys = Keys::new("likes");
+        assert_eq!(keys.user(u), "likes:{u:7}");
+        assert_eq!(keys.count(c), "likes:{c:9}:n");
+        assert_eq!(keys.changed(c), "likes:{c:9}:t");
     }
 }
