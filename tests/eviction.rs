@@ -7,7 +7,7 @@ mod support;
 
 use likes::EmbeddedConfig;
 use reqwest::Method;
-use support::{spawn_in, spawn_with, TestApp};
+use support::{spawn_embedded, spawn_in, TestApp};
 
 const A: u64 = 1;
 const X: u64 = 7;
@@ -51,7 +51,7 @@ async fn other_user_likes(app: &TestApp, u: u64) -> bool {
 
 #[tokio::test]
 async fn a_pending_like_survives_cache_pressure_and_its_unlike_wins() {
-    let app = spawn_with(tiny_cache_open_windows).await;
+    let app = spawn_embedded(tiny_cache_open_windows).await;
     let liked = app.like(A, X).await;
     assert_eq!(
         (liked["liked"].clone(), liked["count"].clone()),
@@ -126,5 +126,5 @@ async fn a_pending_like_survives_cache_pressure_and_its_unlike_wins() {
             "user {u}: {body}"
         );
     }
-    app.app.stop().await.expect("stop");
+    app.stop().await;
 }

@@ -1,16 +1,26 @@
-//! Starting the all-in-one for a test: port 0, a fresh data dir, a client.
+//! Starting the service for a test: port 0, a fresh data dir, a client. `spawn`/`spawn_app`
+//! start the backend a test names ([`Backend`]); the `embedded` helpers start the all-in-one
+//! with settings only it has.
 
 #![allow(dead_code)]
 
 use likes::{Embedded, EmbeddedConfig};
 use likes_ingest::auth::Authenticator;
-use likes_shared::UserId;
+use likes_ingest::IngestConfig;
+use likes_shared::store::LikeStore;
+use likes_shared::{ContentId, UserId};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// At least 32 bytes: ingest refuses to start on a shorter secret.
 pub const SECRET: &str = "test-secret-of-the-api-tests-32-bytes";
+
+/// Which deployment a test of the API suite runs on (one suite, both backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+}
 
 pub struct TestApp {
     pub app: Embedded,
@@ -30,11 +40,18 @@ pub fn config(dir: &std::path::Path) -> EmbeddedConfig {
     config
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_with(|_| {}).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn(backend, |_| {}).await
 }
 
-pub async fn spawn_with(tweak: impl FnOnce(&mut EmbeddedConfig)) -> TestApp {
+/// `backend` with the HTTP settings `tweak` changes.
+pub async fn spawn(backend: Backend, tweak: impl FnOnce(&mut IngestConfig)) -> TestApp {
+    match backend {
+        Backend::Embedded => spawn_embedded(|config| tweak(&mut config.ingest)).await,
+    }
+}
+
+pub async fn spawn_embedded(tweak: impl FnOnce(&mut EmbeddedConfig)) -> TestApp {
     spawn_in(tempfile::tempdir().expect("tempdir"), tweak).await
 }
 
@@ -59,6 +76,31 @@ pub fn token(user: u64) -> String {
 }
 
 impl TestApp {
+    /// The rows in the store whose count disagrees with the likes (I1).
+    pub async fn count_mismatches(&self) -> usize {
+        self.app
+            .store
+            .count_mismatches()
+            .await
+            .expect("check")
+            .len()
+    }
+
+    /// The store's counts of `contents` (what the pipeline committed).
+    pub async fn stored_counts(&self, contents: &[u64]) -> Vec<i64> {
+        let ids: Vec<ContentId> = contents
+            .iter()
+            .map(|c| ContentId::new(*c).expect("non-zero"))
+            .collect();
+        LikeStore::counts(&self.app.store, &ids)
+            .await
+            .expect("counts")
+    }
+
+    pub async fn stop(self) {
+        self.app.stop().await.expect("stop");
+    }
+
     pub fn request(&self, method: Method, path: &str, user: Option<u64>) -> RequestBuilder {
         let builder = self
             .client
@@ -102,7 +144,7 @@ impl TestApp {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 
-    /// Sends, asserts a 4xx/5xx with the error shape and `code`, returns the response headers' body.
+    /// Sends, asserts a 4xx/5xx with the error shape and `code`, returns the body.
     pub async fn error(&self, request: RequestBuilder, status: u16, code: &str) -> Value {
         let body = self.json(request, status).await;
         assert_eq!(body["error"]["code"], code, "{body}");
@@ -131,4 +173,23 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Runs each test of the API suite on every [`Backend`]: a module per backend, the same test
+/// names in each (`cargo test embedded::` or `distributed::` picks one).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($(#[doc = $doc:literal])* async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        mod embedded {
+            use super::*;
+            $(
+                $(#[doc = $doc])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $backend = Backend::Embedded;
+                    $body
+                }
+            )*
+        }
+    };
 }
