@@ -1,13 +1,15 @@
 //! `likes-ingest` on the real Redis, Pulsar and TiDB (issue 7): what only the distributed
 //! deployment has to show.
 
+mod load;
+mod outages;
 mod support;
 
 use reqwest::{Client, Method};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::{token, Stack};
+use support::{exclusive, token, Stack};
 
 /// 200 concurrent likes and unlikes by a few users of one content, spread over two ingest
 /// instances sharing one Redis: Redis decides each transition once, every answer stands on an
@@ -16,6 +18,7 @@ use support::{token, Stack};
 async fn racing_actions_across_two_instances_replay_to_the_cached_state_and_count() {
     const USERS: u64 = 5;
     const REQUESTS: u64 = 200;
+    let _exclusive = exclusive().await;
     let mut stack = Stack::new().await;
     let a = stack.start_ingest().await;
     let b = stack.start_ingest().await;

@@ -1,0 +1,163 @@
+//! Outages of the real services under load (issue 7), through `infra/dev/services stop/start`:
+//! an outage keeps data, ports and env, so the same ingest sees its dependency come back.
+//! Every test of this binary holds [`support::exclusive`], so an outage never hits another test.
+
+use super::load::{Answer, Load};
+use super::support::{exclusive, services, Stack};
+use likes_shared::LikeEvent;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Polls `/readyz` until the spool is empty.
+async fn spool_drained(base: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let ready: Option<Value> = match reqwest::get(format!("{base}/readyz")).await {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        if ready.as_ref().and_then(|r| r["spool_depth"].as_u64()) == Some(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every change answered 2xx is on the topic, and one content's changes are there in the order
+/// they were answered (one answered before the other was sent).
+fn assert_on_the_topic_in_order(answers: &[Answer], events: &[LikeEvent]) {
+    // Per (user, content): the distinct transitions on the topic in topic order, with the
+    // position of their first appearance.
+    let mut transitions: HashMap<(u64, u64), Vec<(u64, bool, usize)>> = HashMap::new();
+    for (position, e) in events.iter().enumerate() {
+        let list = transitions
+            .entry((e.user_id.get(), e.content_id.get()))
+            .or_default();
+        if !list.iter().any(|(v, _, _)| *v == e.version) {
+            list.push((e.version, e.action.liked(), position));
+        }
+    }
+    let mut changes: HashMap<(u64, u64), Vec<&Answer>> = HashMap::new();
+    for a in answers.iter().filter(|a| a.status == 200 && a.changed) {
+        changes.entry((a.user, a.content)).or_default().push(a);
+    }
+    // The k-th change of a pair (its requests never overlap) is its k-th transition.
+    let mut placed: Vec<(&Answer, usize)> = Vec::new();
+    for (pair, answered) in &changes {
+        let mut on_topic = transitions.get(pair).cloned().unwrap_or_default();
+        on_topic.sort_unstable_by_key(|(v, _, _)| *v);
+        assert!(
+            on_topic.len() >= answered.len(),
+            "{pair:?}: {} changes answered, {} on the topic",
+            answered.len(),
+            on_topic.len()
+        );
+        let mut answered = answered.clone();
+        answered.sort_unstable_by_key(|a| a.answered);
+        // Changes Redis applied but whose answer was lost (a timeout) may sit between them;
+        // match each answer to the first later transition with its state.
+        let mut next = 0;
+        for a in answered {
+            let liked = a.liked.expect("a 200 says liked");
+            let found = on_topic[next..]
+                .iter()
+                .position(|(_, l, _)| *l == liked)
+                .unwrap_or_else(|| panic!("{pair:?}: an answered change is not on the topic"));
+            placed.push((a, on_topic[next + found].2));
+            next += found + 1;
+        }
+    }
+    let mut by_content: HashMap<u64, Vec<(&Answer, usize)>> = HashMap::new();
+    for (a, position) in placed {
+        by_content.entry(a.content).or_default().push((a, position));
+    }
+    for (content, list) in by_content {
+        for (a, pa) in &list {
+            for (b, pb) in &list {
+                if a.answered < b.sent {
+                    assert!(
+                        pa < pb,
+                        "content {content}: a change answered earlier is later on the topic"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn assert_only_503s(answers: &[Answer]) {
+    let bad: Vec<u16> = answers
+        .iter()
+        .map(|a| a.status)
+        .filter(|s| *s != 200 && *s != 503)
+        .collect();
+    assert!(bad.is_empty(), "answers other than 200 and 503: {bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulsar_stopped_for_20s_under_load_loses_nothing_and_keeps_each_contents_order() {
+    let _exclusive = exclusive().await;
+    let mut stack = Stack::new().await;
+    let ingest = stack.start_ingest().await;
+    let base = format!("http://{}", ingest.addr);
+    let load = Load::start(
+        &base,
+        rand::random::<u64>() >> 20 | 1,
+        rand::random::<u64>() >> 20 | 1,
+        8,
+        5,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    services("stop", "pulsar");
+    let outage = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    services("start", "pulsar");
+    let back = Instant::now();
+    spool_drained(&base, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answers = load.finish().await;
+    assert_only_503s(&answers);
+    let during = answers
+        .iter()
+        .filter(|a| a.status == 200 && a.changed && a.sent > outage && a.answered < back)
+        .count();
+    assert!(
+        during > 0,
+        "no change was answered while Pulsar was down: nothing was spooled"
+    );
+    let events = stack.events(Duration::from_secs(5)).await;
+    assert_on_the_topic_in_order(&answers, &events);
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stopped_for_10s_under_load_answers_200_or_503_and_every_change_is_on_the_topic() {
+    let _exclusive = exclusive().await;
+    let mut stack = Stack::new().await;
+    let ingest = stack.start_ingest().await;
+    let base = format!("http://{}", ingest.addr);
+    let load = Load::start(
+        &base,
+        rand::random::<u64>() >> 20 | 1,
+        rand::random::<u64>() >> 20 | 1,
+        8,
+        5,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    services("stop", "redis");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    services("start", "redis");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answers = load.finish().await;
+    assert_only_503s(&answers);
+    let events = stack.events(Duration::from_secs(5)).await;
+    // Answers marked stale had no Redis to order or dedup them; the others are checked in full.
+    let checked: Vec<Answer> = answers.into_iter().filter(|a| !a.stale).collect();
+    assert_on_the_topic_in_order(&checked, &events);
+    ingest.stop().await;
+}
