@@ -1,6 +1,7 @@
 //! `likes-ingest` on the real Redis, Pulsar and TiDB (issue 7): what only the distributed
 //! deployment has to show.
 
+mod kill;
 mod load;
 mod outages;
 mod support;
