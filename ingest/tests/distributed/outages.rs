@@ -28,12 +28,15 @@ async fn spool_drained(base: &str, within: Duration) {
     }
 }
 
+/// A distinct transition on the topic: its version, state, and where it first appears.
+type Transition = (u64, bool, usize);
+
 /// Every change answered 2xx is on the topic, and one content's changes are there in the order
 /// they were answered (one answered before the other was sent).
 fn assert_on_the_topic_in_order(answers: &[Answer], events: &[LikeEvent]) {
     // Per (user, content): the distinct transitions on the topic in topic order, with the
     // position of their first appearance.
-    let mut transitions: HashMap<(u64, u64), Vec<(u64, bool, usize)>> = HashMap::new();
+    let mut transitions: HashMap<(u64, u64), Vec<Transition>> = HashMap::new();
     for (position, e) in events.iter().enumerate() {
         let list = transitions
             .entry((e.user_id.get(), e.content_id.get()))

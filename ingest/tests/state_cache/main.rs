@@ -1,0 +1,188 @@
+//! The state caches: the contract of DESIGN section 7 (`contract.rs`) on the embedded
+//! `MemoryStateCache` and on `RedisStateCache` over the real Redis of `infra/dev/services`
+//! (`LIKES_REDIS_URL`), then what only Redis has (two instances racing, scripts flushed, the
+//! age-bounded fills and per-user bound, the trending board). Each test uses ids of its own.
+
+mod contract;
+mod races;
+
+use contract::{apply, row};
+
+use likes_ingest::memory_cache::MemoryStateCache;
+use likes_ingest::redis_cache::{RedisCacheConfig, RedisStateCache};
+use likes_shared::cache::StateCache;
+use likes_shared::{Action, ContentId, UserId};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn redis_url() -> String {
+    likes_smoke::ServicesEnv::load().get("LIKES_REDIS_URL")
+}
+
+/// A (user, content) no other test run uses.
+pub fn fresh_ids() -> (UserId, ContentId) {
+    let base = rand::random::<u64>() >> 8 | 1;
+    (
+        UserId::new(base).expect("non-zero"),
+        ContentId::new(base + 1).expect("non-zero"),
+    )
+}
+
+/// A cache whose "committed" bound (wall-clock ms) the test sets by hand.
+pub fn cache_with(config: RedisCacheConfig) -> (RedisStateCache, Arc<AtomicU64>) {
+    let progress = Arc::new(AtomicU64::new(0));
+    let cache = RedisStateCache::new(&redis_url(), config, progress.clone()).expect("cache");
+    (cache, progress)
+}
+
+pub fn cache() -> (RedisStateCache, Arc<AtomicU64>) {
+    cache_with(RedisCacheConfig::default())
+}
+
+/// Each contract test, once per backend.
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod in_memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let cache = MemoryStateCache::new(10_000, Arc::new(AtomicU64::new(0)));
+                    contract::$name(&cache, fresh_ids()).await;
+                }
+            )*
+        }
+        mod on_redis {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    contract::$name(&cache().0, fresh_ids()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    cold_until_seeded_then_transitions_move_the_count,
+    versions_past_the_exact_range_of_lua_numbers_stay_exact,
+    reads_report_durable_states_only,
+    a_complete_user_fill_answers_every_content_and_a_partial_one_does_not,
+    a_fill_never_overwrites_a_newer_cached_state,
+    revert_goes_back_to_the_last_durable_state_never_to_a_pending_one,
+    a_revert_of_a_like_over_a_durable_unlike_moves_the_count_back,
+    a_durable_republish_restores_a_state_that_a_revert_took_away,
+);
+
+#[tokio::test]
+async fn a_count_that_moved_after_the_ticket_is_not_filled() {
+    let (cache, progress) = cache();
+    let (u, c) = fresh_ids();
+    progress.store(likes_shared::hlc::now_ms() - 60_000, Ordering::Release);
+    let before = cache.fill_ticket();
+    assert!(cache.seed_user(u, &[], true, before).await.expect("seed"));
+    // The count is not cached; the like moves nothing but is recorded as a change.
+    let like = apply(&cache, u, c, Action::Like, 10).await;
+    assert_eq!(like.count, None);
+    assert_eq!(
+        cache.fill_count(c, 0, before).await.expect("fill"),
+        None,
+        "the store read may lack the like"
+    );
+    progress.store(likes_shared::hlc::now_ms() + 1, Ordering::Release);
+    let after = cache.fill_ticket();
+    assert_eq!(cache.fill_count(c, 1, after).await.expect("fill"), Some(1));
+}
+
+#[tokio::test]
+async fn scripts_flushed_from_redis_are_loaded_again() {
+    let (cache, _) = cache();
+    let (u, c) = fresh_ids();
+    assert!(cache
+        .seed_user(u, &[], true, cache.fill_ticket())
+        .await
+        .expect("seed"));
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    assert!(apply(&cache, u, c, Action::Like, 10).await.changed);
+}
+
+#[tokio::test]
+async fn a_user_past_the_bound_forgets_only_settled_states_older_than_committed() {
+    let (cache, progress) = cache_with(RedisCacheConfig {
+        max_states_per_user: 4,
+        ..RedisCacheConfig::default()
+    });
+    let (u, first) = fresh_ids();
+    let ids: Vec<ContentId> = (0..6)
+        .map(|i| ContentId::new(first.get() + i).expect("id"))
+        .collect();
+    // HLC versions of wall-clock ms 1000..1002; the sink has committed up to ms 1001.
+    let hlc = |ms: u64| ms << 16;
+    progress.store(1_001, Ordering::Release);
+    let rows = [
+        (ids[0], row(true, hlc(1_000))),
+        (ids[1], row(true, hlc(1_002))),
+    ];
+    assert!(cache
+        .seed_user(u, &rows, true, cache.fill_ticket())
+        .await
+        .expect("seed"));
+    // A pending state is never forgotten.
+    let pending = apply(&cache, u, ids[2], Action::Like, hlc(1_000)).await;
+    assert!(pending.changed);
+    // `_f` and three states: the next new content must forget the old settled one.
+    let fourth = apply(&cache, u, ids[3], Action::Like, hlc(1_000)).await;
+    assert!(fourth.changed);
+    assert_eq!(
+        cache.states(u, &ids[..2]).await.expect("states"),
+        vec![None, Some(row(true, hlc(1_002)))],
+        "the old settled state went, the user is no longer complete"
+    );
+    // A fill read before the forgotten change committed is refused.
+    let stale = likes_shared::cache::FillTicket(999);
+    assert!(!cache
+        .seed_states(u, &[(ids[0], None)], stale)
+        .await
+        .expect("seed"));
+    // Nothing else may go: the rest is pending or newer than committed.
+    let full = cache
+        .seed_states(u, &[(ids[5], None)], cache.fill_ticket())
+        .await;
+    assert!(
+        matches!(full, Err(likes_shared::cache::CacheError::Full)),
+        "{full:?}"
+    );
+}
+
+#[tokio::test]
+async fn trending_merges_the_partitions_posts_and_a_post_replaces_its_partition() {
+    use likes_shared::trending::{TrendingBoard, TrendingEntry};
+    use likes_sink::redis_trending::RedisTrendingBoard;
+    let (cache, _) = cache();
+    // A topic of its own: other tests post to the shared Redis too.
+    let topic = likes_smoke::unique_name("trending");
+    let e = |id: u64, score: u64| TrendingEntry {
+        content_id: ContentId::new(id).expect("id"),
+        score,
+    };
+    let board = RedisTrendingBoard::new(cache.connection(), &topic, 3, Duration::from_secs(60));
+    board.post(0, vec![e(1, 10), e(2, 3)]).await;
+    board.post(2, vec![e(3, 7)]).await;
+    let top = board.top(2).await;
+    assert_eq!(top, vec![e(1, 10), e(3, 7)]);
+    board.post(0, vec![e(2, 30)]).await;
+    assert_eq!(board.top(10).await, vec![e(2, 30), e(3, 7)]);
+    board.post(2, vec![]).await;
+    assert_eq!(board.top(10).await, vec![e(2, 30)]);
+}
