@@ -182,6 +182,30 @@ impl RedisStateCache {
             .map_err(cache_error)
     }
 
+    /// Runs the confirm or revert `script` for `applied`; when it reports that the current
+    /// state's `liked` moved, the count follows by `delta`.
+    async fn settle(
+        &self,
+        script: &redis::Script,
+        user: UserId,
+        content: ContentId,
+        applied: &CachedApply,
+        delta: i64,
+    ) -> Result<(), CacheError> {
+        let moved: i64 = script
+            .key(self.keys.user(user))
+            .arg(content.get())
+            .arg(u8::from(applied.liked))
+            .arg(applied.version)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        if moved == 1 {
+            self.move_count(content, delta, true).await?;
+        }
+        Ok(())
+    }
+
     async fn seed(
         &self,
         user: UserId,
@@ -279,19 +303,14 @@ impl StateCache for RedisStateCache {
         applied: &CachedApply,
         _mark: DurableMark,
     ) -> Result<(), CacheError> {
-        let moved: i64 = CONFIRM_SCRIPT
-            .key(self.keys.user(user))
-            .arg(content.get())
-            .arg(u8::from(applied.liked))
-            .arg(applied.version)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
-        if moved == 1 {
-            self.move_count(content, like_delta(applied.liked), true)
-                .await?;
-        }
-        Ok(())
+        self.settle(
+            &CONFIRM_SCRIPT,
+            user,
+            content,
+            applied,
+            like_delta(applied.liked),
+        )
+        .await
     }
 
     async fn revert(
@@ -303,19 +322,14 @@ impl StateCache for RedisStateCache {
         if !applied.changed {
             return Ok(());
         }
-        let moved: i64 = REVERT_SCRIPT
-            .key(self.keys.user(user))
-            .arg(content.get())
-            .arg(u8::from(applied.liked))
-            .arg(applied.version)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
-        if moved == 1 {
-            self.move_count(content, -like_delta(applied.liked), true)
-                .await?;
-        }
-        Ok(())
+        self.settle(
+            &REVERT_SCRIPT,
+            user,
+            content,
+            applied,
+            -like_delta(applied.liked),
+        )
+        .await
     }
 
     async fn states(

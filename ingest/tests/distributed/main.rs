@@ -78,33 +78,33 @@ async fn racing_actions_across_two_instances_replay_to_the_cached_state_and_coun
             );
         }
         let last = states.last().is_some_and(|(_, liked)| *liked);
-        let got: Value = client
-            .get(format!("{}/v1/contents/{content}", bases[0]))
-            .bearer_auth(token(user))
-            .send()
-            .await
-            .expect("read")
-            .json()
-            .await
-            .expect("JSON");
+        let got = read(
+            client
+                .get(format!("{}/v1/contents/{content}", bases[0]))
+                .bearer_auth(token(user)),
+        )
+        .await;
         assert_eq!(
             got["liked"], last,
             "user {user}: cached state vs the newest event"
         );
         liked_users += i64::from(last);
     }
-    let got: Value = client
-        .get(format!("{}/v1/contents/{content}", bases[1]))
-        .send()
-        .await
-        .expect("read")
-        .json()
-        .await
-        .expect("JSON");
+    let got = read(client.get(format!("{}/v1/contents/{content}", bases[1]))).await;
     assert_eq!(
         got["count"], liked_users,
         "the cached count vs the liked users"
     );
     a.stop().await;
     b.stop().await;
+}
+
+async fn read(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("JSON")
 }

@@ -102,9 +102,13 @@ fn assert_only_503s(answers: &[Answer]) {
     assert!(bad.is_empty(), "answers other than 200 and 503: {bad:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn pulsar_stopped_for_20s_under_load_loses_nothing_and_keeps_each_contents_order() {
-    let _exclusive = exclusive().await;
+/// A stack with one ingest under [`Load`]; `outage` runs two seconds into the load, which
+/// stops once `outage` returns. The answers and every event on the topic.
+async fn under_load<F, Fut>(outage: F) -> (Vec<Answer>, Vec<LikeEvent>)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut stack = Stack::new().await;
     let ingest = stack.start_ingest().await;
     let base = format!("http://{}", ingest.addr);
@@ -116,15 +120,32 @@ async fn pulsar_stopped_for_20s_under_load_loses_nothing_and_keeps_each_contents
         5,
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    services("stop", "pulsar");
-    let outage = Instant::now();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    services("start", "pulsar");
-    let back = Instant::now();
-    spool_drained(&base, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    outage(base).await;
     let answers = load.finish().await;
+    let events = stack.events(Duration::from_secs(5)).await;
+    ingest.stop().await;
     assert_only_503s(&answers);
+    (answers, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulsar_stopped_for_20s_under_load_loses_nothing_and_keeps_each_contents_order() {
+    let _exclusive = exclusive().await;
+    let window = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let (answers, events) = under_load(|base| {
+        let window = window.clone();
+        async move {
+            services("stop", "pulsar");
+            let outage = Instant::now();
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            services("start", "pulsar");
+            *window.lock() = Some((outage, Instant::now()));
+            spool_drained(&base, Duration::from_secs(90)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await;
+    let (outage, back) = window.lock().expect("the outage ran");
     let during = answers
         .iter()
         .filter(|a| a.status == 200 && a.changed && a.sent > outage && a.answered < back)
@@ -133,34 +154,20 @@ async fn pulsar_stopped_for_20s_under_load_loses_nothing_and_keeps_each_contents
         during > 0,
         "no change was answered while Pulsar was down: nothing was spooled"
     );
-    let events = stack.events(Duration::from_secs(5)).await;
     assert_on_the_topic_in_order(&answers, &events);
-    ingest.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_stopped_for_10s_under_load_answers_200_or_503_and_every_change_is_on_the_topic() {
     let _exclusive = exclusive().await;
-    let mut stack = Stack::new().await;
-    let ingest = stack.start_ingest().await;
-    let base = format!("http://{}", ingest.addr);
-    let load = Load::start(
-        &base,
-        rand::random::<u64>() >> 20 | 1,
-        rand::random::<u64>() >> 20 | 1,
-        8,
-        5,
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    services("stop", "redis");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    services("start", "redis");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let answers = load.finish().await;
-    assert_only_503s(&answers);
-    let events = stack.events(Duration::from_secs(5)).await;
+    let (answers, events) = under_load(|_| async {
+        services("stop", "redis");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        services("start", "redis");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
     // Answers marked stale had no Redis to order or dedup them; the others are checked in full.
     let checked: Vec<Answer> = answers.into_iter().filter(|a| !a.stale).collect();
     assert_on_the_topic_in_order(&checked, &events);
-    ingest.stop().await;
 }
