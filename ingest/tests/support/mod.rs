@@ -186,6 +186,7 @@ impl Harness {
             store: store.clone(),
             publisher: publisher.clone(),
             trending: Arc::new(MemoryTrendingBoard::default()),
+            hot_counts: None,
         };
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         Harness {
