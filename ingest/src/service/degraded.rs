@@ -10,6 +10,17 @@
 //!   this action if the stored row says it flips. The durable ack still holds (I3): 2xx only
 //!   after the publish returned Ok.
 //! - **Reads** come from the store (counts of hot contents from the local cache first).
+//!
+//! # Known gaps
+//! - A Redis that comes back *with its data* (frozen, partitioned, not restarted) does not know
+//!   the actions taken without it: its states and counts miss them until the next action on
+//!   that (user, content), which outranks them (this instance's clock observed their versions),
+//!   or until the reconciler repairs the counts (I6). Nothing repairs a cached state meanwhile.
+//! - An apply that reached Redis before its answer timed out leaves that entry pending; the
+//!   degraded event carries a newer version for the same requested state, so the store ends the
+//!   same, and the pending entry settles by age.
+//! - Versions across instances: another instance's clock may be behind this one's, so its next
+//!   action through Redis may carry a version below a degraded event of this one (skew only).
 
 use super::{store_down, Answer, LikeService};
 use crate::error::ApiError;
