@@ -115,6 +115,8 @@ impl Embedded {
             store: Arc::new(store.clone()),
             publisher: Arc::new(publisher),
             trending: board,
+            // The embedded cache is in memory already: a local cache in front would add nothing.
+            hot_counts: None,
         };
         let app = Application::build(&config.ingest, backends, shutdown).await?;
         let addr = app.local_addr();

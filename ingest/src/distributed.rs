@@ -13,6 +13,8 @@ mod config;
 pub use config::DistributedConfig;
 
 use crate::app::{Application, BuildError};
+use crate::cache_breaker::BreakerCache;
+use crate::hot_counts::HotCounts;
 use crate::metrics::Metrics;
 use crate::pulsar_publisher::PulsarPublisher;
 use crate::redis_cache::{AgeBound, RedisCacheError, RedisStateCache};
@@ -131,11 +133,21 @@ impl Distributed {
             config.pulsar.partitions,
             TRENDING_TTL,
         );
+        // Start-up talked to Redis directly (a wrong URL must stop the start); from here on an
+        // outage degrades (DESIGN section 8), and the breaker keeps it from costing every request
+        // a timeout.
+        let cache = BreakerCache::new(
+            Arc::new(cache),
+            config.redis_breaker.clone(),
+            metrics.breaker.clone(),
+        );
+        let hot_counts = HotCounts::new(config.hot_counts.clone(), metrics.hot_counts.clone());
         let backends = Backends {
             cache: Arc::new(cache),
             store: Arc::new(store),
             publisher: spool,
             trending: Arc::new(trending),
+            hot_counts: Some(Arc::new(hot_counts)),
         };
         let app =
             Application::build_with_metrics(&config.ingest, backends, shutdown, metrics).await?;

@@ -31,12 +31,22 @@ pub async fn act(
     let user = require(user)?;
     ctx.admission.check_user(user)?;
     let outcome = ctx.service.act(user, content, action).await?;
-    Ok(reply_json(&json!({
+    let mut body = json!({
         "content_id": content,
         "liked": outcome.liked,
         "count": outcome.count,
         "changed": outcome.changed,
-    })))
+    });
+    mark_stale(&mut body, outcome.stale);
+    Ok(reply_json(&body))
+}
+
+/// `"stale": true` on an answer given without the state cache (DESIGN section 8); absent
+/// otherwise, so fresh answers keep their shape.
+fn mark_stale(body: &mut Value, stale: bool) {
+    if stale {
+        body["stale"] = Value::Bool(true);
+    }
 }
 
 pub async fn get_content(
@@ -44,12 +54,16 @@ pub async fn get_content(
     content: ContentId,
     user: Option<UserId>,
 ) -> Result<Json, ApiError> {
-    let count = ctx.service.counts(&[content]).await?[0];
-    let mut body = json!({ "content_id": content, "count": count });
+    let counts = ctx.service.read_counts(&[content]).await?;
+    let mut stale = counts.stale;
+    let mut body = json!({ "content_id": content, "count": counts.value[0] });
     if let Some(user) = user {
         ctx.admission.check_user(user)?;
-        body["liked"] = Value::Bool(ctx.service.liked(user, &[content]).await?[0]);
+        let liked = ctx.service.read_liked(user, &[content]).await?;
+        stale |= liked.stale;
+        body["liked"] = Value::Bool(liked.value[0]);
     }
+    mark_stale(&mut body, stale);
     Ok(reply_json(&body))
 }
 
@@ -71,11 +85,15 @@ pub async fn batch_get(
             ids.len()
         )));
     }
-    let counts = ctx.service.counts(&ids).await?;
+    let counts = ctx.service.read_counts(&ids).await?;
+    let mut stale = counts.stale;
+    let counts = counts.value;
     let liked = match user {
         Some(user) => {
             ctx.admission.check_user(user)?;
-            Some(ctx.service.liked(user, &ids).await?)
+            let liked = ctx.service.read_liked(user, &ids).await?;
+            stale |= liked.stale;
+            Some(liked.value)
         }
         None => None,
     };
@@ -90,7 +108,9 @@ pub async fn batch_get(
             item
         })
         .collect();
-    Ok(reply_json(&json!({ "items": items })))
+    let mut body = json!({ "items": items });
+    mark_stale(&mut body, stale);
+    Ok(reply_json(&body))
 }
 
 fn parse_limit(query: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {

@@ -7,11 +7,16 @@
 //! # Layout
 //! - [`app`] — `Application::build` / `local_addr` / `run_until_stopped`.
 //! - [`filters`] — the warp routes; [`handlers`]: one function per route.
-//! - [`service`] — the like/unlike/read logic behind the routes, free of HTTP.
+//! - [`service`] — the like/unlike/read logic behind the routes, free of HTTP; its `degraded`
+//!   part answers without the state cache, marked stale.
 //! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
 //! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
+//! - [`cache_breaker`] — `BreakerCache`: a circuit breaker in front of the state cache, so an
+//!   outage degrades at once instead of costing every request a timeout (DESIGN section 8).
+//! - [`hot_counts`] — `HotCounts`: the local hot-key count cache (HeavyKeeper over the reads,
+//!   moka with a short TTL), in front of the state cache.
 //! - [`config`] — `IngestConfig`.
 //! - `distributed` (features `pulsar` and `redis`) — `Distributed::start`, the `likes-ingest`
 //!   binary's backends (Redis, Pulsar, TiDB) and its `DistributedConfig`.
@@ -24,6 +29,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache_breaker;
 pub mod client_addr;
 pub mod config;
 #[cfg(all(feature = "pulsar", feature = "redis"))]
@@ -31,6 +37,7 @@ pub mod distributed;
 pub mod error;
 pub mod filters;
 pub mod handlers;
+pub mod hot_counts;
 pub mod limits;
 pub mod memory_cache;
 pub mod metrics;

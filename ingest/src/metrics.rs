@@ -1,5 +1,7 @@
 //! Prometheus metrics served on `/metrics`. No user ids in labels: cardinality stays fixed.
 
+use crate::cache_breaker::BreakerMetrics;
+use crate::hot_counts::HotCountsMetrics;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -13,6 +15,12 @@ pub struct Metrics {
     pub publish_failures: IntCounter,
     /// The spool's counters; hand them to `SpooledPublisher::open_with_metrics`.
     pub spool: SpoolMetrics,
+    /// The state cache breaker's counters; hand them to `BreakerCache::new`.
+    pub breaker: BreakerMetrics,
+    /// The hot-key read cache's hits and misses; hand them to `HotCounts::new`.
+    pub hot_counts: HotCountsMetrics,
+    /// Answers marked `"stale": true`: given without the state cache (DESIGN section 8).
+    pub stale_answers: IntCounter,
 }
 
 /// The spool's metrics (DESIGN section 8): how much went to the local spool, how much of it the
@@ -75,6 +83,15 @@ impl Metrics {
         registry.register(Box::new(publish_failures.clone()))?;
         let spool = SpoolMetrics::new()?;
         spool.register(&registry)?;
+        let breaker = BreakerMetrics::new()?;
+        breaker.register(&registry)?;
+        let hot_counts = HotCountsMetrics::new()?;
+        hot_counts.register(&registry)?;
+        let stale_answers = IntCounter::new(
+            "stale_answers_total",
+            "Answers given without the state cache, marked stale",
+        )?;
+        registry.register(Box::new(stale_answers.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -82,6 +99,9 @@ impl Metrics {
             events_published,
             publish_failures,
             spool,
+            breaker,
+            hot_counts,
+            stale_answers,
         })
     }
 

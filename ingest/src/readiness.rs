@@ -22,8 +22,11 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Bus and store. The cache is reported but not required: without it ingest still answers,
+    /// degraded and marked stale (DESIGN section 8), and an instance taken out of rotation for a
+    /// Redis outage that every instance shares would turn a degradation into an outage.
     pub fn is_ready(&self) -> bool {
-        self.bus && self.cache && self.store
+        self.bus && self.store
     }
 }
 
@@ -132,5 +135,25 @@ mod tests {
             }
         );
         assert!(!readiness.is_ready());
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn a_cache_that_is_down_is_reported_but_still_ready() {
+        use crate::redis_cache::{RedisCacheConfig, RedisStateCache};
+        let store = Arc::new(PingOnlyStore::default());
+        let mut backends = backends_with_store(store);
+        // Port 1 on loopback: refused, as a killed Redis.
+        let cache = RedisStateCache::new(
+            "redis://127.0.0.1:1/",
+            RedisCacheConfig::default(),
+            Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        )
+        .expect("a valid URL");
+        backends.cache = Arc::new(cache);
+        let probe = ReadinessProbe::new(backends, Duration::ZERO, ReadinessProbe::PING_TIMEOUT);
+        let readiness = probe.check().await;
+        assert!(!readiness.cache, "{readiness:?}");
+        assert!(readiness.is_ready(), "{readiness:?}");
     }
 }

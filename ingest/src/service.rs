@@ -6,8 +6,16 @@
 //! that finds its state still pending publishes it again rather than answer early. If a publish
 //! fails the change goes back to the last durable state and the caller gets 503: no 2xx without a
 //! durable event (I3), no cached state without one either.
+//!
+//! When the state cache is *unavailable* (down, timing out, or its breaker open), the answers
+//! come from `degraded` instead, marked stale (DESIGN section 8): actions publish without dedup,
+//! reads come from the store. `CacheError::Full` is not an outage: it stays a 503.
+
+mod degraded;
+mod reads;
 
 use crate::error::ApiError;
+use crate::hot_counts::HotCounts;
 use crate::metrics::Metrics;
 use futures::FutureExt;
 use likes_shared::bus::{BusError, EventPublisher};
@@ -16,7 +24,6 @@ use likes_shared::hlc::{now_ms, HybridClock};
 use likes_shared::store::{HistoryCursor, LikeStore, LikedItem, RowState};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -27,13 +34,42 @@ pub struct Backends {
     pub store: Arc<dyn LikeStore>,
     pub publisher: Arc<dyn EventPublisher>,
     pub trending: Arc<dyn TrendingBoard>,
+    /// The local hot-key count cache in front of `cache` (DESIGN section 2, reads); `None`
+    /// serves every count from `cache` (the embedded deployment, whose cache is in memory).
+    pub hot_counts: Option<Arc<HotCounts>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActionOutcome {
     pub liked: bool,
     pub count: i64,
+    /// Whether the action flipped the state. When `stale`, as far as the store knew (it may
+    /// lag the events in flight); the event is published either way.
     pub changed: bool,
+    /// Answered without the state cache (DESIGN section 8): the state is the request's, the
+    /// count the store's (or the local cache's) and may lag.
+    pub stale: bool,
+}
+
+/// A read's answer and whether it was given without the state cache (from the store, which
+/// may lag the events in flight).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<T> {
+    pub value: T,
+    pub stale: bool,
+}
+
+/// Why the cached path gave up: the state cache is unavailable (degrade), or an answer to give.
+#[derive(Debug)]
+enum Failure {
+    CacheDown(String),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Api(error)
+    }
 }
 
 /// Rows read to fill a cold user; a user with more is filled partially and the rest is read
@@ -72,20 +108,60 @@ impl LikeService {
         content: ContentId,
         action: Action,
     ) -> Result<ActionOutcome, ApiError> {
+        let outcome = match self.act_cached(user, content, action).await {
+            Ok(outcome) => outcome,
+            Err(Failure::Api(error)) => return Err(error),
+            Err(Failure::CacheDown(reason)) => {
+                tracing::warn!(%reason, "state cache unavailable: acting without it");
+                self.act_degraded(user, content, action).await?
+            }
+        };
+        if let Some(hot) = &self.backends.hot_counts {
+            if outcome.stale {
+                hot.invalidate(content);
+            } else {
+                hot.update(content, outcome.count);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn act_cached(
+        &self,
+        user: UserId,
+        content: ContentId,
+        action: Action,
+    ) -> Result<ActionOutcome, Failure> {
         // Fill the count first so the transition below moves a cached value the caller sees.
-        self.counts(&[content]).await?;
+        self.counts_cached(&[content]).await?;
         let applied = self.apply_to_cache(user, content, action).await?;
+        // A degraded action later must version above what the cache applied.
+        self.clock.observe(applied.version);
+        let mut stale = false;
         if applied.needs_publish() {
-            self.make_durable(user, content, &applied).await?;
+            // `false`: durable, but the cache went away before it heard so.
+            stale = !self.make_durable(user, content, &applied).await?;
         }
         let count = match applied.count {
             Some(n) => n,
-            None => self.counts(&[content]).await?[0],
+            None => match self.counts_cached(&[content]).await {
+                Ok(counts) => counts[0],
+                // The event is durable: answer, from the store.
+                Err(Failure::CacheDown(_)) => {
+                    stale = true;
+                    self.degraded_count(content).await?
+                }
+                Err(failure) => return Err(failure),
+            },
         };
+        if stale {
+            self.metrics.stale_answers.inc();
+        }
         Ok(ActionOutcome {
             liked: applied.liked,
             count: count.max(0),
             changed: applied.changed,
+            stale,
         })
     }
 
@@ -93,26 +169,15 @@ impl LikeService {
     /// "pending until durable"). A pending state found by a repeated action is published again
     /// with the same version: the sink treats it as a duplicate, and the answer then stands on
     /// a durable event whichever publish lands. A failed change goes back to the last durable
-    /// state and the caller gets 503.
+    /// state and the caller gets 503. `Ok(false)`: durable, but the cache was unavailable for the
+    /// confirm (the entry stays pending until the cache forgets it by age).
     async fn make_durable(
         &self,
         user: UserId,
         content: ContentId,
         applied: &CachedApply,
-    ) -> Result<(), ApiError> {
-        let event = LikeEvent {
-            event_id: rand::random::<u128>(),
-            user_id: user,
-            content_id: content,
-            action: if applied.liked {
-                Action::Like
-            } else {
-                Action::Unlike
-            },
-            version: applied.version,
-            ts_ms: now_ms(),
-            source: self.source.clone(),
-        };
+    ) -> Result<bool, ApiError> {
+        let event = self.event(user, content, applied.liked, applied.version);
         let cache = self.backends.cache.clone();
         let publisher = self.backends.publisher.clone();
         let metrics = self.metrics.clone();
@@ -129,10 +194,14 @@ impl LikeService {
             match published {
                 Ok(mark) => {
                     metrics.events_published.inc();
-                    cache
-                        .confirm(user, content, &applied, mark)
-                        .await
-                        .map_err(cache_down)
+                    match cache.confirm(user, content, &applied, mark).await {
+                        Ok(()) => Ok(true),
+                        Err(CacheError::Unavailable(reason)) => {
+                            tracing::warn!(%reason, "published, but the cache missed the confirm");
+                            Ok(false)
+                        }
+                        Err(full) => Err(cache_full(full)),
+                    }
                 }
                 Err(error) => {
                     metrics.publish_failures.inc();
@@ -155,12 +224,25 @@ impl LikeService {
         })?
     }
 
+    /// The event of `user` setting `content` to `liked` at `version`.
+    fn event(&self, user: UserId, content: ContentId, liked: bool, version: u64) -> LikeEvent {
+        LikeEvent {
+            event_id: rand::random::<u128>(),
+            user_id: user,
+            content_id: content,
+            action: if liked { Action::Like } else { Action::Unlike },
+            version,
+            ts_ms: now_ms(),
+            source: self.source.clone(),
+        }
+    }
+
     async fn apply_to_cache(
         &self,
         user: UserId,
         content: ContentId,
         action: Action,
-    ) -> Result<CachedApply, ApiError> {
+    ) -> Result<CachedApply, Failure> {
         let cache = &self.backends.cache;
         for attempt in 0..=FILL_ATTEMPTS {
             if let Some(applied) = cache
@@ -185,7 +267,7 @@ impl LikeService {
                 .await
                 .map_err(cache_down)?;
         }
-        Err(ApiError::unavailable("state cache is busy; retry shortly"))
+        Err(ApiError::unavailable("state cache is busy; retry shortly").into())
     }
 
     async fn read_states(
@@ -206,7 +288,7 @@ impl LikeService {
     }
 
     /// Fills a cold user's cached states with their most recent rows (DESIGN section 7).
-    async fn fill_user(&self, user: UserId) -> Result<(), ApiError> {
+    async fn fill_user(&self, user: UserId) -> Result<(), Failure> {
         for _ in 0..FILL_ATTEMPTS {
             let ticket = self.backends.cache.fill_ticket();
             let mut rows = self
@@ -230,93 +312,7 @@ impl LikeService {
                 return Ok(());
             }
         }
-        Err(ApiError::unavailable("state cache is busy; retry shortly"))
-    }
-
-    /// Counts for `contents`, from the cache, filling misses from the store.
-    pub async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, ApiError> {
-        let cache = &self.backends.cache;
-        let cached = cache.counts(contents).await.map_err(cache_down)?;
-        let mut missing = misses(contents, &cached);
-        let mut filled = HashMap::with_capacity(missing.len());
-        for attempt in 1..=FILL_ATTEMPTS {
-            if missing.is_empty() {
-                break;
-            }
-            let ticket = cache.fill_ticket();
-            let stored = self
-                .backends
-                .store
-                .counts(&missing)
-                .await
-                .map_err(store_down)?;
-            let mut again = Vec::new();
-            for (id, n) in missing.into_iter().zip(stored) {
-                // SET NX: a count cached meanwhile (and moved by a like) wins over the store's.
-                match cache.fill_count(id, n, ticket).await.map_err(cache_down)? {
-                    Some(value) => {
-                        filled.insert(id, value);
-                    }
-                    // The store lacks changes in flight; after the last try, its value is the
-                    // best there is (only this answer is off, nothing cached is).
-                    None if attempt == FILL_ATTEMPTS => {
-                        filled.insert(id, n);
-                    }
-                    None => again.push(id),
-                }
-            }
-            missing = again;
-        }
-        Ok(merge(contents, cached, &filled, 0)
-            .into_iter()
-            .map(|n| n.max(0))
-            .collect())
-    }
-
-    /// Whether `user` likes each of `contents` (durable states), from the cache, filling misses
-    /// from the store.
-    pub async fn liked(&self, user: UserId, contents: &[ContentId]) -> Result<Vec<bool>, ApiError> {
-        const NO_ROW: RowState = RowState {
-            liked: false,
-            version: 0,
-        };
-        let cache = &self.backends.cache;
-        let mut cached = cache.states(user, contents).await.map_err(cache_down)?;
-        if cached.iter().any(Option::is_none) && !cache.is_filled(user).await.map_err(cache_down)? {
-            self.fill_user(user).await?;
-            cached = cache.states(user, contents).await.map_err(cache_down)?;
-        }
-        let missing = misses(contents, &cached);
-        let mut filled = HashMap::with_capacity(missing.len());
-        if !missing.is_empty() {
-            let mut seeded = false;
-            for _ in 0..FILL_ATTEMPTS {
-                let ticket = cache.fill_ticket();
-                let stored = self.read_states(user, &missing).await?;
-                let seeds: Vec<(ContentId, Option<RowState>)> =
-                    missing.iter().copied().zip(stored).collect();
-                if cache
-                    .seed_states(user, &seeds, ticket)
-                    .await
-                    .map_err(cache_down)?
-                {
-                    seeded = true;
-                    break;
-                }
-            }
-            if !seeded {
-                return Err(ApiError::unavailable("state cache is busy; retry shortly"));
-            }
-            // Re-read: a concurrent action may have won over the seed, and the cache holds it.
-            let now = cache.states(user, &missing).await.map_err(cache_down)?;
-            for (id, current) in missing.into_iter().zip(now) {
-                filled.insert(id, current.unwrap_or(NO_ROW));
-            }
-        }
-        Ok(merge(contents, cached, &filled, NO_ROW)
-            .iter()
-            .map(|s| s.liked)
-            .collect())
+        Err(ApiError::unavailable("state cache is busy; retry shortly").into())
     }
 
     pub async fn history(
@@ -337,44 +333,17 @@ impl LikeService {
     }
 }
 
-/// The distinct ids whose cached value is missing.
-fn misses<T>(contents: &[ContentId], cached: &[Option<T>]) -> Vec<ContentId> {
-    let mut missing: Vec<ContentId> = contents
-        .iter()
-        .zip(cached)
-        .filter(|(_, c)| c.is_none())
-        .map(|(id, _)| *id)
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    missing
-}
-
-/// Cached values where present, else the filled ones, in the order of `contents`.
-fn merge<T: Copy>(
-    contents: &[ContentId],
-    cached: Vec<Option<T>>,
-    filled: &HashMap<ContentId, T>,
-    default: T,
-) -> Vec<T> {
-    contents
-        .iter()
-        .zip(cached)
-        .map(|(id, c)| c.or_else(|| filled.get(id).copied()).unwrap_or(default))
-        .collect()
-}
-
-fn cache_down(e: CacheError) -> ApiError {
+/// An unavailable cache is degraded around; a full one is a 503 (I7).
+fn cache_down(e: CacheError) -> Failure {
     match e {
-        CacheError::Full => {
-            tracing::warn!("state cache full of changes the store does not hold yet");
-            ApiError::unavailable("too many changes waiting for the store; retry shortly")
-        }
-        other => {
-            tracing::error!(error = %other, "state cache failed");
-            ApiError::unavailable("state cache unavailable")
-        }
+        CacheError::Unavailable(reason) => Failure::CacheDown(reason),
+        full => Failure::Api(cache_full(full)),
     }
+}
+
+fn cache_full(e: CacheError) -> ApiError {
+    tracing::warn!(error = %e, "state cache full of changes the store does not hold yet");
+    ApiError::unavailable("too many changes waiting for the store; retry shortly")
 }
 
 fn store_down(e: likes_shared::store::StoreError) -> ApiError {

@@ -114,6 +114,7 @@ pub fn backends_with_store(store: Arc<dyn LikeStore>) -> Backends {
         store,
         publisher: Arc::new(AcceptingPublisher),
         trending: Arc::new(MemoryTrendingBoard::default()),
+        hot_counts: None,
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`log`] — the embedded bus, a durable local log with group-commit fsync.
 //! - [`cache`] — `StateCache`, the fast (never authoritative) state and counts.
 //! - [`store`] — `LikeStore`, the source of truth.
+//! - [`heavy_keeper`] — `HeavyKeeper`, a bounded-memory top-k sketch (trending, hot-key reads);
+//!   [`fast_hash`] — the integer hashing it and the pipeline's maps use.
 //! - [`trending`] — `TrendingBoard`, where pipeline workers post their top-k.
 //! - [`topics`] — the Pulsar topic names, partitions and the event key every process agrees on.
 //! - [`config`], [`telemetry`], [`shutdown`], [`retry`] — plumbing every binary uses.
@@ -17,6 +19,8 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod event;
+pub mod fast_hash;
+pub mod heavy_keeper;
 pub mod hlc;
 pub mod ids;
 pub mod log;

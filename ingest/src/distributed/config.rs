@@ -2,7 +2,9 @@
 //! `LIKES_*` environment that configures every distributed binary (`infra/dev/services` writes
 //! it). The three URLs are required and checked before anything connects.
 
+use crate::cache_breaker::BreakerConfig;
 use crate::config::IngestConfig;
+use crate::hot_counts::HotCountsConfig;
 use crate::pulsar_publisher::PulsarPublisherConfig;
 use crate::redis_cache::RedisCacheConfig;
 use crate::spool::SpoolConfig;
@@ -24,6 +26,12 @@ pub struct DistributedConfig {
     /// `redis://host:port/` (`LIKES_REDIS_URL`). Required.
     pub redis_url: String,
     pub redis: RedisCacheConfig,
+    /// The circuit breaker in front of Redis (`LIKES_REDIS_BREAKER__FAILURES_TO_OPEN`,
+    /// `__COOLDOWN_MS`, `__PROBE_TIMEOUT_MS`): while open, ingest answers without Redis, stale.
+    pub redis_breaker: BreakerConfig,
+    /// The local hot-key count cache (`LIKES_HOT_COUNTS__TTL_MS`, `__MAX_ENTRIES`, `__TOP_K`,
+    /// `__MIN_READS`, `__SKETCH_BYTES`, `__HALVE_EVERY_MS`, `__ENABLED`).
+    pub hot_counts: HotCountsConfig,
     /// `pulsar://host:port` (`LIKES_PULSAR_URL`). Required.
     pub pulsar_url: String,
     /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`). Optional: when set, start-up checks
@@ -54,6 +62,8 @@ impl Default for DistributedConfig {
             data_dir: PathBuf::from("data"),
             redis_url: String::new(),
             redis: RedisCacheConfig::default(),
+            redis_breaker: BreakerConfig::default(),
+            hot_counts: HotCountsConfig::default(),
             pulsar_url: String::new(),
             pulsar_admin_url: String::new(),
             pulsar: TopicsConfig::default(),

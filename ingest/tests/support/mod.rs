@@ -5,11 +5,13 @@
 #![allow(dead_code)]
 
 use async_trait::async_trait;
+use likes_ingest::hot_counts::HotCounts;
 use likes_ingest::memory_cache::MemoryStateCache;
 use likes_ingest::metrics::Metrics;
 use likes_ingest::service::LikeService;
 use likes_ingest::Backends;
 use likes_shared::bus::{BusError, DurableMark, EventPublisher};
+use likes_shared::cache::StateCache;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
 };
@@ -176,16 +178,30 @@ impl Harness {
 
     /// A cache of `capacity` that may forget what `committed` says the store holds.
     pub fn with_cache(steps: Vec<PublishStep>, capacity: usize, committed: Arc<AtomicU64>) -> Self {
+        Harness::on(
+            Arc::new(MemoryStateCache::new(capacity, committed)),
+            None,
+            steps,
+        )
+    }
+
+    /// A service on `cache`, with `hot_counts` in front of it.
+    pub fn on(
+        cache: Arc<dyn StateCache>,
+        hot_counts: Option<Arc<HotCounts>>,
+        steps: Vec<PublishStep>,
+    ) -> Self {
         let publisher = Arc::new(ScriptedPublisher {
             steps,
             ..ScriptedPublisher::default()
         });
         let store = Arc::new(ModelStore::default());
         let backends = Backends {
-            cache: Arc::new(MemoryStateCache::new(capacity, committed)),
+            cache,
             store: store.clone(),
             publisher: publisher.clone(),
             trending: Arc::new(MemoryTrendingBoard::default()),
+            hot_counts,
         };
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         Harness {

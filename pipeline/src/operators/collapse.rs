@@ -14,7 +14,7 @@
 //! writes rows in key order, which makes windows deterministic and lowers TiDB write conflicts
 //! between concurrent transactions touching neighbouring keys.
 
-use super::fast_hash::BuildFoldHasher;
+use likes_shared::fast_hash::BuildFoldHasher;
 use likes_shared::store::LikeChange;
 use likes_shared::LikeEvent;
 use std::collections::hash_map::Entry;

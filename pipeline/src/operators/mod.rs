@@ -15,15 +15,14 @@
 //! - [`window`] — [`CountOrTimeWindow`] cuts deliveries into [`Window`]s bounded by size and age.
 //! - [`collapse`] — [`PerUserCollapse`] keeps one change per (user, content): the newest (I4).
 //! - [`deltas`] — [`ContentDeltas`], the per-content *estimated* net change of a window.
-//! - [`heavy_keeper`] — [`HeavyKeeper`], a bounded-memory top-k sketch of heavy hitters.
+//! - [`heavy_keeper`] — [`HeavyKeeper`], a bounded-memory top-k sketch of heavy hitters
+//!   (re-exported from `likes_shared::heavy_keeper`).
 //! - [`trending`] — [`TrendingTopK`], recent-likes top-k built on the sketch, posted periodically.
 //! - [`zipf`] — a seeded Zipf stream generator for tests and benches.
 
 pub mod collapse;
 pub mod deltas;
-mod fast_hash;
 pub mod heavy_keeper;
-mod top_k_heap;
 pub mod trending;
 pub mod window;
 pub mod zipf;

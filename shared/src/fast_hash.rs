@@ -1,6 +1,6 @@
 //! Small, fast, non-cryptographic hashing for integer keys.
 //!
-//! The operators hash nothing but u64 ids, millions of times per second, and their keys are not
+//! The pipeline operators and the sketch hash nothing but u64 ids, millions of times per second, and their keys are not
 //! attacker-chosen in a way that matters: a flood of colliding ids can only slow one worker's
 //! window, which the window's size bound already caps (I7). SipHash (std's default) would cost
 //! more than the rest of the collapse step, so we use multiply-and-fold mixing instead, as
@@ -9,12 +9,12 @@
 use std::hash::{BuildHasher, Hasher};
 
 /// An odd 64-bit constant with well spread bits (2^64 / golden ratio).
-pub(crate) const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Multiplies into 128 bits and folds the halves together: every input bit reaches every output
 /// bit in one multiply, which is why one round is enough for hash-table use.
 #[inline(always)]
-pub(crate) fn folded_multiply(a: u64, b: u64) -> u64 {
+pub fn folded_multiply(a: u64, b: u64) -> u64 {
     let full = (a as u128).wrapping_mul(b as u128);
     (full as u64) ^ ((full >> 64) as u64)
 }
@@ -23,7 +23,7 @@ pub(crate) fn folded_multiply(a: u64, b: u64) -> u64 {
 /// distinct keys never collide before the caller reduces the range. Used where the sketch needs
 /// independent, well distributed bits for bucket index and fingerprint.
 #[inline(always)]
-pub(crate) fn mix64(key: u64, seed: u64) -> u64 {
+pub fn mix64(key: u64, seed: u64) -> u64 {
     let mut x = key ^ seed;
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
@@ -34,13 +34,13 @@ pub(crate) fn mix64(key: u64, seed: u64) -> u64 {
 
 /// Maps a uniformly distributed `x` onto `0..n` without a division (Lemire's fast range).
 #[inline(always)]
-pub(crate) fn fast_range(x: u32, n: u32) -> usize {
+pub fn fast_range(x: u32, n: u32) -> usize {
     ((x as u64 * n as u64) >> 32) as usize
 }
 
 /// `Hasher` for `HashMap`s keyed by ids.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct FoldHasher {
+pub struct FoldHasher {
     state: u64,
 }
 
@@ -68,7 +68,7 @@ impl Hasher for FoldHasher {
 
 /// `BuildHasher` for [`FoldHasher`]: `HashMap<K, V, BuildFoldHasher>`.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct BuildFoldHasher;
+pub struct BuildFoldHasher;
 
 impl BuildHasher for BuildFoldHasher {
     type Hasher = FoldHasher;

@@ -103,6 +103,14 @@ impl TopKHeap {
         }
     }
 
+    /// The count of `key` if it is held (`hash` as for [`Self::offer`]).
+    #[inline]
+    pub(crate) fn count_of(&self, key: u64, hash: u64) -> Option<u32> {
+        let home = (hash >> 48) as usize & self.mask;
+        self.find(key, home)
+            .map(|position| self.heap[position].count)
+    }
+
     /// Halves every count; floor halving keeps the heap order, so nothing moves.
     pub(crate) fn halve(&mut self) {
         for entry in &mut self.heap {
@@ -211,7 +219,7 @@ impl TopKHeap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::fast_hash::mix64;
+    use crate::fast_hash::mix64;
 
     fn offer(top: &mut TopKHeap, key: u64, estimate: u32) {
         top.offer(key, mix64(key, 0), estimate);
