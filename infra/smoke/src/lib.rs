@@ -5,8 +5,10 @@
 //! that file and panics, with instructions, when it is missing: a smoke test
 //! never passes without having reached its server.
 
+mod private_redis;
 mod private_tidb;
 
+pub use private_redis::PrivateRedis;
 pub use private_tidb::PrivateTidb;
 use std::collections::HashMap;
 use std::path::PathBuf;

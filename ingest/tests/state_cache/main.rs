@@ -186,3 +186,56 @@ async fn trending_merges_the_partitions_posts_and_a_post_replaces_its_partition(
     board.post(2, vec![]).await;
     assert_eq!(board.top(10).await, vec![e(2, 30)]);
 }
+
+#[tokio::test]
+async fn a_full_redis_refuses_an_action_whole_and_it_can_be_taken_once_there_is_room() {
+    use likes_shared::cache::CacheError;
+    let redis = likes_smoke::PrivateRedis::start();
+    let progress = Arc::new(AtomicU64::new(0));
+    let cache =
+        RedisStateCache::new(&redis.url(), RedisCacheConfig::default(), progress).expect("cache");
+    let (u, c) = fresh_ids();
+    let t = cache.fill_ticket();
+    cache.fill_count(c, 0, t).await.expect("fill");
+    assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
+    let client = ::redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let config_set = |limit: String| {
+        ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(limit)
+            .clone()
+    };
+    // Full from here on: the limit is what it holds now.
+    let info: String = ::redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .expect("info");
+    let used = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .expect("used_memory")
+        .trim()
+        .to_owned();
+    let () = config_set(used)
+        .query_async(&mut conn)
+        .await
+        .expect("limit");
+    let refused = cache.apply(u, c, Action::Like, 10).await;
+    assert!(matches!(refused, Err(CacheError::Full)), "{refused:?}");
+    let () = config_set("0".into())
+        .query_async(&mut conn)
+        .await
+        .expect("unlimited");
+    let like = apply(&cache, u, c, Action::Like, 11).await;
+    assert!(
+        like.changed && !like.pending,
+        "the refused action left a trace: {like:?}"
+    );
+    assert_eq!(like.count, Some(1));
+}
