@@ -186,13 +186,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return tonumber(ARGV[1])
 "#;
 
-fn with_prelude(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+/// Scripts that take something new (an action, a fill): with a shebang and no flags, a Redis at
+/// `maxmemory` refuses the whole script with OOM before it runs. Without one Redis checks memory
+/// only at the script's first write, and a first write that does not grow memory (`EXPIRE`)
+/// lets every later one through: an action half applied.
+const TAKES: &str = "#!lua\n";
+/// Scripts that settle what was already taken (confirm, revert, the count move of a change):
+/// they must run on a full Redis too, or a durable like stays pending and its count unmoved.
+const SETTLES: &str = "#!lua flags=allow-oom\n";
+
+fn script(shebang: &str, prelude: &str, body: &str) -> Script {
+    Script::new(&format!("{shebang}{prelude}{body}"))
 }
 
-pub(super) static APPLY_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(APPLY));
-pub(super) static CONFIRM_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(CONFIRM));
-pub(super) static REVERT_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(REVERT));
-pub(super) static SEED_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_prelude(SEED));
-pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MOVE_COUNT));
-pub(super) static FILL_COUNT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_COUNT));
+pub(super) static APPLY_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKES, PRELUDE, APPLY));
+pub(super) static SEED_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKES, PRELUDE, SEED));
+pub(super) static FILL_COUNT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(TAKES, "", FILL_COUNT));
+pub(super) static CONFIRM_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, PRELUDE, CONFIRM));
+pub(super) static REVERT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, PRELUDE, REVERT));
+pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, "", MOVE_COUNT));
