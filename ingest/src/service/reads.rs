@@ -142,7 +142,7 @@ impl LikeService {
         let missing = misses(contents, &cached);
         let mut filled = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
-            let mut seeded = false;
+            let mut seeded = None;
             for _ in 0..FILL_ATTEMPTS {
                 let ticket = cache.fill_ticket();
                 let stored = self.read_states(user, &missing).await?;
@@ -153,17 +153,19 @@ impl LikeService {
                     .await
                     .map_err(cache_down)?
                 {
-                    seeded = true;
+                    seeded = Some(seeds);
                     break;
                 }
             }
-            if !seeded {
+            let Some(seeds) = seeded else {
                 return Err(ApiError::unavailable("state cache is busy; retry shortly").into());
-            }
+            };
             // Re-read: a concurrent action may have won over the seed, and the cache holds it.
+            // A content missing again was forgotten to make room (a later one of this page, or
+            // another request): what the store said, accepted by the seed, still stands.
             let now = cache.states(user, &missing).await.map_err(cache_down)?;
-            for (id, current) in missing.into_iter().zip(now) {
-                filled.insert(id, current.unwrap_or(NO_ROW));
+            for ((id, stored), current) in seeds.into_iter().zip(now) {
+                filled.insert(id, current.or(stored).unwrap_or(NO_ROW));
             }
         }
         Ok(merge(contents, cached, &filled, NO_ROW)
