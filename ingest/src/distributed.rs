@@ -17,7 +17,7 @@ use crate::cache_breaker::BreakerCache;
 use crate::hot_counts::HotCounts;
 use crate::metrics::Metrics;
 use crate::pulsar_publisher::PulsarPublisher;
-use crate::redis_cache::{AgeBound, RedisCacheError, RedisStateCache};
+use crate::redis_cache::{self, AgeBound, RedisCacheError, RedisStateCache, SpoolHold};
 use crate::service::Backends;
 use crate::spool::{SpoolConfig, SpoolError, SpooledPublisher};
 use likes_shared::bus::BusError;
@@ -67,6 +67,7 @@ pub struct Distributed {
     trigger: ShutdownTrigger,
     server: JoinHandle<()>,
     drainer: JoinHandle<Result<(), SpoolError>>,
+    spool_hold: JoinHandle<()>,
     pulsar: Arc<PulsarPublisher>,
 }
 
@@ -116,9 +117,19 @@ impl Distributed {
             metrics.spool.clone(),
         )?;
         let spool = Arc::new(spool);
-        let progress = Arc::new(AgeBound::new(config.max_pipeline_lag_ms).behind(spool.clone()));
-        let cache = RedisStateCache::new(redis_url, config.redis.clone(), progress)
+        let conn = redis_cache::connection(redis_url, &config.redis)
             .map_err(|e: RedisCacheError| redis_error(e.to_string()))?;
+        let spooling = spool.clone();
+        let (held, hold_task) = SpoolHold::start(
+            conn.clone(),
+            format!("{}:spool-hold", config.redis.namespace),
+            Duration::from_millis(config.max_pipeline_lag_ms),
+            move || spooling.is_spooling() || spooling.depth() > 0,
+            shutdown.clone(),
+        );
+        let progress =
+            Arc::new(AgeBound::new(config.max_pipeline_lag_ms).behind(spool.clone(), held));
+        let cache = RedisStateCache::with_connection(conn, config.redis.clone(), progress);
         cache
             .ping()
             .await
@@ -158,6 +169,7 @@ impl Distributed {
             trigger,
             server,
             drainer,
+            spool_hold: hold_task,
             pulsar,
         })
     }
@@ -179,6 +191,9 @@ impl Distributed {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "the spool drainer failed"),
             Err(error) => tracing::error!(%error, "the spool drainer task failed"),
+        }
+        if let Err(error) = self.spool_hold.await {
+            tracing::error!(%error, "the spool hold task failed");
         }
         self.pulsar.close().await;
     }

@@ -3,12 +3,15 @@
 //! Redis is a cache here, never the truth (I6): it makes "did I like it", counts and
 //! idempotence fast across ingest instances, and everything it holds can be rebuilt from TiDB.
 //! The rules of [`likes_shared::cache`] are kept by Lua scripts (see `scripts.rs`), one per
-//! action, each on one key's slot so a Redis Cluster works.
+//! action, each on one key's slot (the layout a Redis Cluster needs; the connection and the
+//! count `MGET` are for one Redis today, see below).
 //!
 //! # What "committed" means here
 //! The embedded cache knows exactly what the sink committed. Across processes it knows an age
 //! instead: [`AgeBound`] says every change older than the pipeline's enforced maximum lag is in
-//! the store (DESIGN section 7 allows that bound). Three decisions rest on it:
+//! the store (DESIGN section 7 allows that bound), unless some instance's spool holds events
+//! ([`SpoolHold`]); the bound must cover the clock skew between ingest hosts too, since each
+//! stamps changes with its own clock. Three decisions rest on it:
 //! - a count is filled from the store (SET NX) only if it has not moved since the fill's ticket
 //!   (`likes:{c:<id>}:t` holds when it last moved), or the read may lack a change;
 //! - a user over `max_states_per_user` forgets only settled states older than the bound, and
@@ -16,8 +19,15 @@
 //! - expiry is hours after last use, far past the bound.
 //!
 //! Redis itself must not evict (`maxmemory-policy noeviction`): an evicted pending state would
-//! lose the rule above. When it is full it refuses writes with OOM, which is answered 503 (I7),
-//! like a user whose states all wait for the store.
+//! lose the rule above. When it is full it refuses the scripts that take something new with OOM
+//! (whole, before they write), answered 503 (I7) like a user whose states all wait for the
+//! store; the scripts that settle what was taken still run.
+//!
+//! # What it cannot know
+//! A reply lost after the apply script ran, or an ingest killed between the apply and its confirm,
+//! leaves a pending entry (a repeat of the action publishes it again, harmlessly) and maybe an
+//! unmoved count. A restart or failover of Redis loses its records of recent changes. The counts
+//! that drift this way are repaired by `likes-pipeline reconcile` (I6).
 //!
 //! # Round trips
 //! A like is: the count (one `MGET`), the apply script, the count move script, and after the
@@ -26,13 +36,14 @@
 //! Cluster the `MGET` of counts spans slots and would have to be split per slot; this runs on one
 //! Redis (or a proxy that splits it).
 
+mod age_bound;
 mod config;
 mod layout;
 mod scripts;
 
+pub use age_bound::{AgeBound, SpoolHold};
 pub use config::RedisCacheConfig;
 
-use crate::spool::SpooledPublisher;
 use async_trait::async_trait;
 use layout::{durable, settled, Keys, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
@@ -45,54 +56,8 @@ use redis::{AsyncCommands, RedisError};
 use scripts::{
     APPLY_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Every change older than `max_lag_ms` is in the store: the pipeline's enforced maximum lag
-/// (publish timeout included) is what a cache across processes may rely on. Events held in a
-/// spool are not on their way to the store at all: while the spool holds any, and for
-/// `max_lag_ms` after it last did, nothing counts as committed (no count fills over a change,
-/// nothing forgotten).
-pub struct AgeBound {
-    max_lag_ms: u64,
-    spool: Option<Arc<SpooledPublisher>>,
-    /// When the spool was last seen holding events (wall-clock ms).
-    spooling_seen: AtomicU64,
-}
-
-impl AgeBound {
-    pub fn new(max_lag_ms: u64) -> Self {
-        AgeBound {
-            max_lag_ms,
-            spool: None,
-            spooling_seen: AtomicU64::new(0),
-        }
-    }
-
-    /// The same bound, held back while `spool` holds events.
-    pub fn behind(self, spool: Arc<SpooledPublisher>) -> Self {
-        AgeBound {
-            spool: Some(spool),
-            ..self
-        }
-    }
-}
-
-impl CommitProgress for AgeBound {
-    fn committed(&self) -> DurableMark {
-        let now = now_ms();
-        if self.spool.as_ref().is_some_and(|s| s.is_spooling()) {
-            self.spooling_seen.fetch_max(now, Ordering::AcqRel);
-            return 0;
-        }
-        let seen = self.spooling_seen.load(Ordering::Acquire);
-        if seen > 0 && now.saturating_sub(seen) < self.max_lag_ms {
-            return 0;
-        }
-        now.saturating_sub(self.max_lag_ms)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisCacheError {
@@ -116,20 +81,25 @@ impl RedisStateCache {
         config: RedisCacheConfig,
         progress: Arc<dyn CommitProgress>,
     ) -> Result<Self, RedisCacheError> {
-        let client = redis::Client::open(url).map_err(RedisCacheError::Url)?;
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
-            .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(config.connect_timeout_ms));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(RedisCacheError::Url)?;
-        Ok(RedisStateCache {
+        Ok(Self::with_connection(
+            connection(url, &config)?,
+            config,
+            progress,
+        ))
+    }
+
+    /// On a connection from [`connection`], shared with other users of the same Redis.
+    pub fn with_connection(
+        conn: ConnectionManager,
+        config: RedisCacheConfig,
+        progress: Arc<dyn CommitProgress>,
+    ) -> Self {
+        RedisStateCache {
             conn,
             keys: Keys::new(&config.namespace),
             config,
             progress,
-        })
+        }
     }
 
     /// Warns loudly unless Redis runs with `maxmemory-policy noeviction` (see the module docs).
@@ -228,6 +198,21 @@ impl RedisStateCache {
             .await
             .map_err(cache_error)
     }
+}
+
+/// A connection to `url` with the timeouts of `config`. Does not connect: the first command
+/// does, and reconnects follow failures, so ingest can start (and degrade) while Redis is down.
+pub fn connection(
+    url: &str,
+    config: &RedisCacheConfig,
+) -> Result<ConnectionManager, RedisCacheError> {
+    let client = redis::Client::open(url).map_err(RedisCacheError::Url)?;
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
+        .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(config.connect_timeout_ms));
+    ConnectionManager::new_lazy_with_config(client, manager).map_err(RedisCacheError::Url)
 }
 
 fn like_delta(liked: bool) -> i64 {

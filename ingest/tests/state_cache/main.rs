@@ -239,3 +239,41 @@ async fn a_full_redis_refuses_an_action_whole_and_it_can_be_taken_once_there_is_
     );
     assert_eq!(like.count, Some(1));
 }
+
+#[tokio::test]
+async fn while_one_instance_spools_no_instance_counts_anything_as_committed() {
+    use likes_ingest::redis_cache::{AgeBound, SpoolHold};
+    use likes_shared::bus::CommitProgress;
+    use std::sync::atomic::AtomicBool;
+    let config = RedisCacheConfig::default();
+    let conn = likes_ingest::redis_cache::connection(&redis_url(), &config).expect("conn");
+    let key = likes_smoke::unique_name("spool-hold");
+    let lag = Duration::from_millis(600);
+    let (_trigger, shutdown) = likes_shared::shutdown::channel();
+    let spooling = Arc::new(AtomicBool::new(true));
+    let a_spools = spooling.clone();
+    // Instance A spools; instance B does not, and learns it only through Redis.
+    let (_a_held, _a) = SpoolHold::start(
+        conn.clone(),
+        key.clone(),
+        lag,
+        move || a_spools.load(Ordering::Acquire),
+        shutdown.clone(),
+    );
+    let (b_held, _b) = SpoolHold::start(conn, key, lag, || false, shutdown);
+    let b = AgeBound::new(lag.as_millis() as u64).holding(b_held);
+    tokio::time::sleep(SpoolHold::TICK * 3).await;
+    assert_eq!(b.committed(), 0, "B must hold back while A spools");
+    spooling.store(false, Ordering::Release);
+    tokio::time::sleep(lag / 2).await;
+    assert_eq!(
+        b.committed(),
+        0,
+        "and for the lag bound after A's spool drained"
+    );
+    tokio::time::sleep(lag + SpoolHold::TICK * 3).await;
+    assert!(
+        b.committed() > 0,
+        "then B counts old changes as committed again"
+    );
+}
