@@ -45,12 +45,13 @@ pub use age_bound::{AgeBound, SpoolHold};
 pub use config::RedisCacheConfig;
 
 use async_trait::async_trait;
-use layout::{durable, settled, Keys, FILLED_FIELD};
+use layout::{durable, settled, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
 use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
+use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError};
 use scripts::{

@@ -11,6 +11,8 @@
 //!   its reconciler.
 //! - `pulsar_client`, `pulsar_admin` (feature `pulsar`) — connecting to the broker with bounded
 //!   waits; creating and inspecting topics through the admin REST API (`ensure_topics`).
+//! - `redis_counts` (feature `redis`) — the state cache's key names and the reconciler's repair
+//!   of its cached counts.
 //! - `redis_trending` (feature `redis`) — `RedisTrendingBoard`: workers post their partitions'
 //!   top-k to Redis, ingest merges them.
 //!
@@ -26,6 +28,8 @@ pub mod mysql;
 pub mod pulsar_admin;
 #[cfg(feature = "pulsar")]
 pub mod pulsar_client;
+#[cfg(feature = "redis")]
+pub mod redis_counts;
 #[cfg(feature = "redis")]
 pub mod redis_trending;
 mod retry_logic;

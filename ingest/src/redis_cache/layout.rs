@@ -1,40 +1,10 @@
-//! Key names and entry encoding of the Redis layout (DESIGN section 7), on the Rust side.
-//!
-//! Every key carries a hash tag (`{u:..}`, `{c:..}`) so one user's hash, and one content's count
-//! with its last-change time, each sit in one Redis Cluster slot: every script touches one slot.
+//! The encoding of the Redis state entries (DESIGN section 7) on the Rust side; the key names
+//! are `likes_sink::redis_counts::Keys`, shared with the reconciler.
 
 use likes_shared::store::RowState;
-use likes_shared::{ContentId, UserId};
 
 /// The fill marker field of a user hash (see `scripts.rs`).
 pub(super) const FILLED_FIELD: &str = "_f";
-
-/// The key names under one namespace (`likes` by default).
-pub(super) struct Keys {
-    namespace: String,
-}
-
-impl Keys {
-    pub fn new(namespace: &str) -> Self {
-        Keys {
-            namespace: namespace.to_owned(),
-        }
-    }
-
-    pub fn user(&self, user: UserId) -> String {
-        format!("{}:{{u:{}}}", self.namespace, user.get())
-    }
-
-    pub fn count(&self, content: ContentId) -> String {
-        format!("{}:{{c:{}}}:n", self.namespace, content.get())
-    }
-
-    /// When the count last moved (wall-clock ms): a fill from the store read before that may
-    /// lack it.
-    pub fn changed(&self, content: ContentId) -> String {
-        format!("{}:{{c:{}}}:t", self.namespace, content.get())
-    }
-}
 
 /// The field value of a state read from the store: settled, so current and durable are one.
 pub(super) fn settled(state: Option<RowState>) -> String {
@@ -74,14 +44,5 @@ mod tests {
         assert_eq!(durable("x"), None);
         assert_eq!(settled(row(true, 7)), "7:1");
         assert_eq!(settled(None), "0:0");
-    }
-
-    #[test]
-    fn keys_carry_hash_tags() {
-        let (u, c) = (UserId::new(7).expect("id"), ContentId::new(9).expect("id"));
-        let keys = Keys::new("likes");
-        assert_eq!(keys.user(u), "likes:{u:7}");
-        assert_eq!(keys.count(c), "likes:{c:9}:n");
-        assert_eq!(keys.changed(c), "likes:{c:9}:t");
     }
 }

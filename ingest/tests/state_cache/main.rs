@@ -277,3 +277,51 @@ async fn while_one_instance_spools_no_instance_counts_anything_as_committed() {
         "then B counts old changes as committed again"
     );
 }
+
+#[tokio::test]
+async fn the_reconciler_repairs_a_drifted_count_unless_it_moved_since_committed() {
+    use likes_sink::redis_counts::{repair_counts, CountRepair, Keys};
+    let (cache, _) = cache();
+    let (u, c) = fresh_ids();
+    let cold = ContentId::new(c.get() + 1).expect("id");
+    let t = cache.fill_ticket();
+    cache.fill_count(c, 5, t).await.expect("fill");
+    assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
+    let before_like = likes_shared::hlc::now_ms() - 1;
+    assert_eq!(apply(&cache, u, c, Action::Like, 10).await.count, Some(6));
+    let mut conn = cache.connection();
+    let keys = Keys::new(&RedisCacheConfig::default().namespace);
+    let store = [(c, 9), (cold, 4)];
+    let skipped = repair_counts(&mut conn, &keys, &store, before_like)
+        .await
+        .expect("repair");
+    assert_eq!(
+        skipped,
+        CountRepair {
+            repaired: 0,
+            skipped: 1
+        },
+        "moved after committed"
+    );
+    assert_eq!(cache.counts(&[c]).await.expect("counts"), vec![Some(6)]);
+    let after = likes_shared::hlc::now_ms() + 1;
+    let repaired = repair_counts(&mut conn, &keys, &store, after)
+        .await
+        .expect("repair");
+    assert_eq!(
+        repaired,
+        CountRepair {
+            repaired: 1,
+            skipped: 0
+        }
+    );
+    assert_eq!(
+        cache.counts(&[c, cold]).await.expect("counts"),
+        vec![Some(9), None],
+        "repaired; an uncached count stays uncached"
+    );
+    let again = repair_counts(&mut conn, &keys, &store, after)
+        .await
+        .expect("repair");
+    assert_eq!(again, CountRepair::default(), "nothing left to repair");
+}
