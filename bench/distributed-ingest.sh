@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The distributed like path in one sitting (issue 7, DESIGN section 9): likes-ingest (release) on
+# the real Redis, Pulsar and TiDB of `infra/dev/services`, loaded by `likes-load target` (with its
+# bare warp hello baseline in the same invocation), then the dependency floor
+# (`likes-ingest-floor`: the same Redis and Pulsar work with no HTTP) at the same concurrency.
+#
+#   bench/distributed-ingest.sh [SECONDS]     (services up: infra/dev/services up)
+#
+# Everything runs on loopback and stops by itself; the topic and the Redis namespace are new for
+# the run, the database is the services' one (the pipeline is not running: nothing is committed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+env_file=${LIKES_SERVICES_ENV:-${LIKES_RUN_DIR:-${LIKES_CACHE_DIR:-$HOME/.cache/likes}/run}/services.env}
+set -a; . "$env_file"; set +a
+cargo build --release -q -p likes-ingest -p likes-pipeline -p likes-bench --bins
+bin=${CARGO_TARGET_DIR:-target}/release
+run_id="bench-$(date +%s)"
+export LIKES_PULSAR__TOPIC="$run_id" LIKES_PULSAR__DLQ_TOPIC="$run_id-dlq"
+export LIKES_REDIS__NAMESPACE="$run_id"
+export LIKES_AUTH__JWT_SECRET="likes-bench-secret-of-at-least-32-bytes"
+"$bin/likes-pipeline" init >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+data=$(mktemp -d)
+LIKES_HTTP_ADDR="127.0.0.1:$port" LIKES_DATA_DIR="$data" \
+LIKES_RATE__PER_USER_PER_SEC=1000000 LIKES_RATE__PER_USER_BURST=1000000 \
+LIKES_RATE__PER_IP_PER_SEC=1000000 LIKES_RATE__PER_IP_BURST=1000000 \
+LIKES_RATE__MAX_IN_FLIGHT=100000 RUST_LOG=warn \
+    "$bin/likes-ingest" >"$data/ingest.log" 2>&1 &
+ingest=$!
+trap 'kill $ingest 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.2
+done
+echo "== likes-load target (likes-ingest on Redis + Pulsar + TiDB), hello baseline in the same run"
+"$bin/likes-load" target --url "http://127.0.0.1:$port" --duration "$secs"
+echo "== dependency floor, same concurrency"
+"$bin/likes-ingest-floor" --duration "$secs" --concurrency 64
