@@ -6,8 +6,9 @@
 #
 #   bench/distributed-ingest.sh [SECONDS]     (services up: infra/dev/services up)
 #
-# Everything runs on loopback and stops by itself; the topic and the Redis namespace are new for
-# the run, the database is the services' one (the pipeline is not running: nothing is committed).
+# Everything runs on loopback and stops by itself; the topics (deleted after) and the Redis
+# namespace are new for the run, the database is the services' one (no pipeline runs: nothing
+# is committed, the load checks the counts ingest serves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -28,7 +29,15 @@ LIKES_RATE__PER_IP_PER_SEC=1000000 LIKES_RATE__PER_IP_BURST=1000000 \
 LIKES_RATE__MAX_IN_FLIGHT=100000 RUST_LOG=warn \
     "$bin/likes-ingest" >"$data/ingest.log" 2>&1 &
 ingest=$!
-trap 'kill $ingest 2>/dev/null || true; rm -rf "$data"' EXIT
+cleanup() {
+    kill "$ingest" 2>/dev/null || true
+    wait "$ingest" 2>/dev/null || true
+    rm -rf "$data"
+    local admin="$LIKES_PULSAR_ADMIN_URL/admin/v2/persistent/public/default"
+    curl -fs -X DELETE "$admin/$run_id/partitions?force=true" >/dev/null || true
+    curl -fs -X DELETE "$admin/$run_id-dlq?force=true" >/dev/null || true
+}
+trap cleanup EXIT
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break
     sleep 0.2
