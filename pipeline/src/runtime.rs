@@ -176,7 +176,9 @@ impl<S: EventSource> Worker<S> {
             };
             for window in closed.drain(..) {
                 if !self.commit(window, &mut shutdown).await? {
-                    return Ok(()); // shutdown while retrying: the window stays unacked.
+                    // Shutdown while retrying: the window stays unacked, for the next owner.
+                    self.source.close().await;
+                    return Ok(());
                 }
             }
             for list in lists.drain(..) {
@@ -189,6 +191,7 @@ impl<S: EventSource> Worker<S> {
                     self.board
                         .post(self.config.board_slot, self.trending.top())
                         .await;
+                    self.source.close().await;
                     return Ok(());
                 }
             }

@@ -1,0 +1,48 @@
+//! Two workers split 8 partitions (failover: one owner each); one stops gracefully mid-stream
+//! and the other takes its partitions over. The result is still exact (redelivered events are
+//! no-ops, I2) and everything is acked.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_workers_partitions_move_to_the_other_and_the_result_stays_exact() {
+    let started = Instant::now();
+    let deployment = Deployment::new(8).await;
+    let (events, model) = events(20_000, 500, 1_000, 2);
+    let mut producer = deployment.producer().await;
+    let first = deployment.start_worker("first").await;
+    let second = deployment.start_worker("second").await;
+    publish(&mut producer, &events[..8_000]).await;
+    // Both own partitions: each has consumed some of the first part.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.events() == 0 || second.events() == 0 || first.events() + second.events() < 4_000 {
+        assert!(
+            Instant::now() < deadline,
+            "both workers should consume: {} and {}",
+            first.events(),
+            second.events()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Stop one mid-stream, with events of its partitions still coming.
+    let publishing = {
+        let rest = events[8_000..].to_vec();
+        tokio::spawn(async move {
+            publish(&mut producer, &rest).await;
+            producer
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped_after = first.events();
+    first.stop().await;
+    publishing.await.expect("publisher");
+    deployment.wait_exact(&model, Duration::from_secs(45)).await;
+    eprintln!(
+        "failover: first consumed {stopped_after} before stopping, second {}",
+        second.events()
+    );
+    assert!(second.events() > 0);
+    second.stop().await;
+    assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
+    eprintln!("failover: exact and fully acked in {:?}", started.elapsed());
+}
