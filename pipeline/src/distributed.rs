@@ -32,27 +32,29 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// How long a trending post counts after the worker's last one (ingest reads it meanwhile).
 const TRENDING_TTL: Duration = Duration::from_secs(60);
 
+/// Why a worker cannot start. The causes are error sources, not part of the message: the
+/// binary prints the chain (`message: cause`) on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Missing(#[from] MissingSetting),
-    #[error("Pulsar admin API at LIKES_PULSAR_ADMIN_URL: {0}")]
+    #[error("Pulsar admin API at LIKES_PULSAR_ADMIN_URL")]
     Admin(#[from] AdminError),
     #[error("the topic {topic}: {reason} (run `likes-pipeline init` first)")]
     Topic { topic: String, reason: String },
-    #[error("database at LIKES_DATABASE_URL ({url}): {source}")]
+    #[error("database at LIKES_DATABASE_URL ({url})")]
     Store { url: String, source: StoreError },
     #[error(
         "database at LIKES_DATABASE_URL ({url}) has no likes tables (run `likes-pipeline init` \
-         first): {source}"
+         first)"
     )]
     Schema { url: String, source: StoreError },
-    #[error("Pulsar at LIKES_PULSAR_URL ({url}): {source}")]
+    #[error("Pulsar at LIKES_PULSAR_URL ({url})")]
     Pulsar {
         url: String,
         source: PulsarSourceError,
     },
-    #[error("the dead-letter topic: {0}")]
+    #[error("the dead-letter topic")]
     DeadLetters(#[from] DeadLetterError),
 }
 

@@ -114,7 +114,8 @@ pub struct PulsarSource {
     stalls: Option<mpsc::Receiver<u32>>,
 }
 
-/// Why the current consumer is being replaced.
+/// What one wait in `recv` ended with. Large, but only ever moved once, never stored.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Message(Message<Vec<u8>>),
     Rebuild(String),
@@ -230,10 +231,9 @@ impl PulsarSource {
             message.message_id(),
             message.message_id.batch_size,
         );
-        if !self.partition_topics.contains_key(&partition) {
-            self.partition_topics
-                .insert(partition, message.topic.clone());
-        }
+        self.partition_topics
+            .entry(partition)
+            .or_insert_with(|| message.topic.clone());
         Received::decode(message.payload.data, ack, partition)
     }
 }
@@ -284,6 +284,7 @@ impl EventSource for PulsarSource {
     type Ack = PulsarAck;
 
     async fn recv(&mut self) -> Result<Option<Received<PulsarAck>>, BusError> {
+        let _waiting = self.activity.waiting();
         loop {
             if !self.ready().await {
                 return Ok(None);

@@ -46,3 +46,31 @@ async fn a_stopped_workers_partitions_move_to_the_other_and_the_result_stays_exa
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
     eprintln!("failover: exact and fully acked in {:?}", started.elapsed());
 }
+
+/// A worker that dies mid-window (its task aborted: no commit of the open window, no acks, no
+/// close) loses nothing: what it had not acked goes to the other worker. Acking a batch entry
+/// through a window's cut would lose the entry's tail here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_dies_mid_window_loses_nothing() {
+    let started = Instant::now();
+    let deployment = Deployment::new(8).await;
+    let (events, model) = events(20_000, 500, 1_000, 4);
+    let mut producer = deployment.producer().await;
+    let doomed = deployment.start_worker("doomed").await;
+    let survivor = deployment.start_worker("survivor").await;
+    let publishing = {
+        let events = events.clone();
+        tokio::spawn(async move { publish(&mut producer, &events).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while doomed.events() < 3_000 {
+        assert!(Instant::now() < deadline, "the doomed worker consumes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    doomed.task.abort();
+    publishing.await.expect("publisher");
+    deployment.wait_exact(&model, Duration::from_secs(45)).await;
+    survivor.stop().await;
+    assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
+    eprintln!("crash: exact and fully acked in {:?}", started.elapsed());
+}

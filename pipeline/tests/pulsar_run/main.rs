@@ -7,6 +7,7 @@
 //! Each test has its own topics, subscription state and database, so they run in parallel.
 //! They fail (never skip) when a service is missing: `ServicesEnv::load` panics naming it.
 
+mod cli;
 mod failover;
 mod one_worker;
 mod undecodable;
