@@ -39,9 +39,6 @@ pub struct PipelineConfig {
     /// A partition with a backlog that delivers nothing this long gets its consumer rebuilt
     /// (`LIKES_STALL_AFTER_MS`).
     pub stall_after_ms: u64,
-    /// The trending board slot (a partition's sorted set) this worker posts its top-k to
-    /// (`LIKES_TRENDING_SLOT`).
-    pub trending_slot: u32,
     /// A window closes at this many events or this age, whichever comes first.
     pub window_max_events: usize,
     pub window_max_age_ms: u64,
@@ -63,7 +60,6 @@ impl Default for PipelineConfig {
             consumer_name: String::new(),
             receiver_queue: 1_000,
             stall_after_ms: 30_000,
-            trending_slot: 0,
             window_max_events: window.max_events,
             window_max_age_ms: window.max_age.as_millis() as u64,
             backoff: Backoff::default(),

@@ -1,6 +1,7 @@
 //! One worker of the distributed deployment (`likes-pipeline run`): the [`Worker`] loop between
 //! the events topic ([`PulsarSource`]), TiDB ([`likes_sink::MySqlStore`]), the dead-letter topic
-//! ([`PulsarDeadLetters`]) and the trending board on Redis ([`RedisTrendingBoard`]).
+//! ([`PulsarDeadLetters`]) and the trending board on Redis ([`RedisTrendingBoard`], each
+//! content's entry in its partition's slot: [`PartitionedBoard`]).
 //!
 //! [`DistributedWorker::build`] checks everything once and fails with one line naming the setting
 //! or the fix (DESIGN section 11): a worker started before `likes-pipeline init` would otherwise
@@ -10,6 +11,10 @@
 //!
 //! In the library, not the binary, so tests run the very wiring `run` runs, in-process, with their
 //! own topic and database (the binary adds the signal and the exit code).
+
+mod partitioned_board;
+
+pub use partitioned_board::PartitionedBoard;
 
 use crate::pulsar_source::{PulsarSource, PulsarSourceConfig, PulsarSourceError};
 use crate::runtime::WorkerError;
@@ -110,12 +115,14 @@ impl DistributedWorker {
         let worker = Worker::new(
             source,
             Arc::new(store) as Arc<dyn LikeStore>,
-            trending_board(config, partitions)?,
+            Arc::new(PartitionedBoard::new(
+                trending_board(config, partitions)?,
+                partitions,
+            )),
             Arc::new(dead_letters),
             WorkerConfig {
                 window: config.window(),
                 backoff: config.backoff,
-                board_slot: config.trending_slot,
                 ..WorkerConfig::default()
             },
         );

@@ -46,7 +46,6 @@ SETTINGS (environment):
                                   (default 4096, 50)
   LIKES_STALL_AFTER_MS            a partition with a backlog silent this long gets its consumer
                                   rebuilt (default 30000)
-  LIKES_TRENDING_SLOT             the trending slot this worker posts to (default 0)
 
 EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missing setting;
 3 reconcile --dry-run found drift.";

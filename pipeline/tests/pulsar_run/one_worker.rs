@@ -1,7 +1,10 @@
-//! One worker owns every partition: all events commit exactly, and after a graceful stop the
-//! subscription holds nothing unacked (the acks reached the broker, batched entries included).
+//! One worker owns every partition: all events commit exactly, after a graceful stop the
+//! subscription holds nothing unacked (the acks reached the broker, batched entries included),
+//! and the worker's trending is on Redis for ingest to read.
 
 use super::*;
+use likes_shared::trending::TrendingBoard;
+use likes_sink::redis_trending::RedisTrendingBoard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
@@ -21,6 +24,17 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
     );
     worker.stop().await;
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
+    let redis = redis::Client::open(deployment.config.redis_url.as_str()).expect("redis url");
+    let board = RedisTrendingBoard::new(
+        redis::aio::ConnectionManager::new(redis)
+            .await
+            .expect("redis"),
+        &deployment.config.pulsar.topic,
+        deployment.config.pulsar.partitions,
+        Duration::from_secs(60),
+    );
+    let trending = board.top(10).await;
+    assert_eq!(trending.len(), 10, "{trending:?}");
     eprintln!(
         "one worker: exact and fully acked in {:?}",
         started.elapsed()
