@@ -60,6 +60,7 @@ async fn run_refuses_to_start_before_init_naming_the_fix() {
     let (code, stderr) = failed_line(&mut command);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("LIKES_PULSAR_URL is not set"), "{stderr}");
+    deployment.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,4 +94,5 @@ async fn sigterm_commits_acks_and_exits_zero() {
         "cli: exact, exit 0 on SIGTERM, fully acked in {:?}",
         started.elapsed()
     );
+    deployment.delete().await;
 }

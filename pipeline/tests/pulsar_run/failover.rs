@@ -45,6 +45,7 @@ async fn a_stopped_workers_partitions_move_to_the_other_and_the_result_stays_exa
     second.stop().await;
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
     eprintln!("failover: exact and fully acked in {:?}", started.elapsed());
+    deployment.delete().await;
 }
 
 /// A worker that dies mid-window (its task aborted: no commit of the open window, no acks, no
@@ -73,4 +74,5 @@ async fn a_worker_that_dies_mid_window_loses_nothing() {
     survivor.stop().await;
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
     eprintln!("crash: exact and fully acked in {:?}", started.elapsed());
+    deployment.delete().await;
 }

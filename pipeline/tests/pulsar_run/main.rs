@@ -131,6 +131,14 @@ impl Deployment {
             .expect("producer")
     }
 
+    /// Deletes the test's topics (on success; a failed test leaves them to look at).
+    async fn delete(self) {
+        for topic in [&self.config.pulsar.topic, &self.config.pulsar.dlq_topic] {
+            let name = TopicName::parse(topic).expect("topic name");
+            let _ = self.admin.delete_topic(&name).await;
+        }
+    }
+
     /// Messages the workers' subscription has not acked, over every partition.
     async fn backlog(&self) -> u64 {
         let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");

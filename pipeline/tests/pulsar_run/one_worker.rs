@@ -39,4 +39,5 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
         "one worker: exact and fully acked in {:?}",
         started.elapsed()
     );
+    deployment.delete().await;
 }

@@ -53,4 +53,5 @@ async fn garbage_goes_to_the_dead_letter_topic_and_the_partition_keeps_flowing()
         "undecodable: dead-lettered, rest exact, in {:?}",
         started.elapsed()
     );
+    deployment.delete().await;
 }
