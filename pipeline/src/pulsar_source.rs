@@ -104,7 +104,8 @@ pub struct PulsarSource {
     config: PulsarSourceConfig,
     topic: TopicName,
     state: ConsumerState,
-    /// Failed subscribe attempts in a row (for the backoff).
+    /// Subscribe attempts and rebuilds since the last delivered message (for the backoff): a
+    /// consumer that fails right after every rebuild must not spin.
     failures: u32,
     /// Each partition's topic as the consumer names it, learned from its messages: the key
     /// `cumulative_ack_with_id` wants.
@@ -177,9 +178,14 @@ impl PulsarSource {
     /// again) and starts subscribing anew, on a fresh connection: a client stuck after a
     /// broker restart is the usual reason to get here.
     fn rebuild(&mut self, why: &str) {
-        tracing::warn!(why, "rebuilding the Pulsar consumer");
+        let wait = match self.failures {
+            0 => Duration::ZERO,
+            n => self.config.backoff.delay(n - 1),
+        };
+        self.failures = self.failures.saturating_add(1);
+        tracing::warn!(why, ?wait, "rebuilding the Pulsar consumer");
         self.state = ConsumerState::Waiting {
-            retry_at: Instant::now(),
+            retry_at: Instant::now() + wait,
         };
     }
 
@@ -204,7 +210,6 @@ impl PulsarSource {
                     let error = match task.await {
                         Ok(Ok(consumer)) => {
                             tracing::info!("Pulsar consumer rebuilt");
-                            self.failures = 0;
                             self.activity.rebuilt();
                             self.state = ConsumerState::Ready(Box::new(consumer));
                             continue;
@@ -226,6 +231,7 @@ impl PulsarSource {
     fn delivered(&mut self, message: Message<Vec<u8>>) -> Received<PulsarAck> {
         let partition = partition_of(&message.topic);
         self.activity.delivered(partition);
+        self.failures = 0;
         let ack = PulsarAck::new(
             partition,
             message.message_id(),

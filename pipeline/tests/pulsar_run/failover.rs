@@ -76,3 +76,33 @@ async fn a_worker_that_dies_mid_window_loses_nothing() {
     eprintln!("crash: exact and fully acked in {:?}", started.elapsed());
     deployment.delete().await;
 }
+
+/// The broker unloads the topic mid-stream (what a broker restart or a bundle move does to a
+/// consumer: closed by the broker, re-looked-up, re-subscribed). The worker resumes on its own,
+/// by pulsar-rs' reconnect or by the stall watch's rebuild, and the result is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_resumes_after_the_broker_unloads_its_topic() {
+    let started = Instant::now();
+    let mut deployment = Deployment::new(4).await;
+    deployment.config.stall_after_ms = 2_000;
+    let (events, model) = events(10_000, 300, 600, 6);
+    let mut producer = deployment.producer().await;
+    let worker = deployment.start_worker("unloaded").await;
+    publish(&mut producer, &events[..5_000]).await;
+    let unload = format!(
+        "{}/admin/v2/persistent/public/default/{}/unload",
+        deployment.config.pulsar_admin_url, deployment.config.pulsar.topic
+    );
+    let answer = reqwest::Client::new()
+        .put(&unload)
+        .send()
+        .await
+        .expect("unload");
+    assert!(answer.status().is_success(), "{:?}", answer.status());
+    publish(&mut producer, &events[5_000..]).await;
+    deployment.wait_exact(&model, Duration::from_secs(45)).await;
+    worker.stop().await;
+    assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
+    deployment.delete().await;
+    eprintln!("unload: exact and fully acked in {:?}", started.elapsed());
+}
