@@ -184,6 +184,8 @@ impl PulsarSource {
         };
         self.failures = self.failures.saturating_add(1);
         tracing::warn!(why, ?wait, "rebuilding the Pulsar consumer");
+        // The new consumer gets its `stall_after` from now, not from when the old one stalled.
+        self.activity.rebuilt();
         self.state = ConsumerState::Waiting {
             retry_at: Instant::now() + wait,
         };

@@ -19,7 +19,7 @@ use likes_shared::shutdown::{self, ShutdownTrigger};
 use likes_shared::store::LikeStore;
 use likes_shared::topics::{event_key, TopicName, TopicsConfig};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
-use likes_sink::pulsar_admin::{PulsarAdmin, DEFAULT_WAIT};
+use likes_sink::pulsar_admin::{PulsarAdmin, SubscriptionState, DEFAULT_WAIT};
 use likes_sink::pulsar_client::{self, keyed_event_producer_options, PulsarClient};
 use likes_sink::{MySqlConfig, MySqlStore};
 use likes_smoke::{fresh_database, unique_name, ServicesEnv};
@@ -108,11 +108,13 @@ impl Deployment {
             .await
             .expect("worker starts");
         let stats = worker.stats();
+        let name = worker.consumer_name().to_owned();
         let (trigger, stop) = shutdown::channel();
         RunningWorker {
             task: tokio::spawn(worker.run(stop)),
             trigger,
             stats,
+            name,
         }
     }
 
@@ -139,6 +141,20 @@ impl Deployment {
             let name = TopicName::parse(topic).expect("topic name");
             let _ = self.admin.delete_topic(&name).await;
         }
+    }
+
+    /// The subscription on one partition, as the broker's stats describe it.
+    async fn partition_state(&self, partition: u32) -> SubscriptionState {
+        let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");
+        let partition = TopicName {
+            local: format!("{}-partition-{partition}", topic.local),
+            ..topic
+        };
+        self.admin
+            .subscription_state(&partition, SUBSCRIPTION)
+            .await
+            .expect("stats")
+            .expect("the subscription exists")
     }
 
     /// Messages the workers' subscription has not acked, over every partition.
@@ -236,6 +252,8 @@ struct RunningWorker {
     task: JoinHandle<Result<(), likes_pipeline::runtime::WorkerError>>,
     trigger: ShutdownTrigger,
     stats: std::sync::Arc<likes_pipeline::WorkerStats>,
+    /// Its consumer name on the subscription.
+    name: String,
 }
 
 impl RunningWorker {

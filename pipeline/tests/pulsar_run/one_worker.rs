@@ -22,6 +22,11 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
         "{}",
         worker.events()
     );
+    // The broker dispatches every partition to this worker: what the stall watch relies on.
+    for partition in 0..4 {
+        let state = deployment.partition_state(partition).await;
+        assert_eq!(state.active_consumer.as_deref(), Some(worker.name.as_str()));
+    }
     worker.stop().await;
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
     let redis = redis::Client::open(deployment.config.redis_url.as_str()).expect("redis url");
