@@ -39,6 +39,8 @@ pub struct PipelineConfig {
     /// A partition with a backlog that delivers nothing this long gets its consumer rebuilt
     /// (`LIKES_STALL_AFTER_MS`).
     pub stall_after_ms: u64,
+    /// Where `run` serves `/metrics` (`LIKES_ADMIN_ADDR`, e.g. `0.0.0.0:9464`); empty: nowhere.
+    pub admin_addr: String,
     /// A window closes at this many events or this age, whichever comes first.
     pub window_max_events: usize,
     pub window_max_age_ms: u64,
@@ -60,6 +62,7 @@ impl Default for PipelineConfig {
             consumer_name: String::new(),
             receiver_queue: 1_000,
             stall_after_ms: 30_000,
+            admin_addr: String::new(),
             window_max_events: window.max_events,
             window_max_age_ms: window.max_age.as_millis() as u64,
             backoff: Backoff::default(),
@@ -86,6 +89,19 @@ impl PipelineConfig {
         match self.pulsar_url.trim() {
             "" => Err(MissingSetting::Unset("LIKES_PULSAR_URL")),
             url => Ok(url),
+        }
+    }
+
+    /// Where to serve `/metrics`, if anywhere; fails naming `LIKES_ADMIN_ADDR` when malformed.
+    pub fn admin_addr(&self) -> Result<Option<std::net::SocketAddr>, MissingSetting> {
+        match self.admin_addr.trim() {
+            "" => Ok(None),
+            addr => addr
+                .parse()
+                .map(Some)
+                .map_err(|e: std::net::AddrParseError| {
+                    MissingSetting::Malformed("LIKES_ADMIN_ADDR", e.to_string())
+                }),
         }
     }
 

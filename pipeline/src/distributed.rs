@@ -12,8 +12,10 @@
 //! In the library, not the binary, so tests run the very wiring `run` runs, in-process, with their
 //! own topic and database (the binary adds the signal and the exit code).
 
+mod metrics;
 mod partitioned_board;
 
+pub use metrics::PartitionLag;
 pub use partitioned_board::PartitionedBoard;
 
 use crate::pulsar_source::{PulsarSource, PulsarSourceConfig, PulsarSourceError};
@@ -61,6 +63,11 @@ pub enum StartError {
     },
     #[error("the dead-letter topic")]
     DeadLetters(#[from] DeadLetterError),
+    #[error("cannot listen on LIKES_ADMIN_ADDR ({addr})")]
+    AdminAddr {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A worker wired to the real services, ready to run.
@@ -68,6 +75,8 @@ pub struct DistributedWorker {
     worker: Worker<PulsarSource>,
     consumer_name: String,
     partitions: u32,
+    /// `/metrics`, when `LIKES_ADMIN_ADDR` is set: bound at build, served by `run`.
+    metrics: Option<(tokio::net::TcpListener, metrics::LagPoll)>,
 }
 
 impl DistributedWorker {
@@ -77,6 +86,7 @@ impl DistributedWorker {
         let store_config = config.store()?;
         let pulsar_url = config.pulsar_url()?.to_owned();
         let admin_url = config.pulsar_admin_url()?.to_owned();
+        let admin_addr = config.admin_addr()?;
         let admin = PulsarAdmin::new(&admin_url, START_WAIT)?;
         let partitions = check_topics(&admin, config).await?;
 
@@ -104,7 +114,7 @@ impl DistributedWorker {
             receiver_queue: config.receiver_queue,
             wait: START_WAIT,
             backoff: config.backoff,
-            admin_url: Some(admin_url),
+            admin_url: Some(admin_url.clone()),
             stall_after: Duration::from_millis(config.stall_after_ms),
         })
         .await
@@ -126,11 +136,44 @@ impl DistributedWorker {
                 ..WorkerConfig::default()
             },
         );
+        let metrics = match admin_addr {
+            None => None,
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::AdminAddr {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                let poll = metrics::LagPoll {
+                    admin,
+                    topic: TopicName::parse(&config.pulsar.topic).map_err(|e| {
+                        StartError::Topic {
+                            topic: config.pulsar.topic.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?,
+                    partitions,
+                    subscription: config.subscription.clone(),
+                    consumer_name: consumer_name.clone(),
+                    lag: Arc::default(),
+                };
+                Some((listener, poll))
+            }
+        };
         Ok(DistributedWorker {
             worker,
             consumer_name,
             partitions,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served (`LIKES_ADMIN_ADDR`, with the port the system picked for 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -150,7 +193,21 @@ impl DistributedWorker {
     /// Runs until `shutdown`; then commits and acks the open window and closes the consumer,
     /// so the partitions move to another worker at once.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
-        self.worker.run(shutdown).await
+        let served = self.metrics.map(|(listener, poll)| {
+            let lag = poll.lag.clone();
+            let stats = self.worker.stats();
+            (
+                tokio::spawn(metrics::serve(listener, stats, lag, shutdown.clone())),
+                tokio::spawn(poll.run(shutdown.clone())),
+            )
+        });
+        let ended = self.worker.run(shutdown).await;
+        // They stop with the same signal; an error ends the worker without one.
+        if let Some((server, poll)) = served {
+            server.abort();
+            poll.abort();
+        }
+        ended
     }
 }
 

@@ -109,12 +109,14 @@ impl Deployment {
             .expect("worker starts");
         let stats = worker.stats();
         let name = worker.consumer_name().to_owned();
+        let metrics = worker.metrics_addr();
         let (trigger, stop) = shutdown::channel();
         RunningWorker {
             task: tokio::spawn(worker.run(stop)),
             trigger,
             stats,
             name,
+            metrics,
         }
     }
 
@@ -254,6 +256,8 @@ struct RunningWorker {
     stats: std::sync::Arc<likes_pipeline::WorkerStats>,
     /// Its consumer name on the subscription.
     name: String,
+    /// Where it serves `/metrics`, if the config asked for it.
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunningWorker {

@@ -9,7 +9,8 @@ use likes_sink::redis_trending::RedisTrendingBoard;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
     let started = Instant::now();
-    let deployment = Deployment::new(4).await;
+    let mut deployment = Deployment::new(4).await;
+    deployment.config.admin_addr = "127.0.0.1:0".into();
     let (events, model) = events(20_000, 500, 1_000, 1);
     let mut producer = deployment.producer().await;
     // Half before the worker starts (a backlog), half while it runs.
@@ -26,6 +27,27 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
     for partition in 0..4 {
         let state = deployment.partition_state(partition).await;
         assert_eq!(state.active_consumer.as_deref(), Some(worker.name.as_str()));
+    }
+    // `/metrics`: the counters, and a backlog gauge for each partition it owns.
+    let url = format!(
+        "http://{}/metrics",
+        worker.metrics.expect("metrics address")
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = reqwest::get(&url)
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        let events_line = format!("likes_pipeline_events_total {}", worker.events());
+        let gauges = text.matches("likes_pipeline_partition_backlog{").count();
+        if text.contains(&events_line) && gauges == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics incomplete:\n{text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     worker.stop().await;
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
