@@ -31,6 +31,7 @@ use likes_sink::dead_letter::{DeadLetterError, PulsarDeadLetters};
 use likes_sink::mysql::MissingSetting;
 use likes_sink::pulsar_admin::{AdminError, PulsarAdmin, TopicKind};
 use likes_sink::redis_trending::RedisTrendingBoard;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,7 @@ pub struct DistributedWorker {
     worker: Worker<PulsarSource>,
     consumer_name: String,
     partitions: u32,
+    rebuilds: Arc<AtomicU64>,
     /// `/metrics`, when `LIKES_ADMIN_ADDR` is set: bound at build, served by `run`.
     metrics: Option<(tokio::net::TcpListener, metrics::LagPoll)>,
 }
@@ -122,6 +124,7 @@ impl DistributedWorker {
             url: redacted_url(&pulsar_url),
             source,
         })?;
+        let rebuilds = source.rebuilds();
         let worker = Worker::new(
             source,
             Arc::new(store) as Arc<dyn LikeStore>,
@@ -165,6 +168,7 @@ impl DistributedWorker {
             worker,
             consumer_name,
             partitions,
+            rebuilds,
             metrics,
         })
     }
@@ -178,6 +182,11 @@ impl DistributedWorker {
 
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.worker.stats()
+    }
+
+    /// How many times the worker's consumer was rebuilt (see `pulsar_source`).
+    pub fn consumer_rebuilds(&self) -> Arc<AtomicU64> {
+        self.rebuilds.clone()
     }
 
     /// The name this worker has on the subscription.
@@ -196,8 +205,15 @@ impl DistributedWorker {
         let served = self.metrics.map(|(listener, poll)| {
             let lag = poll.lag.clone();
             let stats = self.worker.stats();
+            let rebuilds = self.rebuilds.clone();
             (
-                tokio::spawn(metrics::serve(listener, stats, lag, shutdown.clone())),
+                tokio::spawn(metrics::serve(
+                    listener,
+                    stats,
+                    rebuilds,
+                    lag,
+                    shutdown.clone(),
+                )),
                 tokio::spawn(poll.run(shutdown.clone())),
             )
         });

@@ -38,6 +38,7 @@ use pulsar::consumer::{InitialPosition, Message};
 use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
 use stall::{PartitionActivity, StallWatch};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -111,6 +112,8 @@ pub struct PulsarSource {
     /// `cumulative_ack_with_id` wants.
     partition_topics: HashMap<u32, String>,
     activity: Arc<PartitionActivity>,
+    /// Consumers dropped and subscribed anew (errors, ended streams, stalls).
+    rebuilds: Arc<AtomicU64>,
     /// Partitions the stall watch found stalled; `None` without an admin URL.
     stalls: Option<mpsc::Receiver<u32>>,
 }
@@ -165,6 +168,7 @@ impl PulsarSource {
             failures: 0,
             partition_topics: HashMap::new(),
             activity,
+            rebuilds: Arc::default(),
             stalls,
             config,
         })
@@ -174,10 +178,16 @@ impl PulsarSource {
         &self.config.consumer_name
     }
 
+    /// How many times the consumer was rebuilt, readable while the source runs (metrics, tests).
+    pub fn rebuilds(&self) -> Arc<AtomicU64> {
+        self.rebuilds.clone()
+    }
+
     /// Drops the consumer (its partitions go to another consumer, what it did not ack comes
     /// again) and starts subscribing anew, on a fresh connection: a client stuck after a
     /// broker restart is the usual reason to get here.
     fn rebuild(&mut self, why: &str) {
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
         let wait = match self.failures {
             0 => Duration::ZERO,
             n => self.config.backoff.delay(n - 1),

@@ -17,6 +17,7 @@ use likes_sink::pulsar_admin::PulsarAdmin;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,10 +81,11 @@ impl LagPoll {
 pub(super) fn serve(
     listener: tokio::net::TcpListener,
     stats: Arc<WorkerStats>,
+    rebuilds: Arc<AtomicU64>,
     lag: Arc<PartitionLag>,
     mut shutdown: Shutdown,
 ) -> impl std::future::Future<Output = ()> + Send {
-    warp::serve(routes(stats, lag))
+    warp::serve(routes(stats, rebuilds, lag))
         .incoming(listener)
         .graceful(async move { shutdown.wait().await })
         .run()
@@ -91,6 +93,7 @@ pub(super) fn serve(
 
 fn routes(
     stats: Arc<WorkerStats>,
+    rebuilds: Arc<AtomicU64>,
     lag: Arc<PartitionLag>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
 {
@@ -99,16 +102,16 @@ fn routes(
         .and(warp::get())
         .map(move || {
             warp::reply::with_header(
-                render(&stats, &lag),
+                render(&stats, rebuilds.load(Relaxed), &lag),
                 warp::http::header::CONTENT_TYPE,
                 warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
             )
         })
 }
 
-fn render(stats: &WorkerStats, lag: &PartitionLag) -> String {
+fn render(stats: &WorkerStats, rebuilds: u64, lag: &PartitionLag) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, u64); 8] = [
+    let counters: [(&str, &str, u64); 9] = [
         (
             "events_total",
             "Events received from the bus",
@@ -143,6 +146,11 @@ fn render(stats: &WorkerStats, lag: &PartitionLag) -> String {
             "poison_changes_total",
             "Changes the store refused on their own",
             stats.poison_changes.load(Relaxed),
+        ),
+        (
+            "consumer_rebuilds_total",
+            "Pulsar consumers dropped and subscribed anew (errors, stalls)",
+            rebuilds,
         ),
         (
             "commit_seconds_count",
@@ -188,8 +196,12 @@ mod tests {
         stats.commit_micros.store(1_500_000, Relaxed);
         let lag = PartitionLag::default();
         lag.backlog.lock().insert(3, 7);
-        let text = render(&stats, &lag);
+        let text = render(&stats, 1, &lag);
         assert!(text.contains("likes_pipeline_events_total 42\n"), "{text}");
+        assert!(
+            text.contains("likes_pipeline_consumer_rebuilds_total 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("likes_pipeline_commit_seconds_sum 1.5\n"),
             "{text}"

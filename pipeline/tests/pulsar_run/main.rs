@@ -10,6 +10,7 @@
 mod cli;
 mod failover;
 mod one_worker;
+mod stall;
 mod undecodable;
 
 use likes_pipeline::distributed::DistributedWorker;
@@ -100,8 +101,13 @@ impl Deployment {
 
     /// A worker with its own consumer name, running in a task.
     async fn start_worker(&self, name: &str) -> RunningWorker {
+        self.start_worker_named(unique_name(name)).await
+    }
+
+    /// A worker with the consumer name `name`, running in a task.
+    async fn start_worker_named(&self, name: String) -> RunningWorker {
         let config = PipelineConfig {
-            consumer_name: unique_name(name),
+            consumer_name: name,
             ..self.config.clone()
         };
         let worker = DistributedWorker::build(&config)
@@ -110,6 +116,7 @@ impl Deployment {
         let stats = worker.stats();
         let name = worker.consumer_name().to_owned();
         let metrics = worker.metrics_addr();
+        let rebuilds = worker.consumer_rebuilds();
         let (trigger, stop) = shutdown::channel();
         RunningWorker {
             task: tokio::spawn(worker.run(stop)),
@@ -117,6 +124,7 @@ impl Deployment {
             stats,
             name,
             metrics,
+            rebuilds,
         }
     }
 
@@ -258,6 +266,8 @@ struct RunningWorker {
     name: String,
     /// Where it serves `/metrics`, if the config asked for it.
     metrics: Option<std::net::SocketAddr>,
+    /// How many times its consumer was rebuilt.
+    rebuilds: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RunningWorker {
