@@ -21,21 +21,24 @@
 //!   Reading the consumer's stream is cancel-safe (a message is taken only when it is returned),
 //!   and subscribing happens in a spawned task whose handle the source keeps, so a dropped
 //!   `recv` never leaves a half-subscribed consumer behind.
+//! - **Closing.** `consumer.rs` subscribes, and drains the receiver queue before a close so the
+//!   last acks and the close itself get through (pulsar-rs queues them behind the messages).
 
 mod acks;
+mod consumer;
 mod stall;
 
 pub use acks::PulsarAck;
 
 use async_trait::async_trait;
+use consumer::{drain_until_quiet, subscribe, EventConsumer};
 use futures::StreamExt;
 use likes_shared::bus::{BusError, EventSource, Received};
 use likes_shared::retry::Backoff;
 use likes_shared::topics::{TopicName, TopicNameError};
 use likes_sink::pulsar_admin::{AdminError, PulsarAdmin};
-use likes_sink::pulsar_client::{self, ConnectError, PulsarClient};
-use pulsar::consumer::{InitialPosition, Message};
-use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
+use likes_sink::pulsar_client::{self, ConnectError};
+use pulsar::consumer::Message;
 use stall::{PartitionActivity, StallWatch};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +47,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
-
-type EventConsumer = Consumer<Vec<u8>, TokioExecutor>;
 
 /// How a [`PulsarSource`] subscribes.
 #[derive(Debug, Clone)]
@@ -265,38 +266,6 @@ fn partition_of(topic: &str) -> u32 {
         .unwrap_or(0)
 }
 
-async fn subscribe(
-    client: &PulsarClient,
-    topic: &TopicName,
-    config: &PulsarSourceConfig,
-) -> Result<EventConsumer, String> {
-    let queue = config.receiver_queue.max(1);
-    let building = client
-        .consumer()
-        .with_topic(topic.to_string())
-        .with_subscription(&config.subscription)
-        .with_subscription_type(SubType::Failover)
-        .with_consumer_name(&config.consumer_name)
-        // Flow permits: what the broker may push ahead of the reads, per partition.
-        .with_batch_size(queue)
-        // A partition whose consumer failed is subscribed again at this interval.
-        .with_topic_refresh(Duration::from_secs(10))
-        .with_options(
-            ConsumerOptions::default()
-                .durable(true)
-                // `init` creates the subscription at the earliest message; this only matters
-                // if it was deleted since.
-                .with_initial_position(InitialPosition::Earliest)
-                .with_receiver_queue_size(queue),
-        )
-        .build::<Vec<u8>>();
-    match timeout(config.wait, building).await {
-        Ok(Ok(consumer)) => Ok(consumer),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {:?}", config.wait)),
-    }
-}
-
 #[async_trait]
 impl EventSource for PulsarSource {
     type Ack = PulsarAck;
@@ -370,23 +339,6 @@ impl EventSource for PulsarSource {
             Err(_) => tracing::warn!("the Pulsar consumer did not close in time; dropping it"),
         }
     }
-}
-
-/// Reads and drops what the consumer has buffered until it is quiet (or `deadline`), and
-/// returns how many messages that was. Why: pulsar-rs handles a consumer's acks and its close
-/// in the same task that pushes messages into the receiver queue, in arrival order; with the
-/// queue full that task waits for the worker to read, and the last window's acks and the close
-/// wait behind it. Dropped messages are not acked, so the partitions' next owner gets them.
-async fn drain_until_quiet(consumer: &mut EventConsumer, deadline: Instant) -> u64 {
-    const QUIET: Duration = Duration::from_millis(200);
-    let mut drained = 0u64;
-    while Instant::now() < deadline {
-        match timeout(QUIET, consumer.next()).await {
-            Ok(Some(_)) => drained += 1,
-            Ok(None) | Err(_) => break,
-        }
-    }
-    drained
 }
 
 #[cfg(test)]
