@@ -327,7 +327,7 @@ impl EventSource for PulsarSource {
             return;
         };
         let deadline = Instant::now() + self.config.wait;
-        let drained = drain_until_quiet(&mut consumer, deadline).await;
+        let drained = drain_until_quiet(&mut consumer, &self.config, deadline).await;
         match timeout(
             deadline.saturating_duration_since(Instant::now()),
             consumer.close(),

@@ -46,15 +46,31 @@ pub(super) async fn subscribe(
     }
 }
 
-/// Reads and drops what the consumer has buffered until it is quiet (or `deadline`), and
-/// returns how many messages that was. Why: pulsar-rs handles a consumer's acks and its close
-/// in the same task that pushes messages into the receiver queue, in arrival order; with the
-/// queue full that task waits for the worker to read, and the last window's acks and the close
-/// wait behind it. Dropped messages are not acked, so the partitions' next owner gets them.
-pub(super) async fn drain_until_quiet(consumer: &mut EventConsumer, deadline: Instant) -> u64 {
+/// The most messages one producer batch can hold (ingest's `batch_max_messages` default); a
+/// batch entry is pushed to the receiver queue whole, however few permits are left.
+const LARGEST_BATCH: u64 = 1_000;
+
+/// Reads and drops what the consumer has buffered until it is quiet, until it has dropped
+/// enough that every partition's earlier acks must have been handled, or until `deadline`;
+/// returns how many messages that was.
+///
+/// Why: pulsar-rs handles a consumer's acks and its close in the same task that pushes messages
+/// into the receiver queue, in arrival order; with the queue full that task waits for the
+/// worker to read, and the last window's acks and the close wait behind it. What is ahead of an
+/// ack in a partition's task is at most its receiver queue, its flow permits (both
+/// `receiver_queue`) and one batch, hence the bound: a busy topic, which is never quiet, does
+/// not hold a stop up for the whole `deadline`. Dropped messages are not acked, so the
+/// partitions' next owner gets them.
+pub(super) async fn drain_until_quiet(
+    consumer: &mut EventConsumer,
+    config: &PulsarSourceConfig,
+    deadline: Instant,
+) -> u64 {
     const QUIET: Duration = Duration::from_millis(200);
+    let per_partition = 2 * u64::from(config.receiver_queue.max(1)) + LARGEST_BATCH;
+    let enough = u64::from(config.partitions.max(1)) * per_partition;
     let mut drained = 0u64;
-    while Instant::now() < deadline {
+    while drained < enough && Instant::now() < deadline {
         match timeout(QUIET, consumer.next()).await {
             Ok(Some(_)) => drained += 1,
             Ok(None) | Err(_) => break,
