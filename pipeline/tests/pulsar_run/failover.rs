@@ -34,7 +34,12 @@ async fn a_stopped_workers_partitions_move_to_the_other_and_the_result_stays_exa
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopped_after = first.events();
+    let stopping = Instant::now();
     first.stop().await;
+    eprintln!(
+        "failover: the first worker stopped in {:?}",
+        stopping.elapsed()
+    );
     publishing.await.expect("publisher");
     deployment.wait_exact(&model, Duration::from_secs(45)).await;
     eprintln!(
