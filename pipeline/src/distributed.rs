@@ -15,7 +15,6 @@
 mod metrics;
 mod partitioned_board;
 
-pub use metrics::PartitionLag;
 pub use partitioned_board::PartitionedBoard;
 
 use crate::pulsar_source::{PulsarSource, PulsarSourceConfig, PulsarSourceError};
