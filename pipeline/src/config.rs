@@ -19,12 +19,28 @@ pub struct PipelineConfig {
     pub database_url: String,
     /// Pool size and statement bounds of the store (`LIKES_DATABASE__ROWS_PER_STATEMENT`, …).
     pub database: StoreTuning,
-    /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`): `init` creates the topics there.
+    /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`): `init` creates the topics there,
+    /// `run` checks them and watches its partitions for a stalled consumer.
     pub pulsar_admin_url: String,
+    /// The broker, `pulsar://host:port` (`LIKES_PULSAR_URL`); required by `run`.
+    pub pulsar_url: String,
+    /// Redis (`LIKES_REDIS_URL`), where `run` posts trending; unset or down, trending is
+    /// not posted (a warning), the rest runs.
+    pub redis_url: String,
     /// Topic names and partitions (`LIKES_PULSAR__TOPIC`, `LIKES_PULSAR__PARTITIONS`, …).
     pub pulsar: TopicsConfig,
     /// The failover subscription the workers share on the events topic (`LIKES_SUBSCRIPTION`).
     pub subscription: String,
+    /// This worker's name on the subscription (`LIKES_CONSUMER_NAME`); empty: one made of the
+    /// host name and process id. Names must differ between workers.
+    pub consumer_name: String,
+    /// Messages buffered per partition ahead of the worker (`LIKES_RECEIVER_QUEUE`, I7).
+    pub receiver_queue: u32,
+    /// A partition with a backlog that delivers nothing this long gets its consumer rebuilt
+    /// (`LIKES_STALL_AFTER_MS`).
+    pub stall_after_ms: u64,
+    /// Where `run` serves `/metrics` (`LIKES_ADMIN_ADDR`, e.g. `0.0.0.0:9464`); empty: nowhere.
+    pub admin_addr: String,
     /// A window closes at this many events or this age, whichever comes first.
     pub window_max_events: usize,
     pub window_max_age_ms: u64,
@@ -39,8 +55,14 @@ impl Default for PipelineConfig {
             database_url: String::new(),
             database: StoreTuning::default(),
             pulsar_admin_url: String::new(),
+            pulsar_url: String::new(),
+            redis_url: String::new(),
             pulsar: TopicsConfig::default(),
             subscription: "likes-pipeline".into(),
+            consumer_name: String::new(),
+            receiver_queue: 1_000,
+            stall_after_ms: 30_000,
+            admin_addr: String::new(),
             window_max_events: window.max_events,
             window_max_age_ms: window.max_age.as_millis() as u64,
             backoff: Backoff::default(),
@@ -59,6 +81,43 @@ impl PipelineConfig {
         match self.pulsar_admin_url.trim() {
             "" => Err(MissingSetting::Unset("LIKES_PULSAR_ADMIN_URL")),
             url => Ok(url),
+        }
+    }
+
+    /// The broker; fails naming `LIKES_PULSAR_URL` when it is not set.
+    pub fn pulsar_url(&self) -> Result<&str, MissingSetting> {
+        match self.pulsar_url.trim() {
+            "" => Err(MissingSetting::Unset("LIKES_PULSAR_URL")),
+            url => Ok(url),
+        }
+    }
+
+    /// Where to serve `/metrics`, if anywhere; fails naming `LIKES_ADMIN_ADDR` when malformed.
+    pub fn admin_addr(&self) -> Result<Option<std::net::SocketAddr>, MissingSetting> {
+        match self.admin_addr.trim() {
+            "" => Ok(None),
+            addr => addr
+                .parse()
+                .map(Some)
+                .map_err(|e: std::net::AddrParseError| {
+                    MissingSetting::Malformed("LIKES_ADMIN_ADDR", e.to_string())
+                }),
+        }
+    }
+
+    /// [`Self::consumer_name`], or `likes-pipeline-<host>-<pid>` when it is empty.
+    pub fn consumer_name(&self) -> String {
+        match self.consumer_name.trim() {
+            "" => {
+                let host = std::env::var("HOSTNAME")
+                    .ok()
+                    .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "host".into());
+                format!("likes-pipeline-{host}-{}", std::process::id())
+            }
+            name => name.to_owned(),
         }
     }
 

@@ -12,6 +12,12 @@ const HELP: &str = "likes-pipeline: consumes like events, windows and collapses 
 USAGE:
   likes-pipeline init             run the database migrations and create the topics and the
                                   subscriptions (idempotent)
+  likes-pipeline run              one worker: consumes the events topic through the failover
+                                  subscription (each partition has one worker at a time; start
+                                  more for more throughput), commits windows into the database,
+                                  acks after each commit, dead-letters what cannot be applied,
+                                  posts trending to Redis; SIGTERM commits the open window,
+                                  closes the consumer and exits 0. Needs `init` first.
   likes-pipeline reconcile [--dry-run] [--all | --range FROM..TO | --sample N] [--batch N]
                                   recount likes per content (all by default, a range of
                                   content ids, or N random contents) in batches of N contents
@@ -24,13 +30,23 @@ USAGE:
 
 SETTINGS (environment):
   LIKES_DATABASE_URL              TiDB or any MySQL-protocol server, mysql://user:pw@host:port/db
-                                  (required by init and reconcile)
-  LIKES_PULSAR_ADMIN_URL          Pulsar's admin API, http://host:port (required by init)
+                                  (required by init, run and reconcile)
+  LIKES_PULSAR_ADMIN_URL          Pulsar's admin API, http://host:port (required by init and run)
+  LIKES_PULSAR_URL                the broker, pulsar://host:port (required by run)
+  LIKES_REDIS_URL                 Redis for trending (run; unset or down: no trending, a warning)
   LIKES_PULSAR__TOPIC, LIKES_PULSAR__PARTITIONS, LIKES_PULSAR__DLQ_TOPIC
                                   topic names (default like-events with 8 partitions,
                                   like-events-dlq); LIKES_SUBSCRIPTION the workers' subscription
-
-The distributed worker (`run`: Pulsar failover subscription -> TiDB) is not built yet.
+                                  (default likes-pipeline)
+  LIKES_CONSUMER_NAME             this worker's name on it (default likes-pipeline-HOST-PID;
+                                  must differ between workers)
+  LIKES_RECEIVER_QUEUE            messages buffered per partition (default 1000)
+  LIKES_WINDOW_MAX_EVENTS, LIKES_WINDOW_MAX_AGE_MS
+                                  a window commits at this many events or this age
+                                  (default 4096, 50)
+  LIKES_STALL_AFTER_MS            a partition with a backlog silent this long gets its consumer
+                                  rebuilt (default 30000)
+  LIKES_ADMIN_ADDR                where run serves /metrics, e.g. 0.0.0.0:9464 (default: nowhere)
 
 EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missing setting;
 3 reconcile --dry-run found drift.";
@@ -56,6 +72,7 @@ async fn main() -> ExitCode {
 async fn run(command: &str, rest: &[String]) -> Result<(), Failure> {
     match command {
         "init" => cli::init::run(&load()?).await,
+        "run" => cli::run::run(&load()?).await,
         "reconcile" => {
             let request = cli::reconcile::parse(rest)?;
             cli::reconcile::run(&load()?, request).await

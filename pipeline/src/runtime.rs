@@ -83,6 +83,9 @@ pub struct WorkerStats {
     pub bisections: AtomicU64,
     /// Changes the store refused on their own, whose events were dead-lettered.
     pub poison_changes: AtomicU64,
+    /// Time from a window's close to its ack, summed over `windows` (microseconds): with it,
+    /// the mean commit latency.
+    pub commit_micros: AtomicU64,
 }
 
 pub struct Worker<S: EventSource> {
@@ -176,7 +179,9 @@ impl<S: EventSource> Worker<S> {
             };
             for window in closed.drain(..) {
                 if !self.commit(window, &mut shutdown).await? {
-                    return Ok(()); // shutdown while retrying: the window stays unacked.
+                    // Shutdown while retrying: the window stays unacked, for the next owner.
+                    self.source.close().await;
+                    return Ok(());
                 }
             }
             for list in lists.drain(..) {
@@ -189,6 +194,7 @@ impl<S: EventSource> Worker<S> {
                     self.board
                         .post(self.config.board_slot, self.trending.top())
                         .await;
+                    self.source.close().await;
                     return Ok(());
                 }
             }
@@ -228,6 +234,7 @@ impl<S: EventSource> Worker<S> {
         window: Window<S::Ack>,
         shutdown: &mut Shutdown,
     ) -> Result<bool, WorkerError> {
+        let started = now();
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
         self.collapse.collapse_into(&window.events, &mut changes);
@@ -274,6 +281,10 @@ impl<S: EventSource> Worker<S> {
         self.changes = changes;
         self.source.ack(window.acks.clone()).await?;
         self.stats.windows.fetch_add(1, Ordering::Relaxed);
+        let micros = now().saturating_duration_since(started).as_micros();
+        self.stats
+            .commit_micros
+            .fetch_add(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.trending.observe_likes(&window.events);
         self.window.recycle(window);
         Ok(true)

@@ -113,4 +113,9 @@ pub trait EventSource: Send + 'static {
     /// Acknowledges deliveries whose effects the sink has committed. Acks arrive in delivery
     /// order, so a source may ack cumulatively.
     async fn ack(&mut self, acks: Vec<Self::Ack>) -> Result<(), BusError>;
+
+    /// Lets go of the source at a stop, after the last ack: a broker-backed source sends what
+    /// acks it still holds and closes its consumer, so the broker hands its partitions to
+    /// another worker at once instead of after a session timeout. Nothing to do by default.
+    async fn close(&mut self) {}
 }

@@ -227,6 +227,25 @@ impl PulsarAdmin {
         Ok(json_u64(&body, &["subscriptions", name, "msgBacklog"]))
     }
 
+    /// The subscription `name` on the non-partitioned `topic` (or one partition of a partitioned
+    /// topic, `<topic>-partition-<n>`): its precise backlog and, for a failover subscription,
+    /// the consumer the broker dispatches to. `None` when the subscription does not exist. The
+    /// pipeline asks it to tell a stalled consumer (its partition has a backlog and it is the
+    /// active consumer, yet nothing arrives) from an idle one.
+    pub async fn subscription_state(
+        &self,
+        topic: &TopicName,
+        name: &str,
+    ) -> Result<Option<SubscriptionState>, AdminError> {
+        let url = self.topic_url(topic, &["stats"]);
+        let query = [("getPreciseBacklog", "true")];
+        let body = self
+            .call(Method::GET, url, None, &query)
+            .await?
+            .ok_or_else(|| AdminError::MissingTopic(topic.to_string()))?;
+        Ok(subscription_state(&body, name))
+    }
+
     /// Deletes `topic` (all partitions, with its subscriptions, even if in use); `false` if it
     /// did not exist. For tests and operators cleaning up; nothing in the pipeline deletes.
     pub async fn delete_topic(&self, topic: &TopicName) -> Result<bool, AdminError> {
@@ -303,6 +322,31 @@ impl PulsarAdmin {
     }
 }
 
+/// One subscription as the broker's topic stats describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionState {
+    /// Messages not acknowledged yet (counted precisely).
+    pub backlog: u64,
+    /// The consumer the broker dispatches to (failover and exclusive subscriptions); `None`
+    /// when no consumer is connected.
+    pub active_consumer: Option<String>,
+}
+
+fn subscription_state(stats: &str, name: &str) -> Option<SubscriptionState> {
+    let value: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let subscription = value.get("subscriptions")?.get(name)?;
+    Some(SubscriptionState {
+        backlog: subscription
+            .get("msgBacklog")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        active_consumer: subscription
+            .get("activeConsumerName")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
 /// `error: cause: cause`, since reqwest's own message ("error sending request") leaves out
 /// what went wrong (connection refused, a timeout).
 fn with_causes(error: &dyn std::error::Error) -> String {
@@ -368,5 +412,25 @@ mod tests {
             None
         );
         assert_eq!(json_u64("not json", &["x"]), None);
+    }
+
+    #[test]
+    fn a_subscription_state_names_its_active_consumer() {
+        let stats = r#"{"subscriptions":{"w":{"msgBacklog":7,"activeConsumerName":"a"},"x":{}}}"#;
+        assert_eq!(
+            subscription_state(stats, "w"),
+            Some(SubscriptionState {
+                backlog: 7,
+                active_consumer: Some("a".into())
+            })
+        );
+        assert_eq!(
+            subscription_state(stats, "x"),
+            Some(SubscriptionState {
+                backlog: 0,
+                active_consumer: None
+            })
+        );
+        assert_eq!(subscription_state(stats, "y"), None);
     }
 }

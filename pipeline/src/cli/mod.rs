@@ -5,6 +5,7 @@
 
 pub(crate) mod init;
 pub(crate) mod reconcile;
+pub(crate) mod run;
 pub(crate) mod smoke;
 
 use std::process::ExitCode;

@@ -1,0 +1,357 @@
+//! [`PulsarSource`]: the worker's [`EventSource`] on the partitioned events topic (DESIGN
+//! sections 2 and 11, issue 9).
+//!
+//! - **Ownership (I5).** One consumer per partition, all on one *failover* subscription: the
+//!   broker dispatches each partition to one consumer of the subscription at a time, so every
+//!   content has one writer. More workers split the partitions; a worker that stops (or dies)
+//!   hands its partitions over. Consumer names must differ between workers, since the broker
+//!   orders failover consumers by name.
+//! - **Bounded prefetch (I7).** pulsar-rs buffers at most `receiver_queue` messages per partition
+//!   and asks the broker for more only as the worker reads: a worker blocked on its sink stops
+//!   reading, and the broker holds the rest.
+//! - **Acks after commit (I2, I3).** The worker hands `ack` a committed window's handles in
+//!   delivery order; each partition is acked cumulatively through its last *complete* entry
+//!   (`acks.rs`: batched entries are acked whole, so never through a window's cut). An ack
+//!   that fails, or is ignored because the partition moved to another worker, is only logged:
+//!   the messages come again, to whoever owns the partition, and apply as no-ops.
+//! - **Rebuilding.** A consumer that errors, ends, or stalls (`stall.rs`) is dropped and a new
+//!   one subscribes on a fresh connection, with backoff. What the old one delivered and did not
+//!   ack is redelivered.
+//! - **Cancel-safety.** `recv` runs inside the worker's `select!` and is dropped at every tick.
+//!   Reading the consumer's stream is cancel-safe (a message is taken only when it is returned),
+//!   and subscribing happens in a spawned task whose handle the source keeps, so a dropped
+//!   `recv` never leaves a half-subscribed consumer behind.
+//! - **Closing.** `consumer.rs` subscribes, and drains the receiver queue before a close so the
+//!   last acks and the close itself get through (pulsar-rs queues them behind the messages).
+
+mod acks;
+mod consumer;
+mod stall;
+
+pub use acks::PulsarAck;
+
+use async_trait::async_trait;
+use consumer::{drain_until_quiet, subscribe, EventConsumer};
+use futures::StreamExt;
+use likes_shared::bus::{BusError, EventSource, Received};
+use likes_shared::retry::Backoff;
+use likes_shared::topics::{TopicName, TopicNameError};
+use likes_sink::pulsar_admin::{AdminError, PulsarAdmin};
+use likes_sink::pulsar_client::{self, ConnectError};
+use pulsar::consumer::Message;
+use stall::{PartitionActivity, StallWatch};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout, Instant};
+
+/// How a [`PulsarSource`] subscribes.
+#[derive(Debug, Clone)]
+pub struct PulsarSourceConfig {
+    /// The broker, `pulsar://host:port` (`LIKES_PULSAR_URL`).
+    pub url: String,
+    /// The partitioned events topic, full or short name.
+    pub topic: String,
+    /// Its partition count (checked by the caller through the admin API).
+    pub partitions: u32,
+    /// The failover subscription the workers share.
+    pub subscription: String,
+    /// This worker's consumer name; must differ between workers.
+    pub consumer_name: String,
+    /// Messages buffered per partition (the prefetch bound), also the flow permits asked for.
+    pub receiver_queue: u32,
+    /// Bounds connecting, subscribing, and closing.
+    pub wait: Duration,
+    /// Between two subscribe attempts after a failure.
+    pub backoff: Backoff,
+    /// The admin API, for the stall watch; without it only errors trigger a rebuild.
+    pub admin_url: Option<String>,
+    /// How long a partition with a backlog may deliver nothing before the consumer is rebuilt.
+    pub stall_after: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PulsarSourceError {
+    #[error(transparent)]
+    BadTopic(#[from] TopicNameError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("cannot subscribe {subscription} on {topic}: {reason}")]
+    Subscribe {
+        topic: String,
+        subscription: String,
+        reason: String,
+    },
+}
+
+/// Where the consumer is.
+enum ConsumerState {
+    Ready(Box<EventConsumer>),
+    /// Subscribing in a task (see the module doc on cancel-safety).
+    Subscribing(JoinHandle<Result<EventConsumer, String>>),
+    /// Between attempts: the next one starts at `retry_at`.
+    Waiting {
+        retry_at: Instant,
+    },
+    /// After [`EventSource::close`]: `recv` answers `None`.
+    Closed,
+}
+
+pub struct PulsarSource {
+    config: PulsarSourceConfig,
+    topic: TopicName,
+    state: ConsumerState,
+    /// Subscribe attempts and rebuilds since the last delivered message (for the backoff): a
+    /// consumer that fails right after every rebuild must not spin.
+    failures: u32,
+    /// Each partition's topic as the consumer names it, learned from its messages: the key
+    /// `cumulative_ack_with_id` wants.
+    partition_topics: HashMap<u32, String>,
+    activity: Arc<PartitionActivity>,
+    /// Consumers dropped and subscribed anew (errors, ended streams, stalls).
+    rebuilds: Arc<AtomicU64>,
+    /// Partitions the stall watch found stalled; `None` without an admin URL.
+    stalls: Option<mpsc::Receiver<u32>>,
+}
+
+/// What one wait in `recv` ended with. Large, but only ever moved once, never stored.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    Message(Message<Vec<u8>>),
+    Rebuild(String),
+}
+
+impl PulsarSource {
+    /// Connects, subscribes, and starts the stall watch; fails when the broker cannot be
+    /// reached or refuses the subscription within `config.wait`.
+    pub async fn connect(config: PulsarSourceConfig) -> Result<Self, PulsarSourceError> {
+        let topic = TopicName::parse(&config.topic)?;
+        let client = pulsar_client::connect(&config.url, config.wait).await?;
+        let consumer = subscribe(&client, &topic, &config)
+            .await
+            .map_err(|reason| PulsarSourceError::Subscribe {
+                topic: topic.to_string(),
+                subscription: config.subscription.clone(),
+                reason,
+            })?;
+        let activity = Arc::new(PartitionActivity::new());
+        let stalls = match &config.admin_url {
+            None => None,
+            Some(url) => {
+                let (report, stalls) = mpsc::channel(1);
+                let watch = StallWatch {
+                    admin: PulsarAdmin::new(url, config.wait)?,
+                    topic: topic.clone(),
+                    partitions: config.partitions,
+                    subscription: config.subscription.clone(),
+                    consumer_name: config.consumer_name.clone(),
+                    activity: activity.clone(),
+                    stall_after: config.stall_after,
+                };
+                tokio::spawn(watch.run(report));
+                Some(stalls)
+            }
+        };
+        tracing::info!(
+            topic = %topic,
+            subscription = %config.subscription,
+            consumer = %config.consumer_name,
+            "subscribed"
+        );
+        Ok(PulsarSource {
+            topic,
+            state: ConsumerState::Ready(Box::new(consumer)),
+            failures: 0,
+            partition_topics: HashMap::new(),
+            activity,
+            rebuilds: Arc::default(),
+            stalls,
+            config,
+        })
+    }
+
+    pub fn consumer_name(&self) -> &str {
+        &self.config.consumer_name
+    }
+
+    /// How many times the consumer was rebuilt, readable while the source runs (metrics, tests).
+    pub fn rebuilds(&self) -> Arc<AtomicU64> {
+        self.rebuilds.clone()
+    }
+
+    /// Drops the consumer (its partitions go to another consumer, what it did not ack comes
+    /// again) and starts subscribing anew, on a fresh connection: a client stuck after a
+    /// broker restart is the usual reason to get here.
+    fn rebuild(&mut self, why: &str) {
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        let wait = match self.failures {
+            0 => Duration::ZERO,
+            n => self.config.backoff.delay(n - 1),
+        };
+        self.failures = self.failures.saturating_add(1);
+        tracing::warn!(why, ?wait, "rebuilding the Pulsar consumer");
+        // The new consumer gets its `stall_after` from now, not from when the old one stalled.
+        self.activity.rebuilt();
+        self.state = ConsumerState::Waiting {
+            retry_at: Instant::now() + wait,
+        };
+    }
+
+    /// Returns once the consumer is ready (`false`: closed), subscribing (again) as needed.
+    /// Cancel-safe.
+    async fn ready(&mut self) -> bool {
+        loop {
+            match &mut self.state {
+                ConsumerState::Ready(_) => return true,
+                ConsumerState::Closed => return false,
+                ConsumerState::Waiting { retry_at } => {
+                    sleep_until(*retry_at).await;
+                    let (topic, config) = (self.topic.clone(), self.config.clone());
+                    self.state = ConsumerState::Subscribing(tokio::spawn(async move {
+                        let client = pulsar_client::connect(&config.url, config.wait)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        subscribe(&client, &topic, &config).await
+                    }));
+                }
+                ConsumerState::Subscribing(task) => {
+                    let error = match task.await {
+                        Ok(Ok(consumer)) => {
+                            tracing::info!("Pulsar consumer rebuilt");
+                            self.activity.rebuilt();
+                            self.state = ConsumerState::Ready(Box::new(consumer));
+                            continue;
+                        }
+                        Ok(Err(error)) => error,
+                        Err(join) => join.to_string(),
+                    };
+                    let wait = self.config.backoff.delay(self.failures);
+                    self.failures = self.failures.saturating_add(1);
+                    tracing::warn!(%error, ?wait, "cannot subscribe; retrying");
+                    self.state = ConsumerState::Waiting {
+                        retry_at: Instant::now() + wait,
+                    };
+                }
+            }
+        }
+    }
+
+    fn delivered(&mut self, message: Message<Vec<u8>>) -> Received<PulsarAck> {
+        let partition = partition_of(&message.topic);
+        self.activity.delivered(partition);
+        self.failures = 0;
+        let ack = PulsarAck::new(
+            partition,
+            message.message_id(),
+            message.message_id.batch_size,
+        );
+        self.partition_topics
+            .entry(partition)
+            .or_insert_with(|| message.topic.clone());
+        Received::decode(message.payload.data, ack, partition)
+    }
+}
+
+/// The partition of a partition topic's name (`…-partition-3`); 0 for a topic without
+/// partitions.
+fn partition_of(topic: &str) -> u32 {
+    topic
+        .rsplit_once("-partition-")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl EventSource for PulsarSource {
+    type Ack = PulsarAck;
+
+    async fn recv(&mut self) -> Result<Option<Received<PulsarAck>>, BusError> {
+        let _waiting = self.activity.waiting();
+        loop {
+            if !self.ready().await {
+                return Ok(None);
+            }
+            let ConsumerState::Ready(consumer) = &mut self.state else {
+                continue;
+            };
+            let stalls = &mut self.stalls;
+            let stalled = async {
+                match stalls {
+                    Some(stalls) => stalls.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = tokio::select! {
+                next = consumer.next() => match next {
+                    Some(Ok(message)) => Outcome::Message(message),
+                    Some(Err(error)) => Outcome::Rebuild(format!("consumer error: {error}")),
+                    None => Outcome::Rebuild("the consumer's stream ended".into()),
+                },
+                Some(partition) = stalled => {
+                    Outcome::Rebuild(format!("partition {partition} stalled"))
+                }
+            };
+            match outcome {
+                Outcome::Message(message) => return Ok(Some(self.delivered(message))),
+                Outcome::Rebuild(why) => self.rebuild(&why),
+            }
+        }
+    }
+
+    async fn ack(&mut self, acks: Vec<PulsarAck>) -> Result<(), BusError> {
+        let ConsumerState::Ready(consumer) = &mut self.state else {
+            tracing::debug!(acks = acks.len(), "no consumer; acks left for redelivery");
+            return Ok(());
+        };
+        for (partition, ack) in acks::cumulative_acks(&acks) {
+            let Some(topic) = self.partition_topics.get(&partition) else {
+                continue; // Unreachable: an ack comes from a delivery, which named its topic.
+            };
+            if let Err(error) = consumer.cumulative_ack_with_id(topic, ack.entry_id()).await {
+                // The partition's consumer is gone (being rebuilt): its messages come again.
+                tracing::warn!(%error, partition, "ack failed; the messages will be redelivered");
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        let state = std::mem::replace(&mut self.state, ConsumerState::Closed);
+        self.stalls = None; // Ends the stall watch.
+        let ConsumerState::Ready(mut consumer) = state else {
+            return;
+        };
+        let deadline = Instant::now() + self.config.wait;
+        let drained = drain_until_quiet(&mut consumer, &self.config, deadline).await;
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            consumer.close(),
+        )
+        .await
+        {
+            Ok(Ok(())) => tracing::info!(drained, "Pulsar consumer closed"),
+            Ok(Err(error)) => tracing::warn!(%error, "closing the Pulsar consumer failed"),
+            Err(_) => tracing::warn!("the Pulsar consumer did not close in time; dropping it"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_read_from_the_topic_name() {
+        assert_eq!(partition_of("persistent://public/default/e-partition-3"), 3);
+        assert_eq!(
+            partition_of("persistent://public/default/e-partition-12"),
+            12
+        );
+        assert_eq!(partition_of("persistent://public/default/e"), 0);
+    }
+}

@@ -1,0 +1,223 @@
+//! Telling a stalled consumer from an idle one.
+//!
+//! pulsar-rs has been seen to sit silent after a broker restart: the connection is back, the
+//! subscription has a backlog, and nothing arrives. A silent partition is normal when nobody
+//! likes anything, and on a partition another worker owns (failover: the broker dispatches each
+//! partition to one consumer only). So silence alone proves nothing; the broker's own view does.
+//! Nor does silence while the worker is not asking: during a sink outage the worker retries its
+//! window and reads nothing, and the receiver queue is full and still. So silence counts only
+//! while the worker waits in `recv`, from the moment it started waiting (gaps between calls
+//! shorter than [`BUSY_GAP`] are one wait: window ticks cancel and re-enter `recv` all the time).
+//! A background task looks at the partitions silent for `stall_after` that way and asks the
+//! admin API about each: if the subscription there has a backlog and
+//! the broker dispatches to this worker (or to nobody: our consumer of it is gone), the consumer
+//! is stalled and the source rebuilds it. Rebuilding is safe at any time: what was delivered and
+//! not acked comes again, and the sink makes that harmless (I2).
+//!
+//! Why a task and not a check inside `recv`: `recv` runs inside the worker's `select!` and is
+//! dropped at every window tick, which would cancel an admin call that takes longer than a tick.
+
+use likes_shared::topics::TopicName;
+use likes_sink::pulsar_admin::PulsarAdmin;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A pause between two `recv` calls longer than this means the worker was busy (committing,
+/// waiting out an outage): silence is measured afresh from the next call.
+pub(crate) const BUSY_GAP: Duration = Duration::from_secs(1);
+
+/// When each partition last delivered to this worker, when the consumer was (re)built, and
+/// whether the worker is waiting for events.
+#[derive(Debug)]
+pub(crate) struct PartitionActivity {
+    inner: Mutex<Activity>,
+}
+
+#[derive(Debug)]
+struct Activity {
+    built_at: Instant,
+    last_delivery: HashMap<u32, Instant>,
+    in_recv: bool,
+    /// When the worker's current wait began.
+    waiting_since: Instant,
+    last_left_recv: Option<Instant>,
+}
+
+/// Marks the worker as waiting in `recv` until dropped (cancellation included).
+pub(crate) struct Waiting(Arc<PartitionActivity>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut activity = self.0.inner.lock();
+        activity.in_recv = false;
+        activity.last_left_recv = Some(Instant::now());
+    }
+}
+
+impl PartitionActivity {
+    pub(crate) fn new() -> Self {
+        PartitionActivity {
+            inner: Mutex::new(Activity {
+                built_at: Instant::now(),
+                last_delivery: HashMap::new(),
+                in_recv: false,
+                waiting_since: Instant::now(),
+                last_left_recv: None,
+            }),
+        }
+    }
+
+    /// The worker enters `recv`; it waits until the guard is dropped.
+    pub(crate) fn waiting(self: &Arc<Self>) -> Waiting {
+        let now = Instant::now();
+        let mut activity = self.inner.lock();
+        let busy_before = activity
+            .last_left_recv
+            .is_none_or(|left| now.duration_since(left) > BUSY_GAP);
+        if busy_before {
+            activity.waiting_since = now;
+        }
+        activity.in_recv = true;
+        Waiting(self.clone())
+    }
+
+    pub(crate) fn delivered(&self, partition: u32) {
+        self.inner
+            .lock()
+            .last_delivery
+            .insert(partition, Instant::now());
+    }
+
+    /// A new consumer: every partition gets `stall_after` again to deliver.
+    pub(crate) fn rebuilt(&self) {
+        self.inner.lock().built_at = Instant::now();
+    }
+
+    /// The partitions of `0..partitions` silent for at least `quiet` while the worker waited.
+    fn silent(&self, partitions: u32, quiet: Duration) -> Vec<u32> {
+        let now = Instant::now();
+        let activity = self.inner.lock();
+        if !activity.in_recv {
+            return Vec::new();
+        }
+        let since = activity.built_at.max(activity.waiting_since);
+        (0..partitions)
+            .filter(|p| {
+                let last = activity
+                    .last_delivery
+                    .get(p)
+                    .map_or(since, |at| (*at).max(since));
+                now.duration_since(last) >= quiet
+            })
+            .collect()
+    }
+}
+
+/// The watch over one source's partitions.
+pub(crate) struct StallWatch {
+    pub admin: PulsarAdmin,
+    pub topic: TopicName,
+    pub partitions: u32,
+    pub subscription: String,
+    pub consumer_name: String,
+    pub activity: Arc<PartitionActivity>,
+    pub stall_after: Duration,
+}
+
+impl StallWatch {
+    /// Checks every `stall_after / 2` until the source drops `stalled`'s receiver; sends the
+    /// partition found stalled.
+    pub(crate) async fn run(self, stalled: mpsc::Sender<u32>) {
+        let every = (self.stall_after / 2).max(Duration::from_millis(100));
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stalled.closed() => return,
+                _ = ticks.tick() => {}
+            }
+            if let Some(partition) = self.find_stalled().await {
+                // Full means a report is already waiting for the source.
+                let _ = stalled.try_send(partition);
+            }
+        }
+    }
+
+    async fn find_stalled(&self) -> Option<u32> {
+        for partition in self.activity.silent(self.partitions, self.stall_after) {
+            let topic = TopicName {
+                local: format!("{}-partition-{partition}", self.topic.local),
+                ..self.topic.clone()
+            };
+            let state = match self
+                .admin
+                .subscription_state(&topic, &self.subscription)
+                .await
+            {
+                Ok(Some(state)) => state,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, partition, "stall check: no stats");
+                    continue;
+                }
+            };
+            let ours = state
+                .active_consumer
+                .as_deref()
+                .is_none_or(|name| name == self.consumer_name);
+            if ours && state.backlog > 0 {
+                tracing::warn!(
+                    partition,
+                    backlog = state.backlog,
+                    silent_for = ?self.stall_after,
+                    "partition has a backlog but delivers nothing; rebuilding the consumer"
+                );
+                return Some(partition);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_is_silent_until_it_delivers_and_a_rebuild_resets_all() {
+        let activity = Arc::new(PartitionActivity::new());
+        let _waiting = activity.waiting();
+        let quiet = Duration::from_secs(10);
+        assert!(activity.silent(2, quiet).is_empty());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        activity.delivered(1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(activity.silent(2, quiet), vec![0]);
+        activity.rebuilt();
+        assert!(activity.silent(2, quiet).is_empty());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(activity.silent(2, quiet), vec![0, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_counts_only_while_the_worker_waits() {
+        let activity = Arc::new(PartitionActivity::new());
+        let quiet = Duration::from_secs(10);
+        // Busy in the sink for a minute: nothing is silent.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(activity.silent(1, quiet).is_empty());
+        // Back in recv: silence starts now, and short gaps (window ticks) do not reset it.
+        let waiting = activity.waiting();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        drop(waiting);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let _waiting = activity.waiting();
+        assert!(activity.silent(1, quiet).is_empty());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(activity.silent(1, quiet), vec![0]);
+    }
+}
