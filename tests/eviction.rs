@@ -80,12 +80,7 @@ async fn a_pending_like_survives_cache_pressure_and_its_unlike_wins() {
     assert_eq!(unliked["count"], 0, "{unliked}");
 
     // Stopping commits the open window; the restart reads everything from the store.
-    let TestApp {
-        app: running,
-        _dir: dir,
-        ..
-    } = app;
-    running.stop().await.expect("graceful stop");
+    let dir = app.stop_keeping_data().await;
     // The restart replays whatever the stop left unacked, so its windows must close by themselves.
     let app = spawn_in(dir, |config| {
         tiny_cache_open_windows(config);
@@ -103,13 +98,9 @@ async fn a_pending_like_survives_cache_pressure_and_its_unlike_wins() {
         (false.into(), 0.into()),
         "{x}"
     );
-    assert!(
-        app.app
-            .store
-            .count_mismatches()
-            .await
-            .expect("I1 check")
-            .is_empty(),
+    assert_eq!(
+        app.count_mismatches().await,
+        0,
         "stored counts equal liked rows"
     );
     // Every like answered 200 under pressure is durable and counted once.

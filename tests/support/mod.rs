@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+mod distributed;
+
 use likes::{Embedded, EmbeddedConfig};
 use likes_ingest::auth::Authenticator;
 use likes_ingest::IngestConfig;
@@ -20,13 +22,20 @@ pub const SECRET: &str = "test-secret-of-the-api-tests-32-bytes";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Embedded,
+    /// `likes-ingest` and a pipeline worker on the real Redis, Pulsar and TiDB.
+    Distributed,
+}
+
+enum Running {
+    Embedded(Embedded),
+    Distributed(distributed::DistributedApp),
 }
 
 pub struct TestApp {
-    pub app: Embedded,
+    running: Running,
     pub base: String,
     pub client: Client,
-    pub _dir: tempfile::TempDir,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 pub fn config(dir: &std::path::Path) -> EmbeddedConfig {
@@ -48,6 +57,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn(backend: Backend, tweak: impl FnOnce(&mut IngestConfig)) -> TestApp {
     match backend {
         Backend::Embedded => spawn_embedded(|config| tweak(&mut config.ingest)).await,
+        Backend::Distributed => {
+            let app = distributed::DistributedApp::start(tweak).await;
+            TestApp {
+                base: format!("http://{}", app.ingest.addr),
+                running: Running::Distributed(app),
+                client: Client::new(),
+                _dir: None,
+            }
+        }
     }
 }
 
@@ -62,10 +80,10 @@ pub async fn spawn_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut EmbeddedCo
     let app = Embedded::start(config).await.expect("app starts");
     let base = format!("http://{}", app.addr);
     TestApp {
-        app,
+        running: Running::Embedded(app),
         base,
         client: Client::new(),
-        _dir: dir,
+        _dir: Some(dir),
     }
 }
 
@@ -78,12 +96,11 @@ pub fn token(user: u64) -> String {
 impl TestApp {
     /// The rows in the store whose count disagrees with the likes (I1).
     pub async fn count_mismatches(&self) -> usize {
-        self.app
-            .store
-            .count_mismatches()
-            .await
-            .expect("check")
-            .len()
+        let mismatches = match &self.running {
+            Running::Embedded(app) => app.store.count_mismatches().await,
+            Running::Distributed(app) => app.store.count_mismatches().await,
+        };
+        mismatches.expect("check").len()
     }
 
     /// The store's counts of `contents` (what the pipeline committed).
@@ -92,13 +109,27 @@ impl TestApp {
             .iter()
             .map(|c| ContentId::new(*c).expect("non-zero"))
             .collect();
-        LikeStore::counts(&self.app.store, &ids)
-            .await
-            .expect("counts")
+        let counts = match &self.running {
+            Running::Embedded(app) => LikeStore::counts(&app.store, &ids).await,
+            Running::Distributed(app) => LikeStore::counts(&app.store, &ids).await,
+        };
+        counts.expect("counts")
+    }
+
+    /// Stops the embedded app and hands back its data dir, for a restart on it.
+    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
+        let Running::Embedded(app) = self.running else {
+            panic!("only the embedded app keeps a data dir of the test's");
+        };
+        app.stop().await.expect("graceful stop");
+        self._dir.expect("the embedded app's data dir")
     }
 
     pub async fn stop(self) {
-        self.app.stop().await.expect("stop");
+        match self.running {
+            Running::Embedded(app) => app.stop().await.expect("stop"),
+            Running::Distributed(app) => app.stop().await,
+        }
     }
 
     pub fn request(&self, method: Method, path: &str, user: Option<u64>) -> RequestBuilder {
@@ -187,6 +218,17 @@ macro_rules! on_every_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let $backend = Backend::Embedded;
+                    $body
+                }
+            )*
+        }
+        mod distributed {
+            use super::*;
+            $(
+                $(#[doc = $doc])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $backend = Backend::Distributed;
                     $body
                 }
             )*
