@@ -106,7 +106,7 @@ async fn likes_spooled_before_a_kill_9_are_drained_by_the_next_process() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let events = stack.events(Duration::from_secs(5)).await;
+    let events = stack.events().await;
     for i in 0..LIKES {
         assert!(
             events.iter().any(|e| e.user_id.get() == user

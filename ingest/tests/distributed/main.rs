@@ -9,7 +9,6 @@ mod support;
 use reqwest::{Client, Method};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::time::Duration;
 use support::{exclusive, token, Stack};
 
 /// 200 concurrent likes and unlikes by a few users of one content, spread over two ingest
@@ -44,7 +43,7 @@ async fn racing_actions_across_two_instances_replay_to_the_cached_state_and_coun
         }
     });
     let answers = futures::future::join_all(requests).await;
-    let events = stack.events(Duration::from_secs(3)).await;
+    let events = stack.events().await;
 
     // Per user: every answered state is one an event on the topic carried, and the newest
     // event per user is the final state.

@@ -54,14 +54,19 @@ fn assert_on_the_topic_in_order(answers: &[Answer], events: &[LikeEvent]) {
     for (pair, answered) in &changes {
         let mut on_topic = transitions.get(pair).cloned().unwrap_or_default();
         on_topic.sort_unstable_by_key(|(v, _, _)| *v);
+        let mut answered = answered.clone();
+        answered.sort_unstable_by_key(|a| a.answered);
+        let first = answers.iter().map(|a| a.sent).min().expect("answers");
+        let timeline: Vec<String> = answered
+            .iter()
+            .map(|a| format!("{:?}@{}ms", a.liked, (a.answered - first).as_millis()))
+            .collect();
         assert!(
             on_topic.len() >= answered.len(),
-            "{pair:?}: {} changes answered, {} on the topic",
+            "{pair:?}: {} changes answered, {} on the topic\nanswered: {timeline:?}\ntopic: {on_topic:?}",
             answered.len(),
             on_topic.len()
         );
-        let mut answered = answered.clone();
-        answered.sort_unstable_by_key(|a| a.answered);
         // Changes Redis applied but whose answer was lost (a timeout) may sit between them;
         // match each answer to the first later transition with its state.
         let mut next = 0;
@@ -90,6 +95,37 @@ fn assert_on_the_topic_in_order(answers: &[Answer], events: &[LikeEvent]) {
                 }
             }
         }
+    }
+}
+
+/// Every action answered 2xx that published (a change, or any action answered without Redis)
+/// is on the topic: per (user, content) and state, at least as many distinct versions as
+/// answers.
+fn assert_every_published_answer_on_the_topic(answers: &[Answer], events: &[LikeEvent]) {
+    let mut on_topic: HashMap<(u64, u64, bool), Vec<u64>> = HashMap::new();
+    for e in events {
+        let versions = on_topic
+            .entry((e.user_id.get(), e.content_id.get(), e.action.liked()))
+            .or_default();
+        if !versions.contains(&e.version) {
+            versions.push(e.version);
+        }
+    }
+    let mut answered: HashMap<(u64, u64, bool), usize> = HashMap::new();
+    for a in answers
+        .iter()
+        .filter(|a| a.status == 200 && (a.changed || a.stale))
+    {
+        *answered
+            .entry((a.user, a.content, a.liked.expect("a 200 says liked")))
+            .or_default() += 1;
+    }
+    for (key, n) in answered {
+        let found = on_topic.get(&key).map_or(0, Vec::len);
+        assert!(
+            found >= n,
+            "{key:?}: {n} answered 2xx, {found} on the topic"
+        );
     }
 }
 
@@ -122,7 +158,7 @@ where
     tokio::time::sleep(Duration::from_secs(2)).await;
     outage(base).await;
     let answers = load.finish().await;
-    let events = stack.events(Duration::from_secs(5)).await;
+    let events = stack.events().await;
     ingest.stop().await;
     assert_only_503s(&answers);
     (answers, events)
@@ -167,7 +203,11 @@ async fn redis_stopped_for_10s_under_load_answers_200_or_503_and_every_change_is
         tokio::time::sleep(Duration::from_secs(3)).await;
     })
     .await;
-    // Answers marked stale had no Redis to order or dedup them; the others are checked in full.
-    let checked: Vec<Answer> = answers.into_iter().filter(|a| !a.stale).collect();
-    assert_on_the_topic_in_order(&checked, &events);
+    assert!(
+        answers.iter().any(|a| a.status == 200 && a.stale),
+        "nothing was answered without Redis: the outage did not happen under load"
+    );
+    // Without Redis nothing orders one (user, content)'s actions across the outage (the sink
+    // orders them by version): what is checked is that nothing answered 2xx is missing.
+    assert_every_published_answer_on_the_topic(&answers, &events);
 }

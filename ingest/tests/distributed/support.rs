@@ -82,19 +82,47 @@ impl Stack {
             .expect("likes-ingest starts")
     }
 
-    /// Every event on the topic so far, from every partition (waits `quiet` for stragglers).
-    pub async fn events(&self, quiet: Duration) -> Vec<LikeEvent> {
-        let mut consumer = self.reader().await;
+    /// Every event on the topic so far, from every partition: read until the reader's
+    /// subscription has no backlog left on any partition (a quiet spell alone is no proof: a
+    /// partition whose ledger is being recovered after a broker restart can be silent a while).
+    pub async fn events(&self) -> Vec<LikeEvent> {
+        let subscription = unique_name("reader");
+        let mut consumer = self.reader(&subscription).await;
+        let admin = PulsarAdmin::new(&self.config.pulsar_admin_url, WAIT).expect("admin URL");
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let mut events = Vec::new();
-        while let Ok(next) = tokio::time::timeout(quiet, consumer.try_next()).await {
-            let message = next.expect("receive").expect("the stream goes on");
-            events.push(LikeEvent::decode(&message.payload.data).expect("an event"));
-            consumer.ack(&message).await.expect("ack");
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), consumer.try_next()).await {
+                Ok(next) => {
+                    let message = next.expect("receive").expect("the stream goes on");
+                    events.push(LikeEvent::decode(&message.payload.data).expect("an event"));
+                    consumer.ack(&message).await.expect("ack");
+                }
+                Err(_) if self.backlog(&admin, &subscription).await == 0 => return events,
+                Err(_) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the topic was not read to its end"
+                ),
+            }
         }
-        events
     }
 
-    async fn reader(&self) -> Consumer<Vec<u8>, TokioExecutor> {
+    /// What `subscription` has not acknowledged, over all partitions.
+    async fn backlog(&self, admin: &PulsarAdmin, subscription: &str) -> u64 {
+        let mut total = 0;
+        for partition in 0..PARTITIONS {
+            let name = format!("{}-partition-{partition}", self.config.pulsar.topic);
+            let topic = TopicName::parse(&name).expect("partition name");
+            let state = admin
+                .subscription_state(&topic, subscription)
+                .await
+                .expect("subscription stats");
+            total += state.map_or(u64::MAX / 8, |s| s.backlog);
+        }
+        total
+    }
+
+    async fn reader(&self, subscription: &str) -> Consumer<Vec<u8>, TokioExecutor> {
         let client = Pulsar::builder(&self.config.pulsar_url, TokioExecutor)
             .build()
             .await
@@ -102,7 +130,7 @@ impl Stack {
         client
             .consumer()
             .with_topic(&self.config.pulsar.topic)
-            .with_subscription(unique_name("reader"))
+            .with_subscription(subscription)
             .with_subscription_type(SubType::Exclusive)
             .with_options(
                 ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
