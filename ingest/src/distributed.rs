@@ -29,6 +29,7 @@ use likes_shared::topics::TopicName;
 use likes_shared::ContentId;
 use likes_sink::mysql::MissingSetting;
 use likes_sink::pulsar_admin::{self, PulsarAdmin, TopicKind};
+use likes_sink::redis_counts::Keys;
 use likes_sink::redis_trending::RedisTrendingBoard;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,7 +123,7 @@ impl Distributed {
         let spooling = spool.clone();
         let (held, hold_task) = SpoolHold::start(
             conn.clone(),
-            format!("{}:spool-hold", config.redis.namespace),
+            Keys::new(&config.redis.namespace).spool_hold(),
             Duration::from_millis(config.max_pipeline_lag_ms),
             move || spooling.is_spooling() || spooling.depth() > 0,
             shutdown.clone(),

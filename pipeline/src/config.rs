@@ -27,6 +27,12 @@ pub struct PipelineConfig {
     /// Redis (`LIKES_REDIS_URL`), where `run` posts trending; unset or down, trending is
     /// not posted (a warning), the rest runs.
     pub redis_url: String,
+    /// The state cache's keys in Redis (`LIKES_REDIS__NAMESPACE`): `reconcile` repairs its
+    /// counts. Ingest's other `LIKES_REDIS__*` settings are not this binary's and are ignored.
+    pub redis: CacheKeys,
+    /// The pipeline's enforced maximum lag (`LIKES_MAX_PIPELINE_LAG_MS`, as ingest reads it): a
+    /// cached count that moved within it may hold changes the store lacks, and is not repaired.
+    pub max_pipeline_lag_ms: u64,
     /// Topic names and partitions (`LIKES_PULSAR__TOPIC`, `LIKES_PULSAR__PARTITIONS`, …).
     pub pulsar: TopicsConfig,
     /// The failover subscription the workers share on the events topic (`LIKES_SUBSCRIPTION`).
@@ -57,6 +63,8 @@ impl Default for PipelineConfig {
             pulsar_admin_url: String::new(),
             pulsar_url: String::new(),
             redis_url: String::new(),
+            redis: CacheKeys::default(),
+            max_pipeline_lag_ms: 30_000,
             pulsar: TopicsConfig::default(),
             subscription: "likes-pipeline".into(),
             consumer_name: String::new(),
@@ -66,6 +74,21 @@ impl Default for PipelineConfig {
             window_max_events: window.max_events,
             window_max_age_ms: window.max_age.as_millis() as u64,
             backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Where the state cache's keys are (see ingest's `RedisCacheConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheKeys {
+    pub namespace: String,
+}
+
+impl Default for CacheKeys {
+    fn default() -> Self {
+        CacheKeys {
+            namespace: "likes".into(),
         }
     }
 }

@@ -21,8 +21,11 @@ USAGE:
   likes-pipeline reconcile [--dry-run] [--all | --range FROM..TO | --sample N] [--batch N]
                                   recount likes per content (all by default, a range of
                                   content ids, or N random contents) in batches of N contents
-                                  (default 500), report drift in like_counts and repair it;
-                                  safe while workers commit
+                                  (default 500), report drift in like_counts and repair it,
+                                  then set the state cache's counts in Redis (LIKES_REDIS_URL)
+                                  to the store's, except those that moved within
+                                  LIKES_MAX_PIPELINE_LAG_MS (default 30000); safe while
+                                  workers commit
   likes-pipeline smoke [EVENTS]   run the worker over the embedded log into an in-memory
                                   SQLite store and check the counts (default 100000 events)
   likes-pipeline --help
@@ -34,6 +37,8 @@ SETTINGS (environment):
   LIKES_PULSAR_ADMIN_URL          Pulsar's admin API, http://host:port (required by init and run)
   LIKES_PULSAR_URL                the broker, pulsar://host:port (required by run)
   LIKES_REDIS_URL                 Redis for trending (run; unset or down: no trending, a warning)
+                                  and the cached counts reconcile repairs (under
+                                  LIKES_REDIS__NAMESPACE, default likes)
   LIKES_PULSAR__TOPIC, LIKES_PULSAR__PARTITIONS, LIKES_PULSAR__DLQ_TOPIC
                                   topic names (default like-events with 8 partitions,
                                   like-events-dlq); LIKES_SUBSCRIPTION the workers' subscription

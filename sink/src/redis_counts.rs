@@ -44,6 +44,12 @@ impl Keys {
     pub fn changed(&self, content: ContentId) -> String {
         format!("{}:{{c:{}}}:t", self.namespace, content.get())
     }
+
+    /// Alive while some ingest's spool holds events, and for the lag bound after (ingest's
+    /// `SpoolHold`): then nothing counts as committed.
+    pub fn spool_hold(&self) -> String {
+        format!("{}:spool-hold", self.namespace)
+    }
 }
 
 /// KEYS: count, last change. ARGV: the store's count, committed ms. Returns 1 repaired, 0 right

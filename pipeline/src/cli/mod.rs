@@ -3,6 +3,7 @@
 //! reconcile 3, each with one line on stderr so scripts can tell "fix the invocation" from "retry
 //! later" from "look at the counts".
 
+mod cached_counts;
 pub(crate) mod init;
 pub(crate) mod reconcile;
 pub(crate) mod run;

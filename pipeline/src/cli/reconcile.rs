@@ -1,10 +1,12 @@
 //! `likes-pipeline reconcile`: recounts `likes` per content and repairs `like_counts` where it
 //! drifted (I1 says it never should; this is how an operator checks, and repairs after a manual
-//! edit or a bug). Safe while workers commit: see `sink/src/mysql/reconcile.rs`.
+//! edit or a bug), then the state cache's counts in Redis (`cached_counts.rs`). Safe while
+//! workers commit: see `sink/src/mysql/reconcile.rs`.
 //!
 //! Exit 0 when done (drift found and repaired is still success: the report says what changed);
 //! with `--dry-run`, exit 3 when drift was found, so a cron job can alert on it.
 
+use super::cached_counts::CachedCounts;
 use super::Failure;
 use anyhow::Context as _;
 use likes_pipeline::PipelineConfig;
@@ -95,10 +97,25 @@ pub(crate) async fn run(config: &PipelineConfig, request: Request) -> Result<(),
         backoff: config.backoff,
         ..ReconcileOptions::default()
     });
+    // A dry run repairs nothing, the cache included.
+    let mut cache = match request.dry_run {
+        true => None,
+        false => CachedCounts::open(config).await,
+    };
     // Batch by batch, so that a failure part-way still reports the repairs already committed.
     let failed = loop {
+        // Before the batch's read: a cached count that moved after this may hold a change the
+        // read lacks.
+        let committed = match cache.as_mut() {
+            Some(cache) => cache.committed().await,
+            None => 0,
+        };
         match run.next_batch().await {
-            Ok(Some(_)) => {}
+            Ok(Some(batch)) => {
+                if let Some(cache) = cache.as_mut() {
+                    cache.repair(&batch.counts, committed).await;
+                }
+            }
             Ok(None) => break None,
             Err(error) => break Some(error),
         }
@@ -129,6 +146,9 @@ pub(crate) async fn run(config: &PipelineConfig, request: Request) -> Result<(),
         report.repaired,
         report.retries
     );
+    if let Some(cache) = &cache {
+        println!("{}", cache.report());
+    }
     if let Some(error) = failed {
         return Err(anyhow::Error::new(error)
             .context("reconciling stopped part-way (the lines above are what it did)")
