@@ -188,3 +188,45 @@ async fn a_hot_content_is_served_locally_and_an_action_shows_at_once() {
     assert_eq!(metrics.misses.get(), misses + 1);
     assert_eq!(hot.peek(content(12)), None);
 }
+
+/// Two likes of a hot content whose publishes finish in the other order than Redis counted
+/// them: the local cache must not end on the older count.
+#[tokio::test]
+async fn actions_finishing_out_of_order_leave_no_older_count_in_the_hot_cache() {
+    let config = HotCountsConfig {
+        ttl_ms: 60_000,
+        top_k: 8,
+        min_reads: 4,
+        ..HotCountsConfig::default()
+    };
+    let hot = Arc::new(HotCounts::new(
+        config,
+        HotCountsMetrics::new().expect("metrics"),
+    ));
+    let cache = MemoryStateCache::new(1_000, Arc::new(AtomicU64::new(0)));
+    // The first like's publish is slow, the second's quick.
+    let slow = PublishStep {
+        delay_ms: 200,
+        ok: true,
+    };
+    let h = Harness::on(Arc::new(cache), Some(hot.clone()), vec![slow]);
+    let viral = content(21);
+    for _ in 0..20 {
+        h.service.counts(&[viral]).await.expect("counts");
+    }
+    assert!(hot.is_hot(viral));
+    let service = &h.service;
+    let (first, second) = tokio::join!(service.act(user(1), viral, Action::Like), async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        service.act(user(2), viral, Action::Like).await
+    });
+    assert_eq!(
+        (first.expect("like").count, second.expect("like").count),
+        (1, 2)
+    );
+    assert_eq!(
+        h.service.counts(&[viral]).await.expect("counts"),
+        vec![2],
+        "the slower, older answer replaced the newer count"
+    );
+}

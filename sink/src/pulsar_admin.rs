@@ -218,13 +218,8 @@ impl PulsarAdmin {
         topic: &TopicName,
         name: &str,
     ) -> Result<Option<u64>, AdminError> {
-        let url = self.topic_url(topic, &["stats"]);
-        let query = [("getPreciseBacklog", "true")];
-        let body = self
-            .call(Method::GET, url, None, &query)
-            .await?
-            .ok_or_else(|| AdminError::MissingTopic(topic.to_string()))?;
-        Ok(json_u64(&body, &["subscriptions", name, "msgBacklog"]))
+        let state = self.subscription_state(topic, name).await?;
+        Ok(state.map(|s| s.backlog))
     }
 
     /// The subscription `name` on the non-partitioned `topic` (or one partition of a partitioned

@@ -1,7 +1,8 @@
 //! I3 across a crash of the real binary: likes spooled while Pulsar is down survive `kill -9`,
 //! and the restarted process drains them; SIGTERM then stops it with exit 0.
 
-use super::support::{exclusive, services, token, Stack};
+use super::support::{exclusive, token, Stack};
+use likes_smoke::services;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

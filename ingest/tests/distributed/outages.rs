@@ -3,8 +3,9 @@
 //! Every test of this binary holds [`support::exclusive`], so an outage never hits another test.
 
 use super::load::{Answer, Load};
-use super::support::{exclusive, services, Stack};
+use super::support::{exclusive, Stack};
 use likes_shared::LikeEvent;
+use likes_smoke::services;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

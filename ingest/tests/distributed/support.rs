@@ -153,16 +153,3 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     static SERVICES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     SERVICES.lock().await
 }
-
-/// `infra/dev/services <command> <service>`: an outage (`stop`), its end (`start`).
-pub fn services(command: &str, service: &str) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/dev/services");
-    let status = std::process::Command::new(script)
-        .args([command, service])
-        .status()
-        .expect("run infra/dev/services");
-    assert!(
-        status.success(),
-        "infra/dev/services {command} {service} failed"
-    );
-}

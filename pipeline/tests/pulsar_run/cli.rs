@@ -34,6 +34,7 @@ fn failed_line(command: &mut Command) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_refuses_to_start_before_init_naming_the_fix() {
+    let _broker = BROKER.read().await;
     let deployment = Deployment::new(2).await;
     let mut command = pipeline_command(&deployment);
     command.env("LIKES_PULSAR__TOPIC", unique_name("never-created"));
@@ -65,6 +66,7 @@ async fn run_refuses_to_start_before_init_naming_the_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_acks_and_exits_zero() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let deployment = Deployment::new(2).await;
     let (events, model) = events(3_000, 100, 300, 5);

@@ -6,6 +6,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_workers_partitions_move_to_the_other_and_the_result_stays_exact() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let deployment = Deployment::new(8).await;
     let (events, model) = events(20_000, 500, 1_000, 2);
@@ -58,6 +59,7 @@ async fn a_stopped_workers_partitions_move_to_the_other_and_the_result_stays_exa
 /// through a window's cut would lose the entry's tail here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_dies_mid_window_loses_nothing() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let deployment = Deployment::new(8).await;
     let (events, model) = events(20_000, 500, 1_000, 4);
@@ -87,6 +89,7 @@ async fn a_worker_that_dies_mid_window_loses_nothing() {
 /// by pulsar-rs' reconnect or by the stall watch's rebuild, and the result is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_resumes_after_the_broker_unloads_its_topic() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let mut deployment = Deployment::new(4).await;
     deployment.config.stall_after_ms = 2_000;

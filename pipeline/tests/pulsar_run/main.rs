@@ -7,6 +7,7 @@
 //! Each test has its own topics, subscription state and database, so they run in parallel.
 //! They fail (never skip) when a service is missing: `ServicesEnv::load` panics naming it.
 
+mod broker_restart;
 mod cli;
 mod failover;
 mod one_worker;
@@ -32,6 +33,10 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+
+/// Every test holds it shared; the broker restart holds it alone, so no other test of this
+/// binary sees the broker go.
+static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 const SUBSCRIPTION: &str = "likes-pipeline";
 

@@ -8,6 +8,7 @@ use likes_sink::redis_trending::RedisTrendingBoard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let mut deployment = Deployment::new(4).await;
     deployment.config.admin_addr = "127.0.0.1:0".into();

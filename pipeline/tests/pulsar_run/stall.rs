@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partition_that_delivers_nothing_despite_a_backlog_gets_the_consumer_rebuilt() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let mut deployment = Deployment::new(4).await;
     deployment.config.stall_after_ms = 1_000;

@@ -7,6 +7,7 @@ use likes_sink::dlq::topic::{TopicDlq, TopicDlqConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_goes_to_the_dead_letter_topic_and_the_partition_keeps_flowing() {
+    let _broker = BROKER.read().await;
     let started = Instant::now();
     let deployment = Deployment::new(2).await;
     let (events, model) = events(4_000, 50, 200, 3);
