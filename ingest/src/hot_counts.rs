@@ -6,10 +6,12 @@
 //! moka cache with a short TTL, so one viral item does not cost every request a Redis round trip
 //! while the long tail is never cached here (it would only churn the cache).
 //!
-//! Freshness: an entry lives at most `ttl_ms`. A fill from the normal read path never replaces
-//! an entry (it may have read before an action); an action's own count does, so the user who
-//! acted sees their like at once (promise 2 of DESIGN section 1). Other instances' actions show
-//! within the TTL. The sketch's counts are halved every `halve_every_ms` so hotness is recent.
+//! Freshness: an entry lives at most `ttl_ms`. An action on this instance drops its content's
+//! entry, so the next read takes the count from the state cache (which orders actions; two
+//! actions' own answers may finish in either order) and the user who acted sees their like at
+//! once (promise 2 of DESIGN section 1). A fill never replaces an entry. What can still be stale,
+//! for at most the TTL: other instances' actions, and a read that began before an action and
+//! fills after it. The sketch's counts are halved every `halve_every_ms` so hotness is recent.
 
 use likes_shared::heavy_keeper::{HeavyKeeper, HeavyKeeperConfig};
 use likes_shared::ContentId;
@@ -139,8 +141,7 @@ impl HotCounts {
         self.counts.get(&content.get())
     }
 
-    /// A count read from the state cache: kept if the content is hot and none is cached yet (an
-    /// action's count, which may be newer than this read, is never replaced by it).
+    /// A count read from the state cache: kept if the content is hot and none is cached yet.
     pub fn fill(&self, content: ContentId, count: i64) {
         if self.is_hot(content) {
             self.counts
@@ -149,14 +150,8 @@ impl HotCounts {
         }
     }
 
-    /// The count an action returned replaces the cached one, so its user sees it at once.
-    pub fn update(&self, content: ContentId, count: i64) {
-        if self.is_hot(content) || self.counts.contains_key(&content.get()) {
-            self.counts.insert(content.get(), count.max(0));
-        }
-    }
-
-    /// Drops the cached count (an action whose count is a guess: the degraded path).
+    /// Drops the cached count: an action moved it (the next read takes it from the state
+    /// cache, which orders actions; an action's own answer may be older than another's).
     pub fn invalidate(&self, content: ContentId) {
         self.counts.invalidate(&content.get());
     }

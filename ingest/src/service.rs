@@ -116,12 +116,11 @@ impl LikeService {
                 self.act_degraded(user, content, action).await?
             }
         };
+        // Dropped, not replaced with this answer's count: actions on one content finish in any
+        // order, and an older count written last would be served for the whole TTL. The next
+        // read takes the count from the state cache, which orders them.
         if let Some(hot) = &self.backends.hot_counts {
-            if outcome.stale {
-                hot.invalidate(content);
-            } else {
-                hot.update(content, outcome.count);
-            }
+            hot.invalidate(content);
         }
         Ok(outcome)
     }

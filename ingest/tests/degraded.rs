@@ -176,7 +176,10 @@ async fn a_hot_content_is_served_locally_and_an_action_shows_at_once() {
         .await
         .expect("liked");
     assert_eq!(outcome.count, 1);
-    // Served locally, and already with the like.
+    // The action dropped the local count: the next read goes through and shows the like, and
+    // the one after is served locally again.
+    assert_eq!(h.service.counts(&[viral]).await.expect("counts"), vec![1]);
+    assert_eq!(metrics.hits.get(), hits, "read through after the action");
     assert_eq!(h.service.counts(&[viral]).await.expect("counts"), vec![1]);
     assert_eq!(metrics.hits.get(), hits + 1);
     // A cold content is read through.

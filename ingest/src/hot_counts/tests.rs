@@ -75,30 +75,23 @@ fn a_cold_content_is_not_cached() {
 }
 
 #[test]
-fn an_actions_count_replaces_the_cached_one_and_a_fill_never_does() {
+fn an_action_drops_the_cached_count_and_a_fill_never_replaces_one() {
     let hot = hot_counts(60_000);
     let viral = id(3);
     for _ in 0..20 {
         read(&hot, viral, 10);
     }
     assert_eq!(hot.peek(viral), Some(10));
-    hot.update(viral, 11);
-    assert_eq!(
-        read(&hot, viral, 10),
-        (11, true),
-        "the liker sees their like"
-    );
-    hot.fill(viral, 10);
-    assert_eq!(
-        hot.peek(viral),
-        Some(11),
-        "an older read replaced an action's count"
-    );
+    hot.fill(viral, 9);
+    assert_eq!(hot.peek(viral), Some(10), "a fill replaced a cached count");
     hot.invalidate(viral);
     assert_eq!(hot.peek(viral), None);
-    // An action on a cold content caches nothing.
-    hot.update(id(50), 1);
-    assert_eq!(hot.peek(id(50)), None);
+    assert_eq!(
+        read(&hot, viral, 11),
+        (11, false),
+        "read through after the action"
+    );
+    assert_eq!(read(&hot, viral, 12), (11, true));
 }
 
 #[test]
@@ -126,6 +119,6 @@ fn disabled_caches_nothing() {
     for _ in 0..100 {
         assert_eq!(read(&hot, id(1), 4), (4, false));
     }
-    hot.update(id(1), 5);
+    hot.fill(id(1), 5);
     assert_eq!(hot.peek(id(1)), None);
 }
