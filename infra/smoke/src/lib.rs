@@ -151,6 +151,21 @@ pub async fn fresh_database(server_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// `infra/dev/services <command> <service>`: an outage of a shared service (`stop`), its end
+/// (`start`, same ports and data). Tests that call it must keep every other test of their binary
+/// off that service meanwhile.
+pub fn services(command: &str, service: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/services");
+    let status = std::process::Command::new(script)
+        .args([command, service])
+        .status()
+        .expect("run infra/dev/services");
+    assert!(
+        status.success(),
+        "infra/dev/services {command} {service} failed"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,19 +183,4 @@ mod tests {
     fn unique_names_differ() {
         assert_ne!(unique_name("t"), unique_name("t"));
     }
-}
-
-/// `infra/dev/services <command> <service>`: an outage of a shared service (`stop`), its end
-/// (`start`, same ports and data). Tests that call it must keep every other test of their binary
-/// off that service meanwhile.
-pub fn services(command: &str, service: &str) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/services");
-    let status = std::process::Command::new(script)
-        .args([command, service])
-        .status()
-        .expect("run infra/dev/services");
-    assert!(
-        status.success(),
-        "infra/dev/services {command} {service} failed"
-    );
 }
