@@ -43,6 +43,8 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 echo "== likes-load target (likes-ingest on Redis + Pulsar + TiDB), hello baseline in the same run"
-"$bin/likes-load" target --url "http://127.0.0.1:$port" --duration "$secs"
+status=0
+"$bin/likes-load" target --url "http://127.0.0.1:$port" --duration "$secs" || status=$?
 echo "== dependency floor, same concurrency"
 "$bin/likes-ingest-floor" --duration "$secs" --concurrency 64
+exit "$status"   # likes-load's: non-zero when the served counts were not exact
