@@ -38,11 +38,14 @@
 
 mod age_bound;
 mod config;
+mod connection;
 mod layout;
 mod scripts;
 
 pub use age_bound::{AgeBound, SpoolHold};
 pub use config::RedisCacheConfig;
+use connection::{cache_error, unavailable};
+pub use connection::{connection, RedisCacheError};
 
 use async_trait::async_trait;
 use layout::{durable, settled, FILLED_FIELD};
@@ -58,13 +61,6 @@ use scripts::{
     APPLY_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
 use std::sync::Arc;
-use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedisCacheError {
-    #[error("LIKES_REDIS_URL is not a Redis URL: {0}")]
-    Url(#[source] RedisError),
-}
 
 pub struct RedisStateCache {
     conn: ConnectionManager,
@@ -201,39 +197,11 @@ impl RedisStateCache {
     }
 }
 
-/// A connection to `url` with the timeouts of `config`. Does not connect: the first command
-/// does, and reconnects follow failures, so ingest can start (and degrade) while Redis is down.
-pub fn connection(
-    url: &str,
-    config: &RedisCacheConfig,
-) -> Result<ConnectionManager, RedisCacheError> {
-    let client = redis::Client::open(url).map_err(RedisCacheError::Url)?;
-    let manager = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
-        .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(config.connect_timeout_ms));
-    ConnectionManager::new_lazy_with_config(client, manager).map_err(RedisCacheError::Url)
-}
-
 fn like_delta(liked: bool) -> i64 {
     if liked {
         1
     } else {
         -1
-    }
-}
-
-fn unavailable(e: RedisError) -> CacheError {
-    CacheError::Unavailable(e.to_string())
-}
-
-/// Redis out of memory (`noeviction` refusing a write) and a user whose states all wait for the
-/// store are both "full" (503); anything else is the cache being down.
-fn cache_error(e: RedisError) -> CacheError {
-    match e.code() {
-        Some("OOM") | Some("LIKESFULL") => CacheError::Full,
-        _ => unavailable(e),
     }
 }
 
