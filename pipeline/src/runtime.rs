@@ -86,6 +86,13 @@ pub struct WorkerStats {
     /// Time from a window's close to its ack, summed over `windows` (microseconds): with it,
     /// the mean commit latency.
     pub commit_micros: AtomicU64,
+    /// Events in committed windows, summed (with `windows`: the mean window size), and the
+    /// largest committed window.
+    pub window_events: AtomicU64,
+    pub largest_window: AtomicU64,
+    /// From the oldest event of the last committed window (its ingest time) to the commit, in
+    /// milliseconds: how far the store lags the likes, in event time.
+    pub event_lag_ms: AtomicU64,
 }
 
 pub struct Worker<S: EventSource> {
@@ -285,6 +292,13 @@ impl<S: EventSource> Worker<S> {
         self.stats
             .commit_micros
             .fetch_add(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let size = window.events.len() as u64;
+        self.stats.window_events.fetch_add(size, Ordering::Relaxed);
+        self.stats.largest_window.fetch_max(size, Ordering::Relaxed);
+        if let Some(oldest) = window.events.iter().map(|e| e.ts_ms).min() {
+            let lag = now_ms().saturating_sub(oldest);
+            self.stats.event_lag_ms.store(lag, Ordering::Relaxed);
+        }
         self.trending.observe_likes(&window.events);
         self.window.recycle(window);
         Ok(true)

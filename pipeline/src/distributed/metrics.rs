@@ -170,6 +170,32 @@ fn render(stats: &WorkerStats, rebuilds: u64, lag: &PartitionLag) -> String {
         "# HELP likes_pipeline_commit_seconds_sum Time from a window's close to its ack, summed\n\
          # TYPE likes_pipeline_commit_seconds_sum counter\nlikes_pipeline_commit_seconds_sum {seconds}"
     );
+    let gauges = [
+        (
+            "window_events_sum",
+            "counter",
+            "Events in committed windows (over windows_total: the mean window size)",
+            stats.window_events.load(Relaxed) as f64,
+        ),
+        (
+            "largest_window_events",
+            "gauge",
+            "Events in the largest window committed",
+            stats.largest_window.load(Relaxed) as f64,
+        ),
+        (
+            "event_lag_seconds",
+            "gauge",
+            "From the oldest event of the last committed window (ingest time) to its commit",
+            stats.event_lag_ms.load(Relaxed) as f64 / 1e3,
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP likes_pipeline_{name} {help}\n# TYPE likes_pipeline_{name} {kind}\nlikes_pipeline_{name} {value}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP likes_pipeline_partition_backlog Messages not acked yet, per partition this worker owns\n\
@@ -194,10 +220,25 @@ mod tests {
         stats.events.store(42, Relaxed);
         stats.windows.store(2, Relaxed);
         stats.commit_micros.store(1_500_000, Relaxed);
+        stats.window_events.store(42, Relaxed);
+        stats.largest_window.store(30, Relaxed);
+        stats.event_lag_ms.store(250, Relaxed);
         let lag = PartitionLag::default();
         lag.backlog.lock().insert(3, 7);
         let text = render(&stats, 1, &lag);
         assert!(text.contains("likes_pipeline_events_total 42\n"), "{text}");
+        assert!(
+            text.contains("likes_pipeline_window_events_sum 42\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("likes_pipeline_largest_window_events 30\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("likes_pipeline_event_lag_seconds 0.25\n"),
+            "{text}"
+        );
         assert!(
             text.contains("likes_pipeline_consumer_rebuilds_total 1\n"),
             "{text}"

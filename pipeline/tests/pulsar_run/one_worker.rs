@@ -29,7 +29,8 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
         let state = deployment.partition_state(partition).await;
         assert_eq!(state.active_consumer.as_deref(), Some(worker.name.as_str()));
     }
-    // `/metrics`: the counters, and a backlog gauge for each partition it owns.
+    // `/metrics`: the counters, window sizes and event-time lag, and a backlog gauge for each
+    // partition it owns.
     let url = format!(
         "http://{}/metrics",
         worker.metrics.expect("metrics address")
@@ -44,7 +45,13 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
             .expect("body");
         let events_line = format!("likes_pipeline_events_total {}", worker.events());
         let gauges = text.matches("likes_pipeline_partition_backlog{").count();
-        if text.contains(&events_line) && gauges == 4 {
+        // Every committed event is in some window; the event-time lag is there too.
+        let windowed = format!("likes_pipeline_window_events_sum {}\n", worker.events());
+        if text.contains(&events_line)
+            && gauges == 4
+            && text.contains(&windowed)
+            && text.contains("likes_pipeline_event_lag_seconds ")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "metrics incomplete:\n{text}");
