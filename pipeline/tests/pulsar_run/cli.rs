@@ -71,26 +71,13 @@ async fn sigterm_commits_acks_and_exits_zero() {
     let deployment = Deployment::new(2).await;
     let (events, model) = events(3_000, 100, 300, 5);
     let mut producer = deployment.producer().await;
-    let mut child = pipeline_command(&deployment)
+    let child = pipeline_command(&deployment)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn likes-pipeline run");
     publish(&mut producer, &events).await;
     deployment.wait_exact(&model, Duration::from_secs(45)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(child).await, Some(0));
     assert_eq!(deployment.wait_acked(Duration::from_secs(10)).await, 0);
     eprintln!(
         "cli: exact, exit 0 on SIGTERM, fully acked in {:?}",
