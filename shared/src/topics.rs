@@ -62,6 +62,15 @@ pub struct TopicNameError {
 }
 
 impl TopicName {
+    /// Partition `n` of this partitioned topic (`<topic>-partition-<n>`), a topic of its own to
+    /// the admin API: where per-partition stats are.
+    pub fn partition(&self, n: u32) -> TopicName {
+        TopicName {
+            local: format!("{}-partition-{n}", self.local),
+            ..self.clone()
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Self, TopicNameError> {
         let bad = |reason| TopicNameError {
             name: name.to_owned(),
@@ -144,6 +153,10 @@ mod tests {
         assert_eq!(full, short);
         assert_eq!(short.rest_path(), "persistent/public/default/like-events");
         assert_eq!(short.to_string(), "persistent://public/default/like-events");
+        assert_eq!(
+            short.partition(3).to_string(),
+            "persistent://public/default/like-events-partition-3"
+        );
         let other = TopicName::parse("non-persistent://t/ns/x").expect("non-persistent");
         assert_eq!(other.rest_path(), "non-persistent/t/ns/x");
     }

@@ -222,6 +222,27 @@ impl PulsarAdmin {
         Ok(state.map(|s| s.backlog))
     }
 
+    /// What the subscription `name` has not acknowledged over the `partitions` partitions of
+    /// `topic`; `None` while it does not exist on some partition.
+    pub async fn backlog_over_partitions(
+        &self,
+        topic: &TopicName,
+        partitions: u32,
+        name: &str,
+    ) -> Result<Option<u64>, AdminError> {
+        let mut total = 0;
+        for partition in 0..partitions {
+            match self
+                .subscription_backlog(&topic.partition(partition), name)
+                .await?
+            {
+                Some(backlog) => total += backlog,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(total))
+    }
+
     /// The subscription `name` on the non-partitioned `topic` (or one partition of a partitioned
     /// topic, `<topic>-partition-<n>`): its precise backlog and, for a failover subscription,
     /// the consumer the broker dispatches to. `None` when the subscription does not exist. The

@@ -94,15 +94,11 @@ async fn filled_topic(
 }
 
 async fn backlog(admin: &PulsarAdmin, topic: &str) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for p in 0..PARTITIONS {
-        let name = TopicName::parse(&format!("{topic}-partition-{p}"))?;
-        total += admin
-            .subscription_backlog(&name, SUBSCRIPTION)
-            .await?
-            .unwrap_or(u64::MAX / 16);
-    }
-    Ok(total)
+    let topic = TopicName::parse(topic)?;
+    let backlog = admin
+        .backlog_over_partitions(&topic, PARTITIONS, SUBSCRIPTION)
+        .await?;
+    Ok(backlog.unwrap_or(u64::MAX))
 }
 
 async fn drained(admin: &PulsarAdmin, topic: &str, started: Instant) -> anyhow::Result<Duration> {

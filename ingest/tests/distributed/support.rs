@@ -107,19 +107,15 @@ impl Stack {
         }
     }
 
-    /// What `subscription` has not acknowledged, over all partitions.
+    /// What `subscription` has not acknowledged, over all partitions (an unknown count while
+    /// some partition does not have it yet).
     async fn backlog(&self, admin: &PulsarAdmin, subscription: &str) -> u64 {
-        let mut total = 0;
-        for partition in 0..PARTITIONS {
-            let name = format!("{}-partition-{partition}", self.config.pulsar.topic);
-            let topic = TopicName::parse(&name).expect("partition name");
-            let state = admin
-                .subscription_state(&topic, subscription)
-                .await
-                .expect("subscription stats");
-            total += state.map_or(u64::MAX / 8, |s| s.backlog);
-        }
-        total
+        let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");
+        admin
+            .backlog_over_partitions(&topic, PARTITIONS, subscription)
+            .await
+            .expect("subscription stats")
+            .unwrap_or(u64::MAX)
     }
 
     async fn reader(&self, subscription: &str) -> Consumer<Vec<u8>, TokioExecutor> {

@@ -52,10 +52,7 @@ impl LagPoll {
             }
             let mut owned = BTreeMap::new();
             for partition in 0..self.partitions {
-                let topic = TopicName {
-                    local: format!("{}-partition-{partition}", self.topic.local),
-                    ..self.topic.clone()
-                };
+                let topic = self.topic.partition(partition);
                 match self
                     .admin
                     .subscription_state(&topic, &self.subscription)

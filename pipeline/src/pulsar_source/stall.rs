@@ -149,10 +149,7 @@ impl StallWatch {
 
     async fn find_stalled(&self) -> Option<u32> {
         for partition in self.activity.silent(self.partitions, self.stall_after) {
-            let topic = TopicName {
-                local: format!("{}-partition-{partition}", self.topic.local),
-                ..self.topic.clone()
-            };
+            let topic = self.topic.partition(partition);
             let state = match self
                 .admin
                 .subscription_state(&topic, &self.subscription)

@@ -161,12 +161,8 @@ impl Deployment {
     /// The subscription on one partition, as the broker's stats describe it.
     async fn partition_state(&self, partition: u32) -> SubscriptionState {
         let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");
-        let partition = TopicName {
-            local: format!("{}-partition-{partition}", topic.local),
-            ..topic
-        };
         self.admin
-            .subscription_state(&partition, SUBSCRIPTION)
+            .subscription_state(&topic.partition(partition), SUBSCRIPTION)
             .await
             .expect("stats")
             .expect("the subscription exists")
@@ -175,20 +171,11 @@ impl Deployment {
     /// Messages the workers' subscription has not acked, over every partition.
     async fn backlog(&self) -> u64 {
         let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");
-        let mut total = 0;
-        for partition in 0..self.config.pulsar.partitions {
-            let partition = TopicName {
-                local: format!("{}-partition-{partition}", topic.local),
-                ..topic.clone()
-            };
-            total += self
-                .admin
-                .subscription_backlog(&partition, SUBSCRIPTION)
-                .await
-                .expect("stats")
-                .unwrap_or(0);
-        }
-        total
+        self.admin
+            .backlog_over_partitions(&topic, self.config.pulsar.partitions, SUBSCRIPTION)
+            .await
+            .expect("stats")
+            .expect("the subscription exists on every partition")
     }
 
     /// Waits (up to `limit`) until the subscription's backlog is 0; returns the last one seen.
