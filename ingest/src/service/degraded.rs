@@ -37,7 +37,7 @@ impl LikeService {
     ) -> Result<super::ActionOutcome, ApiError> {
         let store = &self.backends.store;
         let ids = [content];
-        let (stored, counted) = tokio::join!(store.states(user, &ids), store.counts(&ids));
+        let (stored, count) = tokio::join!(store.states(user, &ids), self.degraded_count(content));
         // What the store holds for this (user, content); `None` when the store did not answer.
         let stored: Option<Option<RowState>> = match stored {
             Ok(rows) => Some(rows[0]),
@@ -46,13 +46,7 @@ impl LikeService {
                 None
             }
         };
-        let count = match counted {
-            Ok(counts) => counts[0],
-            Err(error) => match self.local_count(content) {
-                Some(n) => n,
-                None => return Err(store_down(error)),
-            },
-        };
+        let count = count?;
         if let Some(Some(row)) = stored {
             self.clock.observe(row.version);
         }
