@@ -45,15 +45,15 @@ mod config;
 pub use config::{EventCompression, PublisherConfigError, PulsarPublisherConfig};
 
 use async_trait::async_trait;
-use likes_shared::bus::{BusError, DurableMark, EventPublisher};
+use likes_shared::bus::{BusError, DurableMark, EventPublisher, WallClockMarks};
 use likes_shared::topics::event_key;
 use likes_shared::LikeEvent;
 use likes_sink::pulsar_client::{self, PulsarClient};
 use pulsar::compression::{Compression, CompressionLz4};
 use pulsar::producer::SendFuture;
 use pulsar::{Producer, ProducerOptions, TokioExecutor};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
@@ -67,7 +67,7 @@ pub struct PulsarPublisher {
     slot: Mutex<ProducerSlot>,
     /// Whether the last attempt (build, send, ack) worked; `/readyz` reads it.
     healthy: AtomicBool,
-    last_mark: AtomicU64,
+    marks: WallClockMarks,
 }
 
 #[derive(Default)]
@@ -93,7 +93,7 @@ impl PulsarPublisher {
             topic,
             slot: Mutex::new(ProducerSlot::default()),
             healthy: AtomicBool::new(false),
-            last_mark: AtomicU64::new(0),
+            marks: WallClockMarks::default(),
         })
     }
 
@@ -125,7 +125,7 @@ impl PulsarPublisher {
         match timeout_at(deadline, receipt).await {
             Ok(Ok(_)) => {
                 self.healthy.store(true, Ordering::Release);
-                Ok(self.next_mark())
+                Ok(self.marks.next(0))
             }
             Ok(Err(error)) => Err(self
                 .discard(generation, format!("send failed: {error}"))
@@ -276,16 +276,6 @@ impl PulsarPublisher {
 
     fn unavailable(&self, reason: String) -> BusError {
         BusError::Unavailable(format!("{}: {reason}", self.topic))
-    }
-
-    /// The ack time in ms, never lower than a mark returned before (see the module doc).
-    fn next_mark(&self) -> DurableMark {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(1)
-            .max(1);
-        self.last_mark.fetch_max(now, Ordering::AcqRel).max(now)
     }
 }
 

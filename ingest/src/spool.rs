@@ -49,13 +49,12 @@ pub use config::SpoolConfig;
 use crate::metrics::SpoolMetrics;
 use async_trait::async_trait;
 use gate::{Appending, Gate, Route, SWITCH_WAIT};
-use likes_shared::bus::{BusError, DurableMark, EventPublisher};
+use likes_shared::bus::{BusError, DurableMark, EventPublisher, WallClockMarks};
 use likes_shared::log::{self, LogPublisher};
 use likes_shared::shutdown::Shutdown;
 use likes_shared::LikeEvent;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
@@ -81,7 +80,7 @@ pub struct SpooledPublisher {
     log: LogPublisher,
     shared: Arc<SpoolShared>,
     metrics: SpoolMetrics,
-    last_mark: AtomicU64,
+    marks: WallClockMarks,
 }
 
 /// State the publisher and its drainer share.
@@ -143,7 +142,7 @@ impl SpooledPublisher {
             log,
             shared,
             metrics,
-            last_mark: AtomicU64::new(0),
+            marks: WallClockMarks::default(),
         };
         Ok((publisher, handle))
     }
@@ -174,17 +173,6 @@ impl SpooledPublisher {
         }
         appended
     }
-
-    /// The wall-clock time in ms, never lower than `floor` nor than a mark returned before.
-    fn next_mark(&self, floor: DurableMark) -> DurableMark {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(1)
-            .max(floor)
-            .max(1);
-        self.last_mark.fetch_max(now, Ordering::AcqRel).max(now)
-    }
 }
 
 pub(crate) fn depth(log: &LogPublisher, shared: &SpoolShared) -> u64 {
@@ -208,7 +196,7 @@ impl EventPublisher for SpooledPublisher {
                 Route::Live => break,
                 Route::Spool(appending) => {
                     self.spool(event, appending).await?;
-                    return Ok(self.next_mark(0));
+                    return Ok(self.marks.next(0));
                 }
                 Route::Wait(mut change) => {
                     // Closing for the switch back to live: wait for it, then route again;
@@ -220,13 +208,13 @@ impl EventPublisher for SpooledPublisher {
             }
         }
         match self.primary.publish(event).await {
-            Ok(mark) => Ok(self.next_mark(mark)),
+            Ok(mark) => Ok(self.marks.next(mark)),
             Err(BusError::Full) => Err(BusError::Full),
             Err(error) => {
                 tracing::warn!(%error, "primary publish failed; spooling the event");
                 let appending = self.shared.gate.start_spooling();
                 self.spool(event, appending).await?;
-                Ok(self.next_mark(0))
+                Ok(self.marks.next(0))
             }
         }
     }

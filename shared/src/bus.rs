@@ -25,6 +25,21 @@ pub enum BusError {
 /// [`CommitProgress::committed`] to tell whether the store holds an event yet.
 pub type DurableMark = u64;
 
+/// Durable marks from the wall clock (milliseconds), never lower than one handed out before nor
+/// than the floor a call gives: what a broker-backed publisher returns (the time of the ack or
+/// the fsync). One per publisher.
+#[derive(Debug, Default)]
+pub struct WallClockMarks(std::sync::atomic::AtomicU64);
+
+impl WallClockMarks {
+    pub fn next(&self, floor: DurableMark) -> DurableMark {
+        let now = crate::hlc::now_ms().max(floor).max(1);
+        self.0
+            .fetch_max(now, std::sync::atomic::Ordering::AcqRel)
+            .max(now)
+    }
+}
+
 #[async_trait]
 pub trait EventPublisher: Send + Sync + 'static {
     /// Makes `event` durable; returns once it is (and not before), with its mark.
