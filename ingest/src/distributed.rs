@@ -125,7 +125,8 @@ impl Distributed {
             conn.clone(),
             Keys::new(&config.redis.namespace).spool_hold(),
             Duration::from_millis(config.max_pipeline_lag_ms),
-            move || spooling.is_spooling() || spooling.depth() > 0,
+            // Spooling lasts until the spool is drained whole (see the spool's gate).
+            move || spooling.is_spooling(),
             shutdown.clone(),
         );
         let progress =
