@@ -281,6 +281,10 @@ impl StateCache for BreakerCache {
             .await
     }
 
+    fn holds_count(&self, content: ContentId) -> bool {
+        self.inner.holds_count(content)
+    }
+
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError> {
         self.guarded(self.inner.counts(contents)).await
     }

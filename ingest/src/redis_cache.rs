@@ -30,8 +30,9 @@
 //! that drift this way are repaired by `likes-pipeline reconcile` (I6).
 //!
 //! # Round trips
-//! A like is: the count (one `MGET`), the apply script, the count move script, and after the
-//! publish the confirm script. `states` is one `HMGET` (plus the TTL refresh in the same
+//! A like is: the count (one `MGET`, skipped when this process moved that count moments ago,
+//! see `known_counts.rs`), the apply script, the count move script, and after the publish the
+//! confirm script. `states` is one `HMGET` (plus the TTL refresh in the same
 //! pipeline) and `counts` one `MGET`, so a page of 100 ids costs two round trips. In a Redis
 //! Cluster the `MGET` of counts spans slots and would have to be split per slot; this runs on one
 //! Redis (or a proxy that splits it).
@@ -39,6 +40,7 @@
 mod age_bound;
 mod config;
 mod connection;
+mod known_counts;
 mod layout;
 mod scripts;
 
@@ -46,6 +48,7 @@ pub use age_bound::{AgeBound, SpoolHold};
 pub use config::RedisCacheConfig;
 use connection::{cache_error, unavailable};
 pub use connection::{connection, RedisCacheError};
+use known_counts::KnownCounts;
 
 use async_trait::async_trait;
 use layout::{durable, settled, FILLED_FIELD};
@@ -61,12 +64,14 @@ use scripts::{
     APPLY_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct RedisStateCache {
     conn: ConnectionManager,
     keys: Keys,
     config: RedisCacheConfig,
     progress: Arc<dyn CommitProgress>,
+    known_counts: KnownCounts,
 }
 
 impl RedisStateCache {
@@ -94,6 +99,7 @@ impl RedisStateCache {
         RedisStateCache {
             conn,
             keys: Keys::new(&config.namespace),
+            known_counts: KnownCounts::new(Duration::from_secs(config.count_ttl_secs)),
             config,
             progress,
         }
@@ -138,7 +144,7 @@ impl RedisStateCache {
         delta: i64,
         changed: bool,
     ) -> Result<Option<i64>, CacheError> {
-        MOVE_COUNT_SCRIPT
+        let count: Option<i64> = MOVE_COUNT_SCRIPT
             .key(self.keys.count(content))
             .key(self.keys.changed(content))
             .arg(delta)
@@ -146,7 +152,9 @@ impl RedisStateCache {
             .arg(self.config.count_ttl_secs)
             .invoke_async(&mut self.conn())
             .await
-            .map_err(cache_error)
+            .map_err(cache_error)?;
+        self.known_counts.record(content, count.is_some());
+        Ok(count)
     }
 
     /// Runs the confirm or revert `script` for `applied`; when it reports that the current
@@ -348,6 +356,10 @@ impl StateCache for RedisStateCache {
         ticket: FillTicket,
     ) -> Result<bool, CacheError> {
         Ok(self.seed(user, "-", states.iter().copied(), ticket).await? >= 0)
+    }
+
+    fn holds_count(&self, content: ContentId) -> bool {
+        self.known_counts.contains(content)
     }
 
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError> {

@@ -50,3 +50,77 @@ async fn a_page_of_likes_past_the_users_bound_reads_as_the_store_says() {
         "the store has every one liked"
     );
 }
+
+/// Calls of `command` Redis has served since its stats were reset.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("info");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("calls=<n>")
+        })
+}
+
+/// The count read before an action is skipped when this instance moved that count moments ago
+/// (a hot content): the like still answers the exact count, in one round trip fewer. On a
+/// Redis of the test's own, so nobody else's commands are counted.
+#[tokio::test]
+async fn an_action_on_a_count_moved_moments_ago_reads_no_count_first() {
+    let redis = likes_smoke::PrivateRedis::start();
+    let committed = Arc::new(AtomicU64::new(0));
+    let cache =
+        RedisStateCache::new(&redis.url(), RedisCacheConfig::default(), committed).expect("cache");
+    let h = Harness::on(Arc::new(cache), None, Vec::new());
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let content = ContentId::new(42).expect("non-zero");
+    let user = |n: u64| UserId::new(n).expect("non-zero");
+    let first = h
+        .service
+        .act(user(1), content, Action::Like)
+        .await
+        .expect("like");
+    assert_eq!(first.count, 1);
+    assert!(
+        calls(&mut conn, "mget").await >= 1,
+        "a cold count is read first"
+    );
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("resetstat");
+    let second = h
+        .service
+        .act(user(2), content, Action::Like)
+        .await
+        .expect("like");
+    let third = h
+        .service
+        .act(user(3), content, Action::Like)
+        .await
+        .expect("like");
+    assert_eq!((second.count, third.count), (2, 3), "exact counts");
+    assert_eq!(
+        calls(&mut conn, "mget").await,
+        0,
+        "no count read before the moves"
+    );
+    let undo = h
+        .service
+        .act(user(2), content, Action::Unlike)
+        .await
+        .expect("unlike");
+    assert_eq!(undo.count, 2);
+}

@@ -121,6 +121,13 @@ pub trait StateCache: Send + Sync + 'static {
         ticket: FillTicket,
     ) -> Result<bool, CacheError>;
 
+    /// Whether the cache surely holds `content`'s count right now, known without asking it
+    /// (this process moved or filled that count moments ago): an action may then move the count
+    /// without reading or filling it first. `false` when unsure, which is always safe.
+    fn holds_count(&self, _content: ContentId) -> bool {
+        false
+    }
+
     /// Cached counts; `None` where not cached.
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError>;
 
