@@ -3,8 +3,8 @@
 //! Redis is a cache here, never the truth (I6): it makes "did I like it", counts and
 //! idempotence fast across ingest instances, and everything it holds can be rebuilt from TiDB.
 //! The rules of [`likes_shared::cache`] are kept by Lua scripts (see `scripts.rs`), one per
-//! action, each on one key's slot (the layout a Redis Cluster needs; the connection and the
-//! count `MGET` are for one Redis today, see below).
+//! action. Keys carry hash tags (`{u:<id>}`, `{c:<id>}`), the layout a Redis Cluster needs; on
+//! one Redis an action's script moves the content's count too, on a Cluster it cannot (below).
 //!
 //! # What "committed" means here
 //! The embedded cache knows exactly what the sink committed. Across processes it knows an age
@@ -30,12 +30,13 @@
 //! that drift this way are repaired by `likes-pipeline reconcile` (I6).
 //!
 //! # Round trips
-//! A like is: the count (one `MGET`, skipped when this process moved that count moments ago,
-//! see `known_counts.rs`), the apply script, the count move script, and after the publish the
-//! confirm script. `states` is one `HMGET` (plus the TTL refresh in the same
-//! pipeline) and `counts` one `MGET`, so a page of 100 ids costs two round trips. In a Redis
-//! Cluster the `MGET` of counts spans slots and would have to be split per slot; this runs on one
-//! Redis (or a proxy that splits it).
+//! A like is: the count (one `MGET`, skipped when this process moved that count moments ago, see
+//! `known_counts.rs`), the apply script that moves the count too, and after the publish the
+//! confirm script: two round trips on a hot content, as a bare "script + `INCRBY`" client pays.
+//! On a Cluster (`cluster`) the count moves in a script of its own: three. `states` is one
+//! `HMGET` (plus the TTL refresh in the same pipeline) and `counts` one `MGET`, so a page of 100
+//! ids costs two round trips. In a Redis Cluster the `MGET` of counts spans slots and would have
+//! to be split per slot; the connection here is to one Redis (or a proxy that splits it).
 
 mod age_bound;
 mod config;
@@ -59,9 +60,10 @@ use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
 use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError};
+use redis::{AsyncCommands, RedisError, Script};
 use scripts::{
-    APPLY_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
+    APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT,
+    MOVE_COUNT_SCRIPT, REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,25 +159,35 @@ impl RedisStateCache {
         Ok(count)
     }
 
-    /// Runs the confirm or revert `script` for `applied`; when it reports that the current
-    /// state's `liked` moved, the count follows by `delta`.
+    /// Runs the confirm or revert script (`split` on a Cluster, else `counted`) for `applied`;
+    /// when it reports that the current state's `liked` moved, the count follows by `delta`.
     async fn settle(
         &self,
-        script: &redis::Script,
+        (split, counted): (&Script, &Script),
         user: UserId,
         content: ContentId,
         applied: &CachedApply,
         delta: i64,
     ) -> Result<(), CacheError> {
-        let moved: i64 = script
-            .key(self.keys.user(user))
+        let script = if self.config.cluster { split } else { counted };
+        let mut invocation = script.key(self.keys.user(user));
+        invocation
             .arg(content.get())
             .arg(u8::from(applied.liked))
-            .arg(applied.version)
+            .arg(applied.version);
+        if !self.config.cluster {
+            invocation
+                .key(self.keys.count(content))
+                .key(self.keys.changed(content))
+                .arg(delta)
+                .arg(now_ms())
+                .arg(self.config.count_ttl_secs);
+        }
+        let moved: i64 = invocation
             .invoke_async(&mut self.conn())
             .await
             .map_err(cache_error)?;
-        if moved == 1 {
+        if moved == 1 && self.config.cluster {
             self.move_count(content, delta, true).await?;
         }
         Ok(())
@@ -232,23 +244,49 @@ impl StateCache for RedisStateCache {
         version: u64,
     ) -> Result<Option<CachedApply>, CacheError> {
         let liked = action.liked();
-        let reply: Option<(i64, String, i64)> = APPLY_SCRIPT
-            .key(self.keys.user(user))
+        let mut invocation = if self.config.cluster {
+            APPLY_SCRIPT.key(self.keys.user(user))
+        } else {
+            APPLY_COUNTED_SCRIPT.key(self.keys.user(user))
+        };
+        invocation
             .arg(content.get())
             .arg(u8::from(liked))
             .arg(version)
             .arg(self.config.state_ttl_secs)
             .arg(self.config.max_states_per_user)
-            .arg(self.progress.committed())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
-        let Some((changed, version, pending)) = reply else {
+            .arg(self.progress.committed());
+        if !self.config.cluster {
+            invocation
+                .key(self.keys.count(content))
+                .key(self.keys.changed(content))
+                .arg(now_ms())
+                .arg(self.config.count_ttl_secs);
+        }
+        let mut conn = self.conn();
+        let reply: Option<(i64, String, i64, Option<i64>)> = if self.config.cluster {
+            let reply: Option<(i64, String, i64)> = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(cache_error)?;
+            reply.map(|(changed, version, pending)| (changed, version, pending, None))
+        } else {
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(cache_error)?
+        };
+        let Some((changed, version, pending, count)) = reply else {
             return Ok(None);
         };
         let changed = changed == 1;
-        let delta = if changed { like_delta(liked) } else { 0 };
-        let count = self.move_count(content, delta, changed).await?;
+        let count = if self.config.cluster {
+            let delta = if changed { like_delta(liked) } else { 0 };
+            self.move_count(content, delta, changed).await?
+        } else {
+            self.known_counts.record(content, count.is_some());
+            count
+        };
         Ok(Some(CachedApply {
             liked,
             changed,
@@ -266,7 +304,7 @@ impl StateCache for RedisStateCache {
         _mark: DurableMark,
     ) -> Result<(), CacheError> {
         self.settle(
-            &CONFIRM_SCRIPT,
+            (&CONFIRM_SCRIPT, &CONFIRM_COUNTED_SCRIPT),
             user,
             content,
             applied,
@@ -285,7 +323,7 @@ impl StateCache for RedisStateCache {
             return Ok(());
         }
         self.settle(
-            &REVERT_SCRIPT,
+            (&REVERT_SCRIPT, &REVERT_COUNTED_SCRIPT),
             user,
             content,
             applied,

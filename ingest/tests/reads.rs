@@ -69,11 +69,11 @@ async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u
         })
 }
 
-/// The count read before an action is skipped when this instance moved that count moments ago
-/// (a hot content): the like still answers the exact count, in one round trip fewer. On a
-/// Redis of the test's own, so nobody else's commands are counted.
+/// A like on a hot content is two round trips: the count read before an action is skipped when
+/// this instance moved that count moments ago, and the apply script moves the count itself; the
+/// answers stay exact. On a Redis of the test's own, so nobody else's commands are counted.
 #[tokio::test]
-async fn an_action_on_a_count_moved_moments_ago_reads_no_count_first() {
+async fn a_like_on_a_count_moved_moments_ago_is_two_scripts_and_no_count_read() {
     let redis = likes_smoke::PrivateRedis::start();
     let committed = Arc::new(AtomicU64::new(0));
     let cache =

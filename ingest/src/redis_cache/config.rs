@@ -21,6 +21,9 @@ pub struct RedisCacheConfig {
     /// Most states cached for one user; past it settled ones are forgotten, the user's fill
     /// stops being complete, and single contents are read from the store.
     pub max_states_per_user: usize,
+    /// Redis is a Cluster: every script keeps to one hash slot, so an action's state and its
+    /// count move in two round trips instead of one script.
+    pub cluster: bool,
 }
 
 impl Default for RedisCacheConfig {
@@ -32,6 +35,7 @@ impl Default for RedisCacheConfig {
             state_ttl_secs: 6 * 3600,
             count_ttl_secs: 6 * 3600,
             max_states_per_user: 4_096,
+            cluster: false,
         }
     }
 }

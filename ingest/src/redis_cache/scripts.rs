@@ -1,4 +1,7 @@
-//! The Lua scripts of [`super::RedisStateCache`], one per action on one key's slot.
+//! The Lua scripts of [`super::RedisStateCache`], one per action, built from the functions below.
+//! On one Redis an action's state and its count move in one script (`*_COUNTED`), one round trip.
+//! A Redis Cluster runs a script only if its keys share a slot: there the state script runs on
+//! the user's slot and the count moves in a second one on the content's (`cluster` in the config).
 //!
 //! # Why Lua, and why versions are strings
 //! Each script reads an entry, decides and writes it in one step on the server: two ingest
@@ -69,61 +72,112 @@ local function make_room(key, cap, before)
 end
 "#;
 
+/// Applies `want` (0/1) to `content`'s entry in hash `key`, at no less than `version`. Returns
+/// nil when cold, else `{changed, version, pending}`.
+const APPLY_FN: &str = r#"
+local function apply_state(key, content, want, version, ttl, cap, before)
+  local f = redis.call('HGET', key, content)
+  local cv, cl, dv, dl
+  if f then
+    cv, cl, dv, dl = parse(f)
+  elseif redis.call('HGET', key, '_f') == '1' then
+    cv, cl, dv, dl = '0', '0', '0', '0'
+  else
+    return false
+  end
+  redis.call('EXPIRE', key, ttl)
+  if cl == want then
+    return {0, cv, (cv ~= dv) and 1 or 0}
+  end
+  if not f and not make_room(key, tonumber(cap), tonumber(before)) then
+    return redis.error_reply('LIKESFULL every cached state of this user waits for the store')
+  end
+  local v = inc(cv)
+  if lt(v, version) then v = version end
+  redis.call('HSET', key, content, encode(v, want, dv, dl))
+  return {1, v, 0}
+end
+"#;
+
+/// The state (`liked` at `v`) is durable: it becomes the durable one if newer, and the current
+/// one too if a revert took it away. Returns 1 when that moved the current state's `liked` (the
+/// count must follow).
+const CONFIRM_FN: &str = r#"
+local function settle_state(key, content, liked, v)
+  local f = redis.call('HGET', key, content)
+  if not f then return 0 end
+  local cv, cl, dv, dl = parse(f)
+  if lt(dv, v) then dv, dl = v, liked end
+  local moved = 0
+  if lt(cv, v) then
+    if cl ~= liked then moved = 1 end
+    cv, cl = v, liked
+  end
+  redis.call('HSET', key, content, encode(cv, cl, dv, dl))
+  return moved
+end
+"#;
+
+/// The publish of (`liked` at `v`) failed: a change goes back to the last durable state if the
+/// entry still holds it. Returns 1 when `liked` moved back.
+const REVERT_FN: &str = r#"
+local function settle_state(key, content, liked, v)
+  local f = redis.call('HGET', key, content)
+  if not f then return 0 end
+  local cv, cl, dv, dl = parse(f)
+  if cv ~= v or dv == v then return 0 end
+  redis.call('HSET', key, content, encode(dv, dl, dv, dl))
+  if dl ~= liked then return 1 end
+  return 0
+end
+"#;
+
+/// Moves a cached count by `delta` (a miss stays a miss: only a fill from the store creates it)
+/// and records in `t_key` when it last changed (`changed_ms` 0: it did not). Returns the count
+/// after, or nil when not cached.
+const MOVE_COUNT_FN: &str = r#"
+local function move_count(n_key, t_key, delta, changed_ms, ttl)
+  if changed_ms ~= '0' then
+    local t = redis.call('GET', t_key)
+    if not t or tonumber(t) < tonumber(changed_ms) then
+      redis.call('SET', t_key, changed_ms, 'EX', ttl)
+    end
+  end
+  if redis.call('EXISTS', n_key) == 0 then return false end
+  redis.call('EXPIRE', n_key, ttl)
+  if delta == '0' then return tonumber(redis.call('GET', n_key)) end
+  return redis.call('INCRBY', n_key, delta)
+end
+"#;
+
 /// KEYS: user hash. ARGV: content, liked (0/1), requested version, ttl s, cap, forget-before ms.
-/// Returns nil when cold, else `{changed, version, pending}`.
-const APPLY: &str = r#"
-local key, content, want = KEYS[1], ARGV[1], ARGV[2]
-local f = redis.call('HGET', key, content)
-local cv, cl, dv, dl
-if f then
-  cv, cl, dv, dl = parse(f)
-elseif redis.call('HGET', key, '_f') == '1' then
-  cv, cl, dv, dl = '0', '0', '0', '0'
-else
-  return false
+const APPLY: &str =
+    "return apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])";
+
+/// [`APPLY`], and the count follows in the same step. KEYS: user hash, count, last change. ARGV:
+/// those of [`APPLY`], then change ms, count ttl s. Returns `{changed, version, pending, count}`
+/// (count nil when not cached).
+const APPLY_COUNTED: &str = r#"
+local r = apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+if not r or r.err then return r end
+local delta, changed_ms = '0', '0'
+if r[1] == 1 then
+  delta = (ARGV[2] == '1') and '1' or '-1'
+  changed_ms = ARGV[7]
 end
-redis.call('EXPIRE', key, ARGV[4])
-if cl == want then
-  return {0, cv, (cv ~= dv) and 1 or 0}
-end
-if not f and not make_room(key, tonumber(ARGV[5]), tonumber(ARGV[6])) then
-  return redis.error_reply('LIKESFULL every cached state of this user waits for the store')
-end
-local v = inc(cv)
-if lt(v, ARGV[3]) then v = ARGV[3] end
-redis.call('HSET', key, content, encode(v, want, dv, dl))
-return {1, v, 0}
+r[4] = move_count(KEYS[2], KEYS[3], delta, changed_ms, ARGV[8])
+return r
 "#;
 
-/// KEYS: user hash. ARGV: content, liked, version. The state is durable: it becomes the durable
-/// one if newer, and the current one too if a revert took it away. Returns 1 when that moved the
-/// current state's `liked` (the count must follow).
-const CONFIRM: &str = r#"
-local key, content, liked, v = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local f = redis.call('HGET', key, content)
-if not f then return 0 end
-local cv, cl, dv, dl = parse(f)
-if lt(dv, v) then dv, dl = v, liked end
-local moved = 0
-if lt(cv, v) then
-  if cl ~= liked then moved = 1 end
-  cv, cl = v, liked
-end
-redis.call('HSET', key, content, encode(cv, cl, dv, dl))
+/// KEYS: user hash. ARGV: content, liked, version. For the confirm and the revert.
+const SETTLE: &str = "return settle_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3])";
+
+/// [`SETTLE`], and the count follows by delta when it reports a move. KEYS: user hash, count,
+/// last change. ARGV: those of [`SETTLE`], then delta, change ms, count ttl s.
+const SETTLE_COUNTED: &str = r#"
+local moved = settle_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if moved == 1 then move_count(KEYS[2], KEYS[3], ARGV[4], ARGV[5], ARGV[6]) end
 return moved
-"#;
-
-/// KEYS: user hash. ARGV: content, liked, version. A failed change goes back to the last durable
-/// state if the entry still holds this change. Returns 1 when `liked` moved back.
-const REVERT: &str = r#"
-local key, content, liked, v = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local f = redis.call('HGET', key, content)
-if not f then return 0 end
-local cv, cl, dv, dl = parse(f)
-if cv ~= v or dv == v then return 0 end
-redis.call('HSET', key, content, encode(dv, dl, dv, dl))
-if dl ~= liked then return 1 end
-return 0
 "#;
 
 /// KEYS: user hash. ARGV: ticket ms, complete (1/0, or - for single states), ttl s, cap,
@@ -159,21 +213,8 @@ redis.call('EXPIRE', key, ARGV[3])
 return all_in
 "#;
 
-/// KEYS: count, last change. ARGV: delta, change ms (0: none), ttl s. Moves a cached count (a miss
-/// stays a miss: only a fill from the store creates it) and records when it last changed.
-/// Returns the count after, or nil when not cached.
-const MOVE_COUNT: &str = r#"
-if ARGV[2] ~= '0' then
-  local t = redis.call('GET', KEYS[2])
-  if not t or tonumber(t) < tonumber(ARGV[2]) then
-    redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-  end
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if ARGV[1] == '0' then return tonumber(redis.call('GET', KEYS[1])) end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
-"#;
+/// KEYS: count, last change. ARGV: delta, change ms (0: none), ttl s.
+const MOVE_COUNT: &str = "return move_count(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])";
 
 /// KEYS: count, last change. ARGV: count read from the store, ticket ms, ttl s. SET NX, refused
 /// (nil) when the count changed after the ticket: the store read may lack that change.
@@ -195,17 +236,32 @@ const TAKES: &str = "#!lua\n";
 /// they must run on a full Redis too, or a durable like stays pending and its count unmoved.
 const SETTLES: &str = "#!lua flags=allow-oom\n";
 
-fn script(shebang: &str, prelude: &str, body: &str) -> Script {
-    Script::new(&format!("{shebang}{prelude}{body}"))
+fn script(shebang: &str, parts: &[&str]) -> Script {
+    Script::new(&format!("{shebang}{}", parts.concat()))
 }
 
-pub(super) static APPLY_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKES, PRELUDE, APPLY));
-pub(super) static SEED_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKES, PRELUDE, SEED));
+pub(super) static APPLY_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(TAKES, &[PRELUDE, APPLY_FN, APPLY]));
+pub(super) static APPLY_COUNTED_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(TAKES, &[PRELUDE, APPLY_FN, MOVE_COUNT_FN, APPLY_COUNTED]));
+pub(super) static SEED_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKES, &[PRELUDE, SEED]));
 pub(super) static FILL_COUNT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(TAKES, "", FILL_COUNT));
+    LazyLock::new(|| script(TAKES, &[FILL_COUNT]));
 pub(super) static CONFIRM_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, PRELUDE, CONFIRM));
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, CONFIRM_FN, SETTLE]));
+pub(super) static CONFIRM_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        SETTLES,
+        &[PRELUDE, CONFIRM_FN, MOVE_COUNT_FN, SETTLE_COUNTED],
+    )
+});
 pub(super) static REVERT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, PRELUDE, REVERT));
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, REVERT_FN, SETTLE]));
+pub(super) static REVERT_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        SETTLES,
+        &[PRELUDE, REVERT_FN, MOVE_COUNT_FN, SETTLE_COUNTED],
+    )
+});
 pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, "", MOVE_COUNT));
+    LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, MOVE_COUNT]));

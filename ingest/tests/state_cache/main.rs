@@ -1,6 +1,6 @@
 //! The state caches: the contract of DESIGN section 7 (`contract.rs`) on the embedded
 //! `MemoryStateCache` and on `RedisStateCache` over the real Redis of `infra/dev/services`
-//! (`LIKES_REDIS_URL`), then what only Redis has (two instances racing, scripts flushed, the
+//! (`LIKES_REDIS_URL`), with its one-Redis and its Cluster scripts, then what only Redis has (two instances racing, scripts flushed, the
 //! age-bounded fills and per-user bound, the trending board). Each test uses ids of its own.
 
 mod contract;
@@ -59,6 +59,20 @@ macro_rules! contract_tests {
                 #[tokio::test]
                 async fn $name() {
                     contract::$name(&cache().0, fresh_ids()).await;
+                }
+            )*
+        }
+        /// With the scripts a Redis Cluster can run: the count moves in a script of its own.
+        mod on_redis_cluster_scripts {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let config = RedisCacheConfig {
+                        cluster: true,
+                        ..RedisCacheConfig::default()
+                    };
+                    contract::$name(&cache_with(config).0, fresh_ids()).await;
                 }
             )*
         }
