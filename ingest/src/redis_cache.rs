@@ -52,7 +52,7 @@ pub use connection::{connection, RedisCacheError};
 use known_counts::KnownCounts;
 
 use async_trait::async_trait;
-use layout::{durable, settled, FILLED_FIELD};
+use layout::{durable, like_delta, parse_version, settled, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
@@ -60,7 +60,7 @@ use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
 use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError, Script};
+use redis::{AsyncCommands, Script};
 use scripts::{
     APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT,
     MOVE_COUNT_SCRIPT, REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
@@ -109,25 +109,7 @@ impl RedisStateCache {
 
     /// Warns loudly unless Redis runs with `maxmemory-policy noeviction` (see the module docs).
     pub async fn check_eviction_policy(&self) -> Result<(), CacheError> {
-        let reply: Result<Vec<String>, RedisError> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match reply {
-            Ok(pair) if pair.get(1).map(String::as_str) == Some("noeviction") => Ok(()),
-            Ok(pair) => {
-                tracing::error!(policy = ?pair.get(1), "Redis may evict keys: run it with \
-                    maxmemory-policy noeviction, or a pending state can be lost and an older one \
-                    filled back from the store");
-                Ok(())
-            }
-            Err(e) if e.code().is_some() => {
-                tracing::warn!(error = %e, "cannot read Redis maxmemory-policy; it must be noeviction");
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        connection::check_eviction_policy(&mut self.conn()).await
     }
 
     /// The shared connection, for other users of the same Redis (the trending board).
@@ -215,19 +197,6 @@ impl RedisStateCache {
             .await
             .map_err(cache_error)
     }
-}
-
-fn like_delta(liked: bool) -> i64 {
-    if liked {
-        1
-    } else {
-        -1
-    }
-}
-
-fn parse_version(v: &str) -> Result<u64, CacheError> {
-    v.parse()
-        .map_err(|_| CacheError::Unavailable(format!("Redis returned a malformed version {v:?}")))
 }
 
 #[async_trait]

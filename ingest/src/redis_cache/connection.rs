@@ -39,3 +39,27 @@ pub(super) fn cache_error(e: RedisError) -> CacheError {
         _ => unavailable(e),
     }
 }
+
+/// Warns loudly unless Redis runs with `maxmemory-policy noeviction` (an evicted pending state
+/// would break "pending until durable"); fails only when Redis cannot be reached.
+pub(super) async fn check_eviction_policy(conn: &mut ConnectionManager) -> Result<(), CacheError> {
+    let reply: Result<Vec<String>, RedisError> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await;
+    match reply {
+        Ok(pair) if pair.get(1).map(String::as_str) == Some("noeviction") => Ok(()),
+        Ok(pair) => {
+            tracing::error!(policy = ?pair.get(1), "Redis may evict keys: run it with \
+                maxmemory-policy noeviction, or a pending state can be lost and an older one \
+                filled back from the store");
+            Ok(())
+        }
+        Err(e) if e.code().is_some() => {
+            tracing::warn!(error = %e, "cannot read Redis maxmemory-policy; it must be noeviction");
+            Ok(())
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}

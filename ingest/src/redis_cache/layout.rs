@@ -1,6 +1,7 @@
 //! The encoding of the Redis state entries (DESIGN section 7) on the Rust side; the key names
 //! are `likes_sink::redis_counts::Keys`, shared with the reconciler.
 
+use likes_shared::cache::CacheError;
 use likes_shared::store::RowState;
 
 /// The fill marker field of a user hash (see `scripts.rs`).
@@ -27,6 +28,21 @@ pub(super) fn durable(value: &str) -> Option<RowState> {
         liked,
         version: version.parse().ok()?,
     })
+}
+
+/// How a count moves when a state becomes `liked`.
+pub(super) fn like_delta(liked: bool) -> i64 {
+    if liked {
+        1
+    } else {
+        -1
+    }
+}
+
+/// A version as the scripts return it (a decimal string: see `scripts.rs`).
+pub(super) fn parse_version(v: &str) -> Result<u64, CacheError> {
+    v.parse()
+        .map_err(|_| CacheError::Unavailable(format!("Redis returned a malformed version {v:?}")))
 }
 
 #[cfg(test)]
