@@ -2,7 +2,8 @@
 # The distributed like path in one sitting (issue 7, DESIGN section 9): likes-ingest (release) on
 # the real Redis, Pulsar and TiDB of `infra/dev/services`, loaded by `likes-load target` (with its
 # bare warp hello baseline in the same invocation), then the dependency floor
-# (`likes-ingest-floor`: the same Redis and Pulsar work with no HTTP) at the same concurrency.
+# (`likes-ingest-floor`: the same Redis and Pulsar work with no HTTP) at the same concurrency,
+# closed loop and then open loop at half of its own peak (the floor's side of the p99 target).
 #
 #   bench/distributed-ingest.sh [SECONDS]     (services up: infra/dev/services up)
 #
@@ -45,6 +46,12 @@ done
 echo "== likes-load target (likes-ingest on Redis + Pulsar + TiDB), hello baseline in the same run"
 status=0
 "$bin/likes-load" target --url "http://127.0.0.1:$port" --duration "$secs" || status=$?
+echo "== likes-ingest's local hot-key cache over the run"
+curl -fs "http://127.0.0.1:$port/metrics" | grep '^likes_ingest_hot_counts_lookups_total' || true
 echo "== dependency floor, same concurrency"
-"$bin/likes-ingest-floor" --duration "$secs" --concurrency 64
+floor=$("$bin/likes-ingest-floor" --duration "$secs" --concurrency 64)
+echo "$floor"
+echo "== dependency floor at half of its peak (open loop, as likes-load's last phase)"
+peak=$(sed -n 's/.*: \([0-9]*\) likes\/s.*/\1/p' <<<"$floor")
+"$bin/likes-ingest-floor" --duration 5 --concurrency 64 --rate $((peak / 2))
 exit "$status"   # likes-load's: non-zero when the served counts were not exact

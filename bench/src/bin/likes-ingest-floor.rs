@@ -6,8 +6,11 @@
 //! (batching and LZ4 as ingest publishes). `likes-load target` against `likes-ingest` in the same
 //! sitting gives the path's rate; the ratio of the two is the figure BENCHMARKS.md reports.
 //!
-//! `likes-ingest-floor [--duration SECS] [--concurrency N] [--users N] [--contents N]`, with the
-//! services' env loaded. It creates a partitioned topic of its own and deletes it after.
+//! `likes-ingest-floor [--duration SECS] [--concurrency N] [--users N] [--contents N]
+//! [--rate PER_SEC]`, with the services' env loaded. It creates a partitioned topic of its own and
+//! deletes it after. With `--rate` the tasks run an open loop as `likes-load` does at half of the
+//! peak: likes are scheduled at that total rate, round-robin over the tasks, after a second of
+//! warm-up, and latency counts from the scheduled time (a stall is charged to what queued behind).
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
@@ -37,6 +40,7 @@ struct Args {
     concurrency: usize,
     users: u64,
     contents: u64,
+    rate: Option<f64>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -45,6 +49,7 @@ fn parse_args() -> anyhow::Result<Args> {
         concurrency: 64,
         users: 10_000,
         contents: 10_000,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => args.concurrency = value.parse().context("--concurrency")?,
             "--users" => args.users = value.parse().context("--users")?,
             "--contents" => args.contents = value.parse().context("--contents")?,
+            "--rate" => args.rate = Some(value.parse().context("--rate")?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -91,7 +97,14 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let producer = Arc::new(tokio::sync::Mutex::new(producer));
     let script = Arc::new(redis::Script::new(FLIP));
-    let deadline = Instant::now() + args.duration;
+    let start = Instant::now();
+    let warmup = if args.rate.is_some() {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    let deadline = start + warmup + args.duration;
+    let (rate, concurrency) = (args.rate, args.concurrency);
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|task| {
             let (mut conn, producer, script) = (conn.clone(), producer.clone(), script.clone());
@@ -99,8 +112,19 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let mut rng = rand::rngs::SmallRng::seed_from_u64(task as u64);
                 let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-                while Instant::now() < deadline {
-                    let started = Instant::now();
+                for sent in 0u64.. {
+                    let started = match rate {
+                        Some(rate) => {
+                            let slot = sent * concurrency as u64 + task as u64;
+                            let at = start + Duration::from_secs_f64(slot as f64 / rate);
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        None => Instant::now(),
+                    };
+                    if started >= deadline {
+                        break;
+                    }
                     let (user, content) = (rng.gen_range(1..=users), zipf_ish(&mut rng, contents));
                     let liked: i64 = script
                         .key(format!("floor:{{u:{user}}}"))
@@ -132,7 +156,9 @@ async fn main() -> anyhow::Result<()> {
                     };
                     let receipt = producer.lock().await.send_non_blocking(message).await?;
                     receipt.await?;
-                    latency.saturating_record(started.elapsed().as_micros() as u64);
+                    if started >= start + warmup {
+                        latency.saturating_record(started.elapsed().as_micros() as u64);
+                    }
                 }
                 anyhow::Ok(latency)
             })
@@ -143,8 +169,9 @@ async fn main() -> anyhow::Result<()> {
         all.add(task.await??)?;
     }
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    let offered = args.rate.map_or(String::new(), |r| format!(" at {r:.0}/s offered"));
     println!(
-        "floor (Lua script + INCRBY + Pulsar send-and-ack, no HTTP), {} tasks: {:.0} likes/s, p50 {:.2} ms, p99 {:.2} ms",
+        "floor (Lua script + INCRBY + Pulsar send-and-ack, no HTTP), {} tasks{offered}: {:.0} likes/s, p50 {:.2} ms, p99 {:.2} ms",
         args.concurrency,
         all.len() as f64 / args.duration.as_secs_f64(),
         ms(0.50),
