@@ -169,7 +169,9 @@ async fn main() -> anyhow::Result<()> {
         all.add(task.await??)?;
     }
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
-    let offered = args.rate.map_or(String::new(), |r| format!(" at {r:.0}/s offered"));
+    let offered = args
+        .rate
+        .map_or(String::new(), |r| format!(" at {r:.0}/s offered"));
     println!(
         "floor (Lua script + INCRBY + Pulsar send-and-ack, no HTTP), {} tasks{offered}: {:.0} likes/s, p50 {:.2} ms, p99 {:.2} ms",
         args.concurrency,
