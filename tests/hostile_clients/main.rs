@@ -5,5 +5,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod identity;
 mod raw;
 mod slow_clients;
