@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod dev_tokens;
 mod identity;
 mod raw;
 mod slow_clients;
