@@ -6,6 +6,7 @@ use crate::auth::Authenticator;
 use crate::client_addr::{ClientAddrSource, NoTrustedHops};
 use crate::config::IngestConfig;
 use crate::filters::{routes, Context};
+use crate::http_server::{self, ServeRules};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
@@ -103,11 +104,18 @@ impl Application {
         };
         let listener = listen(addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let rules = ServeRules::new(
+            &config.http,
+            config.body_limit_bytes,
+            ctx.metrics.connections_open.clone(),
+        );
         // Stops accepting on the signal, then waits for the requests in flight.
-        let server = warp::serve(routes(ctx.clone()))
-            .incoming(listener)
-            .graceful(async move { shutdown.wait().await })
-            .run();
+        let server = http_server::serve(
+            listener,
+            warp::service(routes(ctx.clone())),
+            rules,
+            async move { shutdown.wait().await },
+        );
         Ok(Application {
             addr,
             server: Box::pin(server),

@@ -5,6 +5,7 @@ use crate::auth::Authenticator;
 use crate::client_addr::{is_direct_local_caller, ClientAddrSource, ClientKey};
 use crate::error::{recover, ApiError};
 use crate::handlers;
+use crate::http_server::PeerAddr;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
@@ -38,6 +39,11 @@ fn with_ctx(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (Arc<Context>,), Error = Infallible> + Clone {
     warp::any().map(move || ctx.clone())
+}
+
+/// The client socket's address, which [`crate::http_server`] puts on each request.
+fn peer_addr() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Copy {
+    warp::ext::optional::<PeerAddr>().map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr))
 }
 
 /// An in-flight slot (held until the reply is built) after the client IP's rate check.
@@ -76,7 +82,7 @@ fn admitted(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
     with_ctx(ctx)
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
@@ -90,7 +96,7 @@ fn admitted_caller(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (OwnedSemaphorePermit, Option<UserId>), Error = Rejection> + Clone {
     with_ctx(ctx)
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
@@ -201,7 +207,7 @@ pub fn routes(
     let dev_token = warp::path!("v1" / "dev" / "token")
         .and(warp::post())
         .and(with_ctx(c.clone()))
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {

@@ -11,6 +11,8 @@
 //!   part answers without the state cache, marked stale.
 //! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
 //! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
+//! - [`http_server`] — the accept loop and connections: header, body and idle timeouts, the
+//!   connection bound; both binaries serve through it.
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`cache_breaker`] — `BreakerCache`: a circuit breaker in front of the state cache, so an
@@ -38,6 +40,7 @@ pub mod error;
 pub mod filters;
 pub mod handlers;
 pub mod hot_counts;
+pub mod http_server;
 pub mod limits;
 pub mod memory_cache;
 pub mod metrics;
