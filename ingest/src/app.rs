@@ -27,6 +27,11 @@ pub enum BuildError {
          least {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
     )]
     WeakSecret { len: usize },
+    #[error(
+        "auth.dev_token_ttl_secs ({ttl}) exceeds auth.max_token_lifetime_secs ({max}): every dev \
+         token would be refused"
+    )]
+    DevTokenTtl { ttl: u64, max: u64 },
     #[error(transparent)]
     NoTrustedHops(#[from] NoTrustedHops),
 }
@@ -65,6 +70,12 @@ impl Application {
         if secret_len < MIN_JWT_SECRET_BYTES {
             return Err(BuildError::WeakSecret { len: secret_len });
         }
+        if config.auth.dev_token_ttl_secs > config.auth.max_token_lifetime_secs {
+            return Err(BuildError::DevTokenTtl {
+                ttl: config.auth.dev_token_ttl_secs,
+                max: config.auth.max_token_lifetime_secs,
+            });
+        }
         let client_addr =
             ClientAddrSource::new(config.trust_forwarded_for, config.trusted_proxy_hops)?;
         let addr: SocketAddr =
@@ -89,7 +100,8 @@ impl Application {
             auth: Authenticator::new(
                 config.auth.jwt_secret.as_bytes(),
                 config.auth.trusted_user_header.clone(),
-            ),
+            )
+            .with_max_lifetime_secs(config.auth.max_token_lifetime_secs),
             admission: Admission::new(&config.rate),
             metrics,
             body_limit: config.body_limit_bytes,

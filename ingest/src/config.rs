@@ -33,7 +33,7 @@ impl Default for AuthConfig {
             trusted_user_header: None,
             dev_tokens: false,
             dev_token_ttl_secs: 24 * 3600,
-            max_token_lifetime_secs: 24 * 3600,
+            max_token_lifetime_secs: crate::auth::DEFAULT_MAX_TOKEN_LIFETIME_SECS,
             dev_tokens_per_sec: 10,
             dev_token_max_user_id: 10_000,
         }

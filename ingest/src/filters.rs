@@ -68,13 +68,36 @@ fn admit(
     Ok(permit)
 }
 
-/// The caller, if credentials were sent (bad credentials reject with 401).
+/// The caller, if credentials were sent (bad credentials reject with 401; two of a kind, 400).
 fn identify(ctx: &Context, headers: &HeaderMap) -> Result<Option<UserId>, Rejection> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let trusted = ctx.auth.trusted_header().and_then(text);
+    let trusted = match ctx.auth.trusted_header() {
+        Some(name) => single_header(headers, name)?,
+        None => None,
+    };
+    let authorization = single_header(headers, "authorization")?;
     ctx.auth
-        .identify(text("authorization"), trusted)
+        .identify(authorization, trusted)
         .map_err(warp::reject::custom)
+}
+
+/// A credential header's one value. Two are refused, not resolved: whichever one won, a proxy
+/// that checked the other would have vouched for a different caller.
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(warp::reject::custom(ApiError::bad_request(format!(
+            "more than one {name} header: a request names one caller"
+        ))));
+    }
+    // Unreadable credentials are bad credentials, not anonymity.
+    value.to_str().map(Some).map_err(|_| {
+        warp::reject::custom(ApiError::Unauthorized(format!(
+            "the {name} header is not visible ASCII"
+        )))
+    })
 }
 
 /// [`admit`] for routes that need no caller.
