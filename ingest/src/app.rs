@@ -5,6 +5,7 @@
 use crate::auth::Authenticator;
 use crate::client_addr::{ClientAddrSource, NoTrustedHops};
 use crate::config::IngestConfig;
+use crate::dev_token_mint::DevTokenMint;
 use crate::filters::{routes, Context};
 use crate::http_server::{self, ServeRules};
 use crate::limits::Admission;
@@ -108,7 +109,7 @@ impl Application {
             client_addr,
             readiness,
             dev_tokens,
-            dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
+            dev_token_mint: DevTokenMint::new(&config.auth),
         });
         let bind_error = |e: std::io::Error| BuildError::Bind {
             addr: config.http_addr.clone(),

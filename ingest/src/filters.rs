@@ -3,6 +3,7 @@
 
 use crate::auth::Authenticator;
 use crate::client_addr::{is_direct_local_caller, ClientAddrSource, ClientKey};
+use crate::dev_token_mint::DevTokenMint;
 use crate::error::{recover, ApiError};
 use crate::handlers;
 use crate::http_server::PeerAddr;
@@ -30,7 +31,7 @@ pub struct Context {
     pub client_addr: ClientAddrSource,
     pub readiness: ReadinessProbe,
     pub dev_tokens: bool,
-    pub dev_token_ttl_secs: u64,
+    pub dev_token_mint: DevTokenMint,
 }
 
 const OPENAPI: &str = include_str!("openapi.json");

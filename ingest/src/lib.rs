@@ -20,6 +20,7 @@
 //! - [`hot_counts`] — `HotCounts`: the local hot-key count cache (HeavyKeeper over the reads,
 //!   moka with a short TTL), in front of the state cache.
 //! - [`config`] — `IngestConfig`.
+//! - [`dev_token_mint`] — `DevTokenMint`: the demo's dev tokens, bounded in rate and in users.
 //! - `distributed` (features `pulsar` and `redis`) — `Distributed::start`, the `likes-ingest`
 //!   binary's backends (Redis, Pulsar, TiDB) and its `DistributedConfig`.
 //! - [`spool`] — `SpooledPublisher`: wraps the primary publisher with a bounded local durable
@@ -34,6 +35,7 @@ pub mod auth;
 pub mod cache_breaker;
 pub mod client_addr;
 pub mod config;
+pub mod dev_token_mint;
 #[cfg(all(feature = "pulsar", feature = "redis"))]
 pub mod distributed;
 pub mod error;
