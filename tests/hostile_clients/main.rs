@@ -7,5 +7,6 @@ mod support;
 
 mod dev_tokens;
 mod identity;
+mod malformed;
 mod raw;
 mod slow_clients;

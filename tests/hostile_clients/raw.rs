@@ -52,6 +52,10 @@ pub async fn read_response(stream: &mut TcpStream, within: Duration) -> RawRespo
 }
 
 async fn read_one(stream: &mut TcpStream) -> RawResponse {
+    read_one_from(stream).await
+}
+
+async fn read_one_from(stream: &mut (impl AsyncReadExt + Unpin)) -> RawResponse {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -104,4 +108,20 @@ pub async fn closed_by_server(stream: &mut TcpStream, within: Duration) {
     tokio::time::timeout(within, closed)
         .await
         .unwrap_or_else(|_| panic!("the server kept the connection open for {within:?}"));
+}
+
+/// Sends `bytes` while reading the answer: a server may answer (and close) before it has read a
+/// large request whole, so the send may fail and is not waited for.
+pub async fn exchange(addr: SocketAddr, bytes: Vec<u8>, within: Duration) -> RawResponse {
+    let stream = TcpStream::connect(addr).await.expect("connects");
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&bytes).await;
+        writer
+    });
+    let response = tokio::time::timeout(within, read_one_from(&mut reader))
+        .await
+        .unwrap_or_else(|_| panic!("no response within {within:?}"));
+    sending.abort();
+    response
 }

@@ -19,10 +19,12 @@ async fn timed_gets(t: &crate::support::TestApp, path: &str, count: usize) -> Ve
     let mut took = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
-        let response =
-            tokio::time::timeout(Duration::from_secs(5), t.send(t.request(Method::GET, path, None)))
-                .await
-                .unwrap_or_else(|_| panic!("{path} did not answer within 5 s"));
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            t.send(t.request(Method::GET, path, None)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path} did not answer within 5 s"));
         assert_eq!(response.status(), 200, "{path}");
         took.push(started.elapsed());
     }
