@@ -147,7 +147,9 @@ fn refuse_critical_extensions(token: &str) -> Result<(), ApiError> {
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|_| refused("the header is not a JSON object"))?;
     if header.contains_key("crit") {
-        return Err(refused("it lists critical extensions (crit) this service does not implement"));
+        return Err(refused(
+            "it lists critical extensions (crit) this service does not implement",
+        ));
     }
     Ok(())
 }

@@ -82,6 +82,9 @@ pub struct HttpServerConfig {
     /// Connections open at once; past it new ones wait in the accept backlog. Lowered at start
     /// to fit the process's open-file limit (with room for its other files and sockets).
     pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes; 431 above (at most 100
+    /// headers, too). Each connection may buffer this much.
+    pub max_header_bytes: usize,
 }
 
 impl Default for HttpServerConfig {
@@ -91,6 +94,7 @@ impl Default for HttpServerConfig {
             body_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
             max_connections: 16_384,
+            max_header_bytes: 32 * 1024,
         }
     }
 }

@@ -10,12 +10,17 @@
 //! - A body must arrive within the body timeout ([`request_body`]), and is read *before* the
 //!   routes see the request: a dawdling body holds no in-flight slot, and its answer is a JSON 408.
 //!
+//! - A request hyper refuses itself (too large a head, unparseable) still gets the JSON error body
+//!   ([`refusals`]), as every 4xx of the API does.
+//!
 //! warp's own `serve` offers none of these knobs, hence this loop; it keeps warp's graceful
 //! shutdown (stop accepting, then let the connections finish their requests).
 
 mod connection;
 mod fd_limit;
+mod refusals;
 mod request_body;
+mod watched_io;
 
 pub use request_body::PeerAddr;
 
@@ -37,6 +42,7 @@ pub struct ServeRules {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_limit: u64,
+    pub max_header_bytes: usize,
     /// After fitting to the open-file limit.
     pub max_connections: usize,
     /// `http_connections_open`.
@@ -50,6 +56,7 @@ impl ServeRules {
             body_timeout: Duration::from_millis(config.body_timeout_ms.max(1)),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms.max(1)),
             body_limit,
+            max_header_bytes: config.max_header_bytes.max(1024),
             max_connections: fd_limit::fit_connections(config.max_connections),
             open_connections,
         }

@@ -9,16 +9,15 @@
 //! deadline, woken early whenever either moves it.
 
 use super::request_body::GuardedService;
+use super::watched_io::WatchedIo;
 use super::ServeRules;
+use crate::error::MAX_HEADERS;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -73,7 +72,7 @@ impl ConnectionClock {
         }
     }
 
-    fn bytes_arrived(&self) {
+    pub(super) fn bytes_arrived(&self) {
         let mut phase = self.phase.lock();
         if let Phase::AwaitingHead {
             first_byte: first @ None,
@@ -120,57 +119,6 @@ impl Drop for RequestTurn {
     }
 }
 
-/// The socket, telling the clock when bytes of a head arrive.
-struct WatchedIo {
-    stream: TcpStream,
-    clock: Arc<ConnectionClock>,
-}
-
-impl AsyncRead for WatchedIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.clock.bytes_arrived();
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for WatchedIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
 /// Serves one connection until the client closes it, a deadline passes (then it is dropped,
 /// which closes the socket), or a graceful shutdown has let its requests finish.
 pub async fn serve_connection<S>(
@@ -190,15 +138,21 @@ pub async fn serve_connection<S>(
     S::Future: Send + 'static,
 {
     let clock = Arc::new(ConnectionClock::new(rules));
-    let io = TokioIo::new(WatchedIo {
+    let io = TokioIo::new(WatchedIo::new(
         stream,
-        clock: clock.clone(),
-    });
+        clock.clone(),
+        rules.max_header_bytes,
+    ));
     let service = GuardedService::new(service, peer, clock.clone(), rules);
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         // The deadlines above replace hyper's header timer (which needs a timer to run at all).
         .header_read_timeout(None)
+        .max_header_size(rules.max_header_bytes)
+        .max_headers(MAX_HEADERS)
+        // Every response through `poll_write` in one piece, where WatchedIo can recognise
+        // hyper's own refusals (see `refusals`).
+        .writev(false)
         .serve_connection(io, service);
     let connection = watcher.watch(connection);
     tokio::pin!(connection);

@@ -32,7 +32,12 @@ pub struct GuardedService<S> {
 }
 
 impl<S> GuardedService<S> {
-    pub fn new(routes: S, peer: SocketAddr, clock: Arc<ConnectionClock>, rules: &ServeRules) -> Self {
+    pub fn new(
+        routes: S,
+        peer: SocketAddr,
+        clock: Arc<ConnectionClock>,
+        rules: &ServeRules,
+    ) -> Self {
         GuardedService {
             routes,
             peer,
