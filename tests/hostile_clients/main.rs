@@ -8,5 +8,6 @@ mod support;
 mod dev_tokens;
 mod identity;
 mod malformed;
+mod memory;
 mod raw;
 mod slow_clients;

@@ -38,6 +38,8 @@ fn soft_open_file_limit() -> Option<u64> {
     if failed || limit.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    // `rlim_t` is u64 on Linux but not on every Unix.
+    #[allow(clippy::unnecessary_cast)]
     Some(limit.rlim_cur as u64)
 }
 
