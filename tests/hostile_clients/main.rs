@@ -6,6 +6,7 @@
 mod support;
 
 mod dev_tokens;
+mod fd_limit;
 mod identity;
 mod malformed;
 mod memory;
