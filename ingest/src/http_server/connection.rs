@@ -181,3 +181,60 @@ pub async fn serve_connection<S>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn clock() -> Arc<ConnectionClock> {
+        Arc::new(ConnectionClock {
+            phase: Mutex::new(Phase::AwaitingHead {
+                since: Instant::now(),
+                first_byte: None,
+            }),
+            served: Mutex::new(false),
+            moved: Notify::new(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_has_the_header_timeout_from_its_accept() {
+        let clock = clock();
+        let accepted = Instant::now();
+        assert_eq!(clock.deadline(), Some(accepted + Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        clock.bytes_arrived();
+        assert_eq!(
+            clock.deadline(),
+            Some(accepted + Duration::from_secs(10)),
+            "trickling bytes does not extend the first head's time"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_deadline_while_serving_then_idle_then_a_head_of_its_own() {
+        let clock = clock();
+        let first = clock.request_started();
+        let second = clock.request_started();
+        assert_eq!(clock.deadline(), None);
+        drop(first);
+        assert_eq!(
+            clock.deadline(),
+            None,
+            "one request is still in the service"
+        );
+        drop(second);
+        let answered = Instant::now();
+        assert_eq!(clock.deadline(), Some(answered + Duration::from_secs(75)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        clock.bytes_arrived();
+        assert_eq!(
+            clock.deadline(),
+            Some(answered + Duration::from_secs(40)),
+            "the next head has the header timeout from its first byte"
+        );
+    }
+}
