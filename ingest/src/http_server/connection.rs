@@ -7,6 +7,10 @@
 //! The [`ConnectionClock`] learns of a head's first byte from the socket ([`WatchedIo`]) and of
 //! requests from the service ([`RequestTurn`]); the connection task sleeps until the current
 //! deadline, woken early whenever either moves it.
+//!
+//! Bytes that arrive while a request is in the service are taken as its body: a pipelined next
+//! head that came with them is therefore timed by the idle timeout, not the header timeout (still
+//! bounded).
 
 use super::request_body::GuardedService;
 use super::watched_io::WatchedIo;
