@@ -5,7 +5,9 @@
 use crate::auth::Authenticator;
 use crate::client_addr::{ClientAddrSource, NoTrustedHops};
 use crate::config::IngestConfig;
+use crate::dev_token_mint::DevTokenMint;
 use crate::filters::{routes, Context};
+use crate::http_server::{self, ServeRules};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
@@ -26,6 +28,11 @@ pub enum BuildError {
          least {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
     )]
     WeakSecret { len: usize },
+    #[error(
+        "auth.dev_token_ttl_secs ({ttl}) exceeds auth.max_token_lifetime_secs ({max}): every dev \
+         token would be refused"
+    )]
+    DevTokenTtl { ttl: u64, max: u64 },
     #[error(transparent)]
     NoTrustedHops(#[from] NoTrustedHops),
 }
@@ -64,6 +71,12 @@ impl Application {
         if secret_len < MIN_JWT_SECRET_BYTES {
             return Err(BuildError::WeakSecret { len: secret_len });
         }
+        if config.auth.dev_token_ttl_secs > config.auth.max_token_lifetime_secs {
+            return Err(BuildError::DevTokenTtl {
+                ttl: config.auth.dev_token_ttl_secs,
+                max: config.auth.max_token_lifetime_secs,
+            });
+        }
         let client_addr =
             ClientAddrSource::new(config.trust_forwarded_for, config.trusted_proxy_hops)?;
         let addr: SocketAddr =
@@ -88,14 +101,15 @@ impl Application {
             auth: Authenticator::new(
                 config.auth.jwt_secret.as_bytes(),
                 config.auth.trusted_user_header.clone(),
-            ),
+            )
+            .with_max_lifetime_secs(config.auth.max_token_lifetime_secs),
             admission: Admission::new(&config.rate),
             metrics,
             body_limit: config.body_limit_bytes,
             client_addr,
             readiness,
             dev_tokens,
-            dev_token_ttl_secs: config.auth.dev_token_ttl_secs,
+            dev_token_mint: DevTokenMint::new(&config.auth),
         });
         let bind_error = |e: std::io::Error| BuildError::Bind {
             addr: config.http_addr.clone(),
@@ -103,11 +117,18 @@ impl Application {
         };
         let listener = listen(addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let rules = ServeRules::new(
+            &config.http,
+            config.body_limit_bytes,
+            ctx.metrics.connections_open.clone(),
+        );
         // Stops accepting on the signal, then waits for the requests in flight.
-        let server = warp::serve(routes(ctx.clone()))
-            .incoming(listener)
-            .graceful(async move { shutdown.wait().await })
-            .run();
+        let server = http_server::serve(
+            listener,
+            warp::service(routes(ctx.clone())),
+            rules,
+            async move { shutdown.wait().await },
+        );
         Ok(Application {
             addr,
             server: Box::pin(server),

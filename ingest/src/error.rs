@@ -7,6 +7,9 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
+/// Headers a request may have (hyper's default; more is 431).
+pub const MAX_HEADERS: usize = 100;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -21,6 +24,14 @@ pub enum ApiError {
     LengthRequired,
     #[error("request body is too large (limit {0} bytes)")]
     PayloadTooLarge(u64),
+    #[error("the request target is too long")]
+    UriTooLong,
+    #[error("the request head is larger than {0} bytes or has more than {MAX_HEADERS} headers")]
+    HeadTooLarge(usize),
+    #[error("only HTTP/1.1 and HTTP/1.0 are served")]
+    HttpVersionNotSupported,
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    RequestTimeout(Duration),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("{message}")]
@@ -55,6 +66,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -69,10 +84,19 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::LengthRequired => "length_required",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::UriTooLong => "uri_too_long",
+            ApiError::HeadTooLarge(_) => "header_fields_too_large",
+            ApiError::HttpVersionNotSupported => "http_version_not_supported",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "unavailable",
         }
+    }
+
+    /// `{"error": {"code", "message"}}`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code(), "message": self.to_string() } })
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -88,9 +112,8 @@ impl warp::reject::Reject for ApiError {}
 
 impl Reply for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        let mut response =
-            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let mut response = warp::reply::with_status(warp::reply::json(&self.body()), self.status())
+            .into_response();
         if let Some(wait) = self.retry_after() {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

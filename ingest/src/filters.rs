@@ -3,8 +3,10 @@
 
 use crate::auth::Authenticator;
 use crate::client_addr::{is_direct_local_caller, ClientAddrSource, ClientKey};
+use crate::dev_token_mint::DevTokenMint;
 use crate::error::{recover, ApiError};
 use crate::handlers;
+use crate::http_server::PeerAddr;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
@@ -29,7 +31,7 @@ pub struct Context {
     pub client_addr: ClientAddrSource,
     pub readiness: ReadinessProbe,
     pub dev_tokens: bool,
-    pub dev_token_ttl_secs: u64,
+    pub dev_token_mint: DevTokenMint,
 }
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -38,6 +40,11 @@ fn with_ctx(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (Arc<Context>,), Error = Infallible> + Clone {
     warp::any().map(move || ctx.clone())
+}
+
+/// The client socket's address, which [`crate::http_server`] puts on each request.
+fn peer_addr() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Copy {
+    warp::ext::optional::<PeerAddr>().map(|peer: Option<PeerAddr>| peer.map(|PeerAddr(addr)| addr))
 }
 
 /// An in-flight slot (held until the reply is built) after the client IP's rate check.
@@ -62,13 +69,36 @@ fn admit(
     Ok(permit)
 }
 
-/// The caller, if credentials were sent (bad credentials reject with 401).
+/// The caller, if credentials were sent (bad credentials reject with 401; two of a kind, 400).
 fn identify(ctx: &Context, headers: &HeaderMap) -> Result<Option<UserId>, Rejection> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let trusted = ctx.auth.trusted_header().and_then(text);
+    let trusted = match ctx.auth.trusted_header() {
+        Some(name) => single_header(headers, name)?,
+        None => None,
+    };
+    let authorization = single_header(headers, "authorization")?;
     ctx.auth
-        .identify(text("authorization"), trusted)
+        .identify(authorization, trusted)
         .map_err(warp::reject::custom)
+}
+
+/// A credential header's one value. Two are refused, not resolved: whichever one won, a proxy
+/// that checked the other would have vouched for a different caller.
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(warp::reject::custom(ApiError::bad_request(format!(
+            "more than one {name} header: a request names one caller"
+        ))));
+    }
+    // Unreadable credentials are bad credentials, not anonymity.
+    value.to_str().map(Some).map_err(|_| {
+        warp::reject::custom(ApiError::Unauthorized(format!(
+            "the {name} header is not visible ASCII"
+        )))
+    })
 }
 
 /// [`admit`] for routes that need no caller.
@@ -76,7 +106,7 @@ fn admitted(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (OwnedSemaphorePermit,), Error = Rejection> + Clone {
     with_ctx(ctx)
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
@@ -90,7 +120,7 @@ fn admitted_caller(
     ctx: Arc<Context>,
 ) -> impl Filter<Extract = (OwnedSemaphorePermit, Option<UserId>), Error = Rejection> + Clone {
     with_ctx(ctx)
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
@@ -201,7 +231,7 @@ pub fn routes(
     let dev_token = warp::path!("v1" / "dev" / "token")
         .and(warp::post())
         .and(with_ctx(c.clone()))
-        .and(warp::addr::remote())
+        .and(peer_addr())
         .and(warp::header::headers_cloned())
         .and_then(
             |ctx: Arc<Context>, peer: Option<SocketAddr>, headers: HeaderMap| async move {

@@ -210,7 +210,8 @@ pub struct DevTokenRequest {
 }
 
 pub async fn dev_token(ctx: Arc<Context>, request: DevTokenRequest) -> Result<Json, ApiError> {
-    let token = ctx.auth.issue(request.user_id, ctx.dev_token_ttl_secs)?;
+    let ttl_secs = ctx.dev_token_mint.admit(request.user_id)?;
+    let token = ctx.auth.issue(request.user_id, ttl_secs)?;
     Ok(reply_json(
         &json!({ "token": token, "user_id": request.user_id }),
     ))

@@ -11,6 +11,8 @@
 //!   part answers without the state cache, marked stale.
 //! - [`auth`], [`limits`], [`error`], [`metrics`] — the cross-cutting parts.
 //! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
+//! - [`http_server`] — the accept loop and connections: header, body and idle timeouts, the
+//!   connection bound; both binaries serve through it.
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`cache_breaker`] — `BreakerCache`: a circuit breaker in front of the state cache, so an
@@ -18,6 +20,7 @@
 //! - [`hot_counts`] — `HotCounts`: the local hot-key count cache (HeavyKeeper over the reads,
 //!   moka with a short TTL), in front of the state cache.
 //! - [`config`] — `IngestConfig`.
+//! - [`dev_token_mint`] — `DevTokenMint`: the demo's dev tokens, bounded in rate and in users.
 //! - `distributed` (features `pulsar` and `redis`) — `Distributed::start`, the `likes-ingest`
 //!   binary's backends (Redis, Pulsar, TiDB) and its `DistributedConfig`.
 //! - [`spool`] — `SpooledPublisher`: wraps the primary publisher with a bounded local durable
@@ -32,12 +35,14 @@ pub mod auth;
 pub mod cache_breaker;
 pub mod client_addr;
 pub mod config;
+pub mod dev_token_mint;
 #[cfg(all(feature = "pulsar", feature = "redis"))]
 pub mod distributed;
 pub mod error;
 pub mod filters;
 pub mod handlers;
 pub mod hot_counts;
+pub mod http_server;
 pub mod limits;
 pub mod memory_cache;
 pub mod metrics;

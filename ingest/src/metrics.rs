@@ -21,6 +21,8 @@ pub struct Metrics {
     pub hot_counts: HotCountsMetrics,
     /// Answers marked `"stale": true`: given without the state cache (DESIGN section 8).
     pub stale_answers: IntCounter,
+    /// Client connections open now (at most `http.max_connections`).
+    pub connections_open: IntGauge,
 }
 
 /// The spool's metrics (DESIGN section 8): how much went to the local spool, how much of it the
@@ -92,6 +94,9 @@ impl Metrics {
             "Answers given without the state cache, marked stale",
         )?;
         registry.register(Box::new(stale_answers.clone()))?;
+        let connections_open =
+            IntGauge::new("http_connections_open", "Client connections open now")?;
+        registry.register(Box::new(connections_open.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -102,6 +107,7 @@ impl Metrics {
             breaker,
             hot_counts,
             stale_answers,
+            connections_open,
         })
     }
 

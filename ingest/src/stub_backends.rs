@@ -139,6 +139,6 @@ pub fn context(backends: Backends) -> Arc<Context> {
         client_addr: ClientAddrSource::Peer,
         readiness,
         dev_tokens: false,
-        dev_token_ttl_secs: 60,
+        dev_token_mint: crate::dev_token_mint::DevTokenMint::new(&Default::default()),
     })
 }

@@ -12,6 +12,8 @@ pub enum IdError {
     NotANumber(&'static str),
     #[error("{0} must not be 0")]
     Zero(&'static str),
+    #[error("{0} must be written without leading zeros")]
+    LeadingZero(&'static str),
 }
 
 macro_rules! id_type {
@@ -25,11 +27,16 @@ macro_rules! id_type {
             /// The smallest id, 1.
             pub const MIN: Self = Self(NonZeroU64::MIN);
 
-            /// Parses the decimal form used in URLs (`/v1/contents/42`).
+            /// Parses the canonical decimal form used in URLs (`/v1/contents/42`): digits only,
+            /// no sign, no spaces, no leading zeros.
             pub fn parse(text: &str) -> Result<Self, IdError> {
                 // `u64::from_str` accepts a leading '+', which no client should send.
                 if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(IdError::NotANumber($label));
+                }
+                // One spelling per id: `042` and `42` must not both name user 42.
+                if text.len() > 1 && text.starts_with('0') {
+                    return Err(IdError::LeadingZero($label));
                 }
                 let n: u64 = text.parse().map_err(|_| IdError::NotANumber($label))?;
                 Self::new(n)
@@ -93,6 +100,18 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn parse_accepts_one_spelling_per_id() {
+        for padded in ["042", "00", "0042", "01"] {
+            assert_eq!(
+                UserId::parse(padded),
+                Err(IdError::LeadingZero("user_id")),
+                "{padded:?}"
+            );
+        }
+        assert_eq!(UserId::parse("42").map(UserId::get), Ok(42));
     }
 
     #[test]
