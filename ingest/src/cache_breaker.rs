@@ -10,6 +10,14 @@
 //!   call goes on; one that fails opens it for another cooldown.
 //!
 //! The state sits behind a std mutex held for a few instructions and never across an await.
+//!
+//! Events published around the cache are recorded ([`StateCache::missed`]) and taught to it
+//! before any call goes through again (`missed.rs`): a cache back with its old data must not
+//! answer from it.
+
+mod missed;
+
+use missed::{MissedEvents, NotYet};
 
 use async_trait::async_trait;
 use likes_shared::bus::DurableMark;
@@ -54,6 +62,10 @@ pub struct BreakerMetrics {
     pub opened: IntCounter,
     /// Calls refused without touching the cache.
     pub rejected: IntCounter,
+    /// Events published around the cache that it has not learned yet.
+    pub missed_pending: IntGauge,
+    /// Missed events dropped past the bound (their states and counts wait for a repair).
+    pub missed_dropped: IntCounter,
 }
 
 impl BreakerMetrics {
@@ -72,13 +84,23 @@ impl BreakerMetrics {
                 "cache_breaker_rejected_total",
                 "State cache calls failed fast by the open breaker",
             )?,
+            missed_pending: IntGauge::new(
+                "cache_missed_events",
+                "Events published around the state cache that it has not learned yet",
+            )?,
+            missed_dropped: IntCounter::new(
+                "cache_missed_events_dropped_total",
+                "Missed events dropped past the bound; run likes-pipeline reconcile",
+            )?,
         })
     }
 
     pub(crate) fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.open.clone()))?;
         registry.register(Box::new(self.opened.clone()))?;
-        registry.register(Box::new(self.rejected.clone()))
+        registry.register(Box::new(self.rejected.clone()))?;
+        registry.register(Box::new(self.missed_pending.clone()))?;
+        registry.register(Box::new(self.missed_dropped.clone()))
     }
 }
 
@@ -102,6 +124,7 @@ pub struct BreakerCache {
     config: BreakerConfig,
     state: Mutex<State>,
     metrics: BreakerMetrics,
+    missed: MissedEvents,
 }
 
 impl BreakerCache {
@@ -110,6 +133,10 @@ impl BreakerCache {
             inner,
             config,
             state: Mutex::new(State::default()),
+            missed: MissedEvents::new(
+                metrics.missed_pending.clone(),
+                metrics.missed_dropped.clone(),
+            ),
             metrics,
         }
     }
@@ -204,6 +231,19 @@ impl BreakerCache {
             Gate::Reject => return Err(self.rejected()),
             Gate::Probe => self.probe().await?,
         }
+        match self.missed.teach(self.inner.as_ref()).await {
+            Ok(()) => {}
+            Err(NotYet::Busy) => {
+                return Err(CacheError::Unavailable(
+                    "the state cache is learning the events it missed".into(),
+                ))
+            }
+            Err(NotYet::Failed(error)) => {
+                let failed: Result<T, CacheError> = Err(error);
+                self.record(&failed);
+                return failed;
+            }
+        }
         let result = call.await;
         self.record(&result);
         result
@@ -246,6 +286,21 @@ impl StateCache for BreakerCache {
     ) -> Result<(), CacheError> {
         self.guarded(self.inner.revert(user, content, applied))
             .await
+    }
+
+    async fn learn(
+        &self,
+        user: UserId,
+        content: ContentId,
+        liked: bool,
+        version: u64,
+    ) -> Result<(), CacheError> {
+        self.guarded(self.inner.learn(user, content, liked, version))
+            .await
+    }
+
+    fn missed(&self, user: UserId, content: ContentId, liked: bool, version: u64) {
+        self.missed.record(user, content, liked, version);
     }
 
     async fn states(

@@ -63,7 +63,8 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use scripts::{
     APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT,
-    MOVE_COUNT_SCRIPT, REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
+    LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_COUNTED_SCRIPT, REVERT_SCRIPT,
+    SEED_SCRIPT,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,22 +142,24 @@ impl RedisStateCache {
         Ok(count)
     }
 
-    /// Runs the confirm or revert script (`split` on a Cluster, else `counted`) for `applied`;
-    /// when it reports that the current state's `liked` moved, the count follows by `delta`.
+    /// Runs a confirm, revert or learn script (`split` on a Cluster, else `counted`) for the state
+    /// `liked` at `version` (`extra` arguments after it); when it reports that the current state's
+    /// `liked` moved, the count follows by `delta`.
     async fn settle(
         &self,
         (split, counted): (&Script, &Script),
-        user: UserId,
-        content: ContentId,
-        applied: &CachedApply,
+        (user, content): (UserId, ContentId),
+        (liked, version): (bool, u64),
+        extra: &[u64],
         delta: i64,
     ) -> Result<(), CacheError> {
         let script = if self.config.cluster { split } else { counted };
         let mut invocation = script.key(self.keys.user(user));
         invocation
             .arg(content.get())
-            .arg(u8::from(applied.liked))
-            .arg(applied.version);
+            .arg(u8::from(liked))
+            .arg(version)
+            .arg(extra);
         if !self.config.cluster {
             invocation
                 .key(self.keys.count(content))
@@ -274,9 +277,9 @@ impl StateCache for RedisStateCache {
     ) -> Result<(), CacheError> {
         self.settle(
             (&CONFIRM_SCRIPT, &CONFIRM_COUNTED_SCRIPT),
-            user,
-            content,
-            applied,
+            (user, content),
+            (applied.liked, applied.version),
+            &[],
             like_delta(applied.liked),
         )
         .await
@@ -293,10 +296,27 @@ impl StateCache for RedisStateCache {
         }
         self.settle(
             (&REVERT_SCRIPT, &REVERT_COUNTED_SCRIPT),
-            user,
-            content,
-            applied,
+            (user, content),
+            (applied.liked, applied.version),
+            &[],
             -like_delta(applied.liked),
+        )
+        .await
+    }
+
+    async fn learn(
+        &self,
+        user: UserId,
+        content: ContentId,
+        liked: bool,
+        version: u64,
+    ) -> Result<(), CacheError> {
+        self.settle(
+            (&LEARN_SCRIPT, &LEARN_COUNTED_SCRIPT),
+            (user, content),
+            (liked, version),
+            &[self.config.state_ttl_secs],
+            like_delta(liked),
         )
         .await
     }

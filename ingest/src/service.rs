@@ -76,8 +76,9 @@ impl From<ApiError> for Failure {
 /// per content on demand.
 const USER_FILL_ROWS: usize = 1_000;
 
-/// Store reads per request to fill the cache before giving up with 503: a read is refused when
-/// the cache forgot, meanwhile, something it may have missed; that races a sink commit, rarely.
+/// Store reads per request to fill the cache before going around it: a read is refused when the
+/// cache forgot, meanwhile, something it may have missed (a race with a sink commit, rarely), or
+/// for the pipeline's lag after it learned events published while it was away.
 const FILL_ATTEMPTS: usize = 3;
 
 pub struct LikeService {
@@ -269,7 +270,7 @@ impl LikeService {
                 .await
                 .map_err(cache_down)?;
         }
-        Err(ApiError::unavailable("state cache is busy; retry shortly").into())
+        Err(fill_refused())
     }
 
     async fn read_states(
@@ -314,7 +315,7 @@ impl LikeService {
                 return Ok(());
             }
         }
-        Err(ApiError::unavailable("state cache is busy; retry shortly").into())
+        Err(fill_refused())
     }
 
     pub async fn history(
@@ -333,6 +334,13 @@ impl LikeService {
     pub async fn trending(&self, limit: usize) -> Vec<TrendingEntry> {
         self.backends.trending.top(limit).await
     }
+}
+
+/// Every fill was refused: the cache forgot, or missed while it was away, changes the store may
+/// not hold yet (for at most the pipeline's lag). The answer comes from around the cache, as
+/// when it is down: a read from the store, an action published without dedup, both stale.
+fn fill_refused() -> Failure {
+    Failure::CacheDown("the store may lack changes the cache has not seen; going around it".into())
 }
 
 /// An unavailable cache is degraded around; a full one is a 503 (I7).

@@ -287,9 +287,13 @@ async fn redis_killed_actions_publish_and_answer_stale_reads_come_from_tidb_then
     );
 
     redis.spawn();
-    // The breaker probes once its cooldown is over; a few round trips on top.
-    let took = running.until_fresh(2, c, COOLDOWN * 10).await;
+    // The breaker probes once its cooldown is over; a few round trips on top. User 2 stays
+    // stale: its unlike is not in TiDB (no pipeline here), and the cache, which learned it
+    // was missed, refuses to fill user 2 from a store that lacks it.
+    let took = running.until_fresh(9, c, COOLDOWN * 10).await;
     println!("fresh again {took:?} after Redis came back (cooldown {COOLDOWN:?})");
+    let user_2 = running.get(2, c).await;
+    assert!(stale(&user_2), "{user_2}");
     let after = running.like(4, c).await;
     assert!(!stale(&after), "{after}");
     assert_eq!(running.events().len(), 5);
@@ -337,4 +341,45 @@ async fn a_frozen_redis_costs_a_request_at_most_its_timeout_then_the_breaker_ans
     let took = running.until_fresh(1, c, COOLDOWN * 10).await;
     println!("fresh again {took:?} after Redis thawed (cooldown {COOLDOWN:?})");
     assert!(!stale(&running.like(20, c).await));
+}
+
+/// A Redis frozen and thawed comes back with its old data: it must learn the unlike taken
+/// without it before it answers, or the like after would read "already liked", publish nothing,
+/// and leave the unlike the newest event while its 2xx says "liked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_back_with_its_old_data_learns_the_actions_taken_without_it() {
+    let redis = PrivateRedis::start();
+    let running = Running::start(&redis).await;
+    let c = content();
+    let first = running.like(1, c).await;
+    assert!(!stale(&first), "{first}");
+    assert_eq!(first["count"], 1);
+
+    redis.signal("-STOP");
+    let unliked = running.unlike(1, c).await;
+    assert!(stale(&unliked), "{unliked}");
+    redis.signal("-CONT");
+    running.until_fresh(5, c, COOLDOWN * 10).await;
+
+    let read = running.get(1, c).await;
+    assert_eq!(read["liked"], false, "the cache learned the unlike: {read}");
+    let again = running.like(1, c).await;
+    assert!(!stale(&again), "{again}");
+    assert_eq!(
+        (&again["changed"], again["count"].as_i64()),
+        (&Value::Bool(true), Some(1)),
+        "{again}"
+    );
+    let events = running.events();
+    let last = events.last().expect("events");
+    assert_eq!(
+        (events.len(), last.action),
+        (3, Action::Like),
+        "the like after the outage is published: {events:?}"
+    );
+    assert!(last.version > events[1].version, "{events:?}");
+    assert!(running
+        .metrics()
+        .await
+        .contains("likes_ingest_cache_missed_events 0"));
 }

@@ -91,6 +91,34 @@ pub trait StateCache: Send + Sync + 'static {
         applied: &CachedApply,
     ) -> Result<(), CacheError>;
 
+    /// A durable event this cache did not see: it was published while the cache was
+    /// unavailable (DESIGN section 8). Its state becomes the entry's if newer, the count
+    /// following, as for a confirm; where the entry is unknown, a fill read before the change is
+    /// refused. Without it, a cache that comes back with its old data would take a repeat of
+    /// the old state for "no change" and publish nothing, leaving the missed event the latest.
+    /// Called by whoever recorded what it missed ([`Self::missed`]), once it answers again.
+    async fn learn(
+        &self,
+        user: UserId,
+        content: ContentId,
+        liked: bool,
+        version: u64,
+    ) -> Result<(), CacheError> {
+        let applied = CachedApply {
+            liked,
+            changed: true,
+            version,
+            pending: false,
+            count: None,
+        };
+        self.confirm(user, content, &applied, 0).await
+    }
+
+    /// An event was published without this cache (it was unavailable). A cache that can tell
+    /// when it is back (the breaker in front of Redis) keeps these and [`Self::learn`]s them
+    /// before it answers again; the default forgets them.
+    fn missed(&self, _user: UserId, _content: ContentId, _liked: bool, _version: u64) {}
+
     /// Durable cached states; `None` where cold. Known "no row" reads as unliked at version 0.
     async fn states(
         &self,

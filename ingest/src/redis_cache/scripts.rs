@@ -132,6 +132,39 @@ local function settle_state(key, content, liked, v)
 end
 "#;
 
+/// A durable state the cache missed (published while it was unavailable) becomes the entry's if
+/// newer, as a confirm does. A missing field of a complete user was "no row": it is added (the
+/// count follows if liked). Otherwise the state is unknown here, and a fill read before the
+/// change may lack it: `_m` refuses such fills, as after a forget. Returns 1 when the current
+/// `liked` moved.
+const LEARN_FN: &str = r#"
+local function learn_state(key, content, liked, v, ttl)
+  local f = redis.call('HGET', key, content)
+  if f then
+    local cv, cl, dv, dl = parse(f)
+    if lt(dv, v) then dv, dl = v, liked end
+    local moved = 0
+    if lt(cv, v) then
+      if cl ~= liked then moved = 1 end
+      cv, cl = v, liked
+    end
+    redis.call('HSET', key, content, encode(cv, cl, dv, dl))
+    return moved
+  end
+  if redis.call('HGET', key, '_f') == '1' then
+    redis.call('HSET', key, content, v .. ':' .. liked)
+    if liked == '1' then return 1 end
+    return 0
+  end
+  local wall = math.floor(tonumber(v) / 65536)
+  if wall > tonumber(redis.call('HGET', key, '_m') or '0') then
+    redis.call('HSET', key, '_m', string.format('%d', wall))
+  end
+  redis.call('EXPIRE', key, ttl)
+  return 0
+end
+"#;
+
 /// Moves a cached count by `delta` (a miss stays a miss: only a fill from the store creates it)
 /// and records in `t_key` when it last changed (`changed_ms` 0: it did not). Returns the count
 /// after, or nil when not cached.
@@ -171,6 +204,17 @@ return r
 
 /// KEYS: user hash. ARGV: content, liked, version. For the confirm and the revert.
 const SETTLE: &str = "return settle_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3])";
+
+/// KEYS: user hash. ARGV: content, liked, version, ttl s.
+const LEARN: &str = "return learn_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])";
+
+/// [`LEARN`], and the count follows by delta when it reports a move. KEYS: user hash, count, last
+/// change. ARGV: those of [`LEARN`], then delta, change ms, count ttl s.
+const LEARN_COUNTED: &str = r#"
+local moved = learn_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if moved == 1 then move_count(KEYS[2], KEYS[3], ARGV[5], ARGV[6], ARGV[7]) end
+return moved
+"#;
 
 /// [`SETTLE`], and the count follows by delta when it reports a move. KEYS: user hash, count,
 /// last change. ARGV: those of [`SETTLE`], then delta, change ms, count ttl s.
@@ -265,3 +309,7 @@ pub(super) static REVERT_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
 });
 pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, MOVE_COUNT]));
+pub(super) static LEARN_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, LEARN_FN, LEARN]));
+pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, LEARN_FN, MOVE_COUNT_FN, LEARN_COUNTED]));

@@ -11,11 +11,15 @@
 //!   after the publish returned Ok.
 //! - **Reads** come from the store (counts of hot contents from the local cache first).
 //!
+//! - **Coming back**: a Redis that comes back *with its data* (stopped and started, frozen, cut
+//!   off) does not know the actions taken without it. Each published one is recorded
+//!   ([`likes_shared::cache::StateCache::missed`]) and the breaker teaches them to the cache
+//!   before this instance uses it again (`cache_breaker/missed.rs`).
+//!
 //! # Known gaps
-//! - A Redis that comes back *with its data* (frozen, partitioned, not restarted) does not know
-//!   the actions taken without it: its states and counts miss them until the next action on
-//!   that (user, content), which outranks them (this instance's clock observed their versions),
-//!   or until the reconciler repairs the counts (I6). Nothing repairs a cached state meanwhile.
+//! - Another instance that did not see the outage may answer from the old entry before this
+//!   one has taught the cache; and an instance killed meanwhile takes its record with it. Those
+//!   states stay behind until touched or expired; the reconciler repairs the counts (I6).
 //! - An apply that reached Redis before its answer timed out leaves that entry pending; the
 //!   degraded event carries a newer version for the same requested state, so the store ends the
 //!   same, and the pending entry settles by age.
@@ -58,7 +62,13 @@ impl LikeService {
         };
         let event = self.event(user, content, liked, self.clock.now());
         match self.backends.publisher.publish(&event).await {
-            Ok(_) => self.metrics.events_published.inc(),
+            Ok(_) => {
+                self.metrics.events_published.inc();
+                // The cache must learn it before it answers again (see `cache_breaker`).
+                self.backends
+                    .cache
+                    .missed(user, content, liked, event.version);
+            }
             Err(error) => {
                 self.metrics.publish_failures.inc();
                 return Err(match error {

@@ -1,7 +1,7 @@
 //! The read paths: counts (local hot cache → state cache → store) and states (state cache →
 //! store), each falling back to the store, stale, when the state cache is unavailable.
 
-use super::{cache_down, store_down, Answer, Failure, LikeService, FILL_ATTEMPTS};
+use super::{cache_down, fill_refused, store_down, Answer, Failure, LikeService, FILL_ATTEMPTS};
 use crate::error::ApiError;
 use likes_shared::store::RowState;
 use likes_shared::{ContentId, UserId};
@@ -158,7 +158,7 @@ impl LikeService {
                 }
             }
             let Some(seeds) = seeded else {
-                return Err(ApiError::unavailable("state cache is busy; retry shortly").into());
+                return Err(fill_refused());
             };
             // Re-read: a concurrent action may have won over the seed, and the cache holds it.
             // A content missing again was forgotten to make room (a later one of this page, or

@@ -1,0 +1,109 @@
+//! [`MissedEvents`]: the events this instance published while its state cache was unavailable,
+//! kept until the cache has learned them (DESIGN section 8, "Redis down").
+//!
+//! # Why
+//! Without the cache, actions publish without dedup: harmless to the store (the newest version
+//! wins). But a Redis that comes back with its old data (stopped and started, frozen, cut off)
+//! still holds the states from before, and would answer a repeat of such a state with "no
+//! change", publish nothing, and leave the missed event the newest in the store: the 2xx would
+//! report a state the store does not have. So the missed events are handed to
+//! [`StateCache::learn`] in order before this instance uses the cache again; until they all
+//! are, its actions keep going around the cache.
+//!
+//! Bounded: past `MAX_MISSED` the oldest are dropped (counted); their pairs' cached states and
+//! counts may then stay behind until touched again, expired, or repaired by
+//! `likes-pipeline reconcile`.
+
+use likes_shared::cache::{CacheError, StateCache};
+use likes_shared::{ContentId, UserId};
+use parking_lot::Mutex;
+use prometheus::{IntCounter, IntGauge};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Most events kept; a 10 s outage at 10k degraded actions/s fits.
+pub const MAX_MISSED: usize = 100_000;
+
+/// Why the cache may not be used yet.
+pub enum NotYet {
+    /// Another task is teaching it.
+    Busy,
+    /// It failed to learn one.
+    Failed(CacheError),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Missed {
+    user: UserId,
+    content: ContentId,
+    liked: bool,
+    version: u64,
+}
+
+pub struct MissedEvents {
+    queue: Mutex<VecDeque<Missed>>,
+    /// `queue` is not empty: checked on every call, without the lock.
+    pending: AtomicBool,
+    /// One task hands them over at a time; the others go around the cache meanwhile.
+    learning: tokio::sync::Mutex<()>,
+    gauge: IntGauge,
+    dropped: IntCounter,
+}
+
+impl MissedEvents {
+    pub fn new(gauge: IntGauge, dropped: IntCounter) -> Self {
+        MissedEvents {
+            queue: Mutex::new(VecDeque::new()),
+            pending: AtomicBool::new(false),
+            learning: tokio::sync::Mutex::new(()),
+            gauge,
+            dropped,
+        }
+    }
+
+    pub fn record(&self, user: UserId, content: ContentId, liked: bool, version: u64) {
+        let mut queue = self.queue.lock();
+        if queue.len() >= MAX_MISSED {
+            queue.pop_front();
+            self.dropped.inc();
+        }
+        queue.push_back(Missed {
+            user,
+            content,
+            liked,
+            version,
+        });
+        self.gauge.set(queue.len() as i64);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Hands every recorded event to `cache` in order. An error while another task is doing so
+    /// ([`NotYet::Busy`]) or when the cache fails meanwhile: the caller goes around the cache.
+    pub async fn teach(&self, cache: &dyn StateCache) -> Result<(), NotYet> {
+        if !self.pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Ok(_one) = self.learning.try_lock() else {
+            return Err(NotYet::Busy);
+        };
+        loop {
+            let next = self.queue.lock().front().copied();
+            let Some(m) = next else {
+                break;
+            };
+            cache
+                .learn(m.user, m.content, m.liked, m.version)
+                .await
+                .map_err(NotYet::Failed)?;
+            let mut queue = self.queue.lock();
+            queue.pop_front();
+            self.gauge.set(queue.len() as i64);
+        }
+        let queue = self.queue.lock();
+        if queue.is_empty() {
+            self.pending.store(false, Ordering::Release);
+            tracing::info!("the state cache learned every event it missed");
+        }
+        Ok(())
+    }
+}
