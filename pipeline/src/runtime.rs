@@ -9,6 +9,7 @@
 //! refused changes' events are dead-lettered, and the stream goes on. A record that does not
 //! decode is dead-lettered with its bytes and acked in its place in the stream.
 
+pub mod event_lag;
 mod poison;
 
 use crate::operators::{
@@ -98,6 +99,8 @@ pub struct WorkerStats {
     /// partition whose owner falls behind shows here while the others stay low. Entries stay
     /// after the partition moves away; readers keep those of the partitions they own.
     pub partition_event_lag_ms: parking_lot::Mutex<BTreeMap<u32, u64>>,
+    /// Every committed event by its lag from ingest time to commit (`runtime/event_lag.rs`).
+    pub event_commit_lag: event_lag::EventLagHistogram,
 }
 
 pub struct Worker<S: EventSource> {
@@ -305,6 +308,9 @@ impl<S: EventSource> Worker<S> {
             let lag = committed_ms.saturating_sub(oldest);
             self.stats.event_lag_ms.store(lag, Ordering::Relaxed);
         }
+        self.stats
+            .event_commit_lag
+            .record_window(committed_ms, window.events.iter().map(|e| e.ts_ms));
         {
             let mut lags = self.stats.partition_event_lag_ms.lock();
             for (partition, oldest) in &window.oldest_by_partition {

@@ -194,6 +194,7 @@ fn render(stats: &WorkerStats, rebuilds: u64, lag: &PartitionLag) -> String {
             "# HELP likes_pipeline_{name} {help}\n# TYPE likes_pipeline_{name} {kind}\nlikes_pipeline_{name} {value}"
         );
     }
+    stats.event_commit_lag.snapshot().render(&mut out);
     let _ = writeln!(
         out,
         "# HELP likes_pipeline_partition_backlog Messages not acked yet, per partition this worker owns\n\
@@ -240,6 +241,9 @@ mod tests {
         stats.window_events.store(42, Relaxed);
         stats.largest_window.store(30, Relaxed);
         stats.event_lag_ms.store(250, Relaxed);
+        stats
+            .event_commit_lag
+            .record_window(1_000, [900, 100].into_iter());
         // Partition 5 moved away after a commit: its lag is not this worker's to report.
         stats
             .partition_event_lag_ms
@@ -282,5 +286,13 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("partition=\"5\""), "{text}");
+        assert!(
+            text.contains("likes_pipeline_event_commit_lag_seconds_bucket{le=\"0.1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("likes_pipeline_event_commit_lag_seconds_count 2\n"),
+            "{text}"
+        );
     }
 }

@@ -48,11 +48,15 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
         let event_lags = partition_event_lags(&text);
         // Every committed event is in some window; the event-time lag is there too.
         let windowed = format!("likes_pipeline_window_events_sum {}\n", worker.events());
+        // And each in the event-time → committed histogram.
+        let lags = likes_pipeline::runtime::event_lag::EventLagSnapshot::from_metrics(&text)
+            .map(|lags| lags.count());
         if text.contains(&events_line)
             && gauges == 4
             && text.contains(&windowed)
             && text.contains("likes_pipeline_event_lag_seconds ")
             && event_lags.len() == 4
+            && lags == Some(worker.events())
         {
             // Each partition's lag is a real duration: its events' ts_ms (hours ago) to the commit.
             for (partition, seconds) in &event_lags {
