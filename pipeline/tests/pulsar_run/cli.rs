@@ -104,3 +104,27 @@ pub(super) async fn terminate(mut child: std::process::Child) -> Option<i32> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A worker process a failing test must not leave running (std's `Child` is not killed on drop,
+/// and an orphan keeps consuming a deleted topic and holds the test's output open): killed on
+/// drop unless handed on with [`KilledOnDrop::into_child`].
+pub(super) struct KilledOnDrop(Option<std::process::Child>);
+
+impl KilledOnDrop {
+    pub(super) fn new(child: std::process::Child) -> Self {
+        KilledOnDrop(Some(child))
+    }
+
+    pub(super) fn into_child(mut self) -> std::process::Child {
+        self.0.take().expect("held until handed on")
+    }
+}
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
