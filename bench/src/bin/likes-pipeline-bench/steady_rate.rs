@@ -10,6 +10,8 @@
 //! process, and this is how `run` is deployed. Why the workers' own histogram and not a probe:
 //! it holds every event, not a sample, and both clocks are this machine's.
 
+mod worker_process;
+
 use super::{env, fresh_topic, producer, PARTITIONS};
 use anyhow::Context as _;
 use likes_pipeline::runtime::event_lag::EventLagSnapshot;
@@ -21,9 +23,8 @@ use likes_sink::MySqlConfig;
 use pulsar::producer::{Message, SendFuture};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use worker_process::{sample_all, spawn_worker, terminate, wait_serving, Sample, WorkerProcess};
 
 /// How often the workers are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -35,19 +36,6 @@ pub struct SteadyRate {
     pub workers: usize,
     /// `likes-pipeline`, built with the same profile (default: next to this binary).
     pub worker_bin: PathBuf,
-}
-
-/// One `likes-pipeline run` process and where it serves `/metrics`.
-struct WorkerProcess {
-    child: Child,
-    metrics: std::net::SocketAddr,
-}
-
-/// One look at a worker.
-struct Sample {
-    lag: EventLagSnapshot,
-    events: u64,
-    rss_kib: u64,
 }
 
 pub async fn run(
@@ -154,7 +142,7 @@ async fn measure(
                 rss.push(sample.rss_kib);
             }
         }
-        first.get_or_insert_with(|| clone_samples(&now));
+        first.get_or_insert_with(|| now.clone());
         previous = now;
     }
     let published = publishing.await??;
@@ -182,110 +170,8 @@ async fn measure(
         print_rss(i, rss);
     }
     let last = sample_all(workers).await?;
-    let first = first.unwrap_or_else(|| clone_samples(&last));
+    let first = first.unwrap_or_else(|| last.clone());
     Ok((published, first, last))
-}
-
-fn clone_samples(samples: &[Sample]) -> Vec<Sample> {
-    samples
-        .iter()
-        .map(|s| Sample {
-            lag: s.lag.clone(),
-            events: s.events,
-            rss_kib: s.rss_kib,
-        })
-        .collect()
-}
-
-fn spawn_worker(
-    config: &SteadyRate,
-    topics: &TopicsConfig,
-    database_url: &str,
-    admin_url: &str,
-    url: &str,
-    index: usize,
-) -> anyhow::Result<WorkerProcess> {
-    // A free port now, for the worker to bind: the bench must know where to scrape.
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let child = Command::new(&config.worker_bin)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .env("LIKES_DATABASE_URL", database_url)
-        .env("LIKES_PULSAR_ADMIN_URL", admin_url)
-        .env("LIKES_PULSAR_URL", url)
-        .env("LIKES_PULSAR__TOPIC", &topics.topic)
-        .env("LIKES_PULSAR__PARTITIONS", PARTITIONS.to_string())
-        .env("LIKES_PULSAR__DLQ_TOPIC", &topics.dlq_topic)
-        .env(
-            "LIKES_CONSUMER_NAME",
-            format!("steady-{index}-{}", std::process::id()),
-        )
-        .env("LIKES_ADMIN_ADDR", metrics.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "spawn {} (build it with --release too)",
-                config.worker_bin.display()
-            )
-        })?;
-    Ok(WorkerProcess { child, metrics })
-}
-
-async fn wait_serving(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while scrape(addr).await.is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no /metrics on {addr} within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
-/// `GET /metrics` in HTTP/1.0: the server closes after the answer, so reading to the end is
-/// the whole body, and the bench needs no HTTP client for one request every 10 s.
-async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await??;
-    let (_, body) = answer
-        .split_once("\r\n\r\n")
-        .context("an HTTP answer without a body")?;
-    Ok(body.to_owned())
-}
-
-async fn sample_all(workers: &[WorkerProcess]) -> anyhow::Result<Vec<Sample>> {
-    let mut samples = Vec::with_capacity(workers.len());
-    for worker in workers {
-        let text = scrape(worker.metrics).await?;
-        let lag = EventLagSnapshot::from_metrics(&text).context("no lag histogram in /metrics")?;
-        let events = text
-            .lines()
-            .find_map(|line| line.strip_prefix("likes_pipeline_events_total "))
-            .and_then(|value| value.parse().ok())
-            .context("no events_total in /metrics")?;
-        samples.push(Sample {
-            lag,
-            events,
-            rss_kib: rss_kib(worker.child.id())?,
-        });
-    }
-    Ok(samples)
-}
-
-/// The process' resident set (`VmRSS` in /proc), in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
 }
 
 fn print_interval(at: Duration, previous: &[Sample], now: &[Sample]) {
@@ -412,22 +298,4 @@ async fn publish_steadily(
         confirmed as f64 / offered_for.as_secs_f64()
     );
     Ok(confirmed)
-}
-
-/// SIGTERM `child` (the graceful stop), and its exit code once it exits (30 s at most).
-async fn terminate(mut child: Child) -> anyhow::Result<Option<i32>> {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.code());
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            anyhow::bail!("a worker did not exit within 30 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
