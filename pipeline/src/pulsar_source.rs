@@ -23,6 +23,18 @@
 //!   `recv` never leaves a half-subscribed consumer behind.
 //! - **Closing.** `consumer.rs` subscribes, and drains the receiver queue before a close so the
 //!   last acks and the close itself get through (pulsar-rs queues them behind the messages).
+//!
+//! Known gap, not handled yet (read in pulsar-rs 6.9.1's `consumer/engine.rs` and
+//! `consumer/multi.rs`, not reproduced in a test): an entry pulsar-rs cannot unpack (a corrupt
+//! LZ4 block, a codec it was built without such as ZSTD, a malformed batch) never reaches the
+//! worker, so it cannot be dead-lettered like bytes that do not decode as an event. The
+//! partition's engine turns it into an error carrying no message id; the partitioned consumer
+//! logs "Unexpected error consuming from pulsar topic …", drops that partition's consumer and
+//! subscribes it again at the topic refresh (10 s), when the broker redelivers the same entry.
+//! The partition is stuck (the others flow) and, being dispatched to no one most of the time, is
+//! in no worker's backlog gauge. Handling it needs the entry's id: from pulsar-rs (a patch that
+//! hands the raw entry up) or from the admin API (the entry after the subscription's mark-delete
+//! position).
 
 mod acks;
 mod consumer;
