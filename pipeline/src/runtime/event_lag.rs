@@ -193,7 +193,7 @@ mod tests {
     fn quantiles_interpolate_inside_the_bucket() {
         let histogram = EventLagHistogram::default();
         // 100 events in (100, 250] ms.
-        histogram.record_window(1_000, std::iter::repeat(800).take(100));
+        histogram.record_window(1_000, std::iter::repeat_n(800, 100));
         let snapshot = histogram.snapshot();
         assert_eq!(snapshot.quantile_ms(0.5), Some(175.0));
         assert_eq!(snapshot.quantile_ms(1.0), Some(250.0));
