@@ -1,6 +1,8 @@
 //! `/metrics` on `LIKES_ADMIN_ADDR`: the worker's counters and, per partition it owns, the
-//! subscription's backlog (its lag in messages) and the event-time lag of its last commit, in
-//! Prometheus' text format.
+//! subscription's backlog (its lag in entries: the broker counts a producer batch, up to 1000
+//! events, as one) and the event-time lag of its last commit, in Prometheus' text format. The
+//! broker has no count of the messages behind a batched backlog; the event-time lag is the
+//! measure of how far behind a partition is.
 //!
 //! Why rendered by hand: the worker already counts in atomics ([`WorkerStats`]), which the
 //! runtime shares with tests; the text format of a few counters and gauges is a handful of lines,
@@ -197,7 +199,7 @@ fn render(stats: &WorkerStats, rebuilds: u64, lag: &PartitionLag) -> String {
     stats.event_commit_lag.snapshot().render(&mut out);
     let _ = writeln!(
         out,
-        "# HELP likes_pipeline_partition_backlog Messages not acked yet, per partition this worker owns\n\
+        "# HELP likes_pipeline_partition_backlog Entries not acked yet (a producer batch is one), per partition this worker owns\n\
          # TYPE likes_pipeline_partition_backlog gauge"
     );
     let owned: Vec<(u32, u64)> = lag.backlog.lock().iter().map(|(p, b)| (*p, *b)).collect();

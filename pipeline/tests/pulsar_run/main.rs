@@ -169,7 +169,8 @@ impl Deployment {
             .expect("the subscription exists")
     }
 
-    /// Messages the workers' subscription has not acked, over every partition.
+    /// Entries (a producer batch is one) the workers' subscription has not acked, over every
+    /// partition: 0 exactly when no message is left.
     async fn backlog(&self) -> u64 {
         let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");
         self.admin
