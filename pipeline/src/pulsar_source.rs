@@ -24,17 +24,21 @@
 //! - **Closing.** `consumer.rs` subscribes, and drains the receiver queue before a close so the
 //!   last acks and the close itself get through (pulsar-rs queues them behind the messages).
 //!
-//! Known gap, not handled yet (read in pulsar-rs 6.9.1's `consumer/engine.rs` and
-//! `consumer/multi.rs`, not reproduced in a test): an entry pulsar-rs cannot unpack (a corrupt
-//! LZ4 block, a codec it was built without such as ZSTD, a malformed batch) never reaches the
-//! worker, so it cannot be dead-lettered like bytes that do not decode as an event. The
-//! partition's engine turns it into an error carrying no message id; the partitioned consumer
-//! logs "Unexpected error consuming from pulsar topic …", drops that partition's consumer and
-//! subscribes it again at the topic refresh (10 s), when the broker redelivers the same entry.
-//! The partition is stuck (the others flow) and, being dispatched to no one most of the time, is
-//! in no worker's backlog gauge. Handling it needs the entry's id: from pulsar-rs (a patch that
-//! hands the raw entry up) or from the admin API (the entry after the subscription's mark-delete
-//! position).
+//! Known gap, not handled yet: an entry pulsar-rs (6.9.1) cannot unpack (a corrupt LZ4 block, a
+//! codec it was built without such as Snappy or ZSTD, a malformed batch) never reaches the
+//! worker, so it cannot be dead-lettered like bytes that do not decode as an event: the
+//! partition's engine (`consumer/engine.rs`) turns it into an error that carries no message id.
+//! On a topic of several partitions the partitioned consumer (`consumer/multi.rs`) logs
+//! "Unexpected error consuming from pulsar topic …" and drops that partition's consumer; the
+//! stall watch then sees the partition's backlog deliver nothing and rebuilds the whole consumer
+//! every `stall_after`, and the broker redelivers the same entry. (On one partition the error
+//! reaches `recv`, which rebuilds at once, with backoff.) Either way that partition is stuck
+//! behind the entry, nothing reaches the dead-letter topic, and the other partitions are
+//! resubscribed each time. Seen by hand on 2026-11-25 with a Snappy-compressed entry from the
+//! Java client on a 1- and a 2-partition topic (backlog 1 for good, rebuilds every 5 s). A fix
+//! needs the entry's id: from pulsar-rs (a patch that hands the raw entry up) or from the admin
+//! API (the entry after the subscription's mark-delete position, on a partition that stalls
+//! with an error).
 
 mod acks;
 mod consumer;
