@@ -23,6 +23,22 @@
 //!   `recv` never leaves a half-subscribed consumer behind.
 //! - **Closing.** `consumer.rs` subscribes, and drains the receiver queue before a close so the
 //!   last acks and the close itself get through (pulsar-rs queues them behind the messages).
+//!
+//! Known gap, not handled yet: an entry pulsar-rs (6.9.1) cannot unpack (a corrupt LZ4 block, a
+//! codec it was built without such as Snappy or ZSTD, a malformed batch) never reaches the
+//! worker, so it cannot be dead-lettered like bytes that do not decode as an event: the
+//! partition's engine (`consumer/engine.rs`) turns it into an error that carries no message id.
+//! On a topic of several partitions the partitioned consumer (`consumer/multi.rs`) logs
+//! "Unexpected error consuming from pulsar topic …" and drops that partition's consumer; the
+//! stall watch then sees the partition's backlog deliver nothing and rebuilds the whole consumer
+//! every `stall_after`, and the broker redelivers the same entry. (On one partition the error
+//! reaches `recv`, which rebuilds at once, with backoff.) Either way that partition is stuck
+//! behind the entry, nothing reaches the dead-letter topic, and the other partitions are
+//! resubscribed each time. Seen by hand on 2026-11-25 with a Snappy-compressed entry from the
+//! Java client on a 1- and a 2-partition topic (backlog 1 for good, rebuilds every 5 s). A fix
+//! needs the entry's id: from pulsar-rs (a patch that hands the raw entry up) or from the admin
+//! API (the entry after the subscription's mark-delete position, on a partition that stalls
+//! with an error).
 
 mod acks;
 mod consumer;

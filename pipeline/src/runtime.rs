@@ -9,6 +9,7 @@
 //! refused changes' events are dead-lettered, and the stream goes on. A record that does not
 //! decode is dead-lettered with its bytes and acked in its place in the stream.
 
+pub mod event_lag;
 mod poison;
 
 use crate::operators::{
@@ -23,6 +24,7 @@ use likes_shared::store::{LikeChange, LikeStore};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_sink::dead_letter::{DeadLetter, DeadLetterPublisher};
 use poison::{Applied, PoisonChange, RetryingStore};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,6 +95,12 @@ pub struct WorkerStats {
     /// From the oldest event of the last committed window (its ingest time) to the commit, in
     /// milliseconds: how far the store lags the likes, in event time.
     pub event_lag_ms: AtomicU64,
+    /// The same per partition, from the last committed window that held events of it: a
+    /// partition whose owner falls behind shows here while the others stay low. Entries stay
+    /// after the partition moves away; readers keep those of the partitions they own.
+    pub partition_event_lag_ms: parking_lot::Mutex<BTreeMap<u32, u64>>,
+    /// Every committed event by its lag from ingest time to commit (`runtime/event_lag.rs`).
+    pub event_commit_lag: event_lag::EventLagHistogram,
 }
 
 pub struct Worker<S: EventSource> {
@@ -295,9 +303,19 @@ impl<S: EventSource> Worker<S> {
         let size = window.events.len() as u64;
         self.stats.window_events.fetch_add(size, Ordering::Relaxed);
         self.stats.largest_window.fetch_max(size, Ordering::Relaxed);
-        if let Some(oldest) = window.events.iter().map(|e| e.ts_ms).min() {
-            let lag = now_ms().saturating_sub(oldest);
+        let committed_ms = now_ms();
+        if let Some(oldest) = window.oldest_by_partition.iter().map(|(_, ts)| *ts).min() {
+            let lag = committed_ms.saturating_sub(oldest);
             self.stats.event_lag_ms.store(lag, Ordering::Relaxed);
+        }
+        self.stats
+            .event_commit_lag
+            .record_window(committed_ms, window.events.iter().map(|e| e.ts_ms));
+        {
+            let mut lags = self.stats.partition_event_lag_ms.lock();
+            for (partition, oldest) in &window.oldest_by_partition {
+                lags.insert(*partition, committed_ms.saturating_sub(*oldest));
+            }
         }
         self.trending.observe_likes(&window.events);
         self.window.recycle(window);

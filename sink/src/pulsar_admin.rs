@@ -210,9 +210,11 @@ impl PulsarAdmin {
         self.create(url, Some(earliest)).await
     }
 
-    /// Messages the subscription `name` on the non-partitioned `topic` has not acknowledged
+    /// Entries the subscription `name` on the non-partitioned `topic` has not acknowledged
     /// (counted precisely, so it is exact after individual acks); `None` when the subscription
-    /// does not exist.
+    /// does not exist. The broker counts entries, not messages: a producer batch is one entry
+    /// (apache/pulsar#7623), so this is 0 exactly when no message is left, and otherwise at
+    /// least 1 and at most the messages left.
     pub async fn subscription_backlog(
         &self,
         topic: &TopicName,
@@ -341,7 +343,7 @@ impl PulsarAdmin {
 /// One subscription as the broker's topic stats describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionState {
-    /// Messages not acknowledged yet (counted precisely).
+    /// Entries not acknowledged yet (counted precisely; a producer batch is one entry).
     pub backlog: u64,
     /// The consumer the broker dispatches to (failover and exclusive subscriptions); `None`
     /// when no consumer is connected.

@@ -1,5 +1,8 @@
 //! `/metrics` on `LIKES_ADMIN_ADDR`: the worker's counters and, per partition it owns, the
-//! subscription's backlog (its lag in messages), in Prometheus' text format.
+//! subscription's backlog (its lag in entries: the broker counts a producer batch, up to 1000
+//! events, as one) and the event-time lag of its last commit, in Prometheus' text format. The
+//! broker has no count of the messages behind a batched backlog; the event-time lag is the
+//! measure of how far behind a partition is.
 //!
 //! Why rendered by hand: the worker already counts in atomics ([`WorkerStats`]), which the
 //! runtime shares with tests; the text format of a few counters and gauges is a handful of lines,
@@ -193,16 +196,36 @@ fn render(stats: &WorkerStats, rebuilds: u64, lag: &PartitionLag) -> String {
             "# HELP likes_pipeline_{name} {help}\n# TYPE likes_pipeline_{name} {kind}\nlikes_pipeline_{name} {value}"
         );
     }
+    stats.event_commit_lag.snapshot().render(&mut out);
     let _ = writeln!(
         out,
-        "# HELP likes_pipeline_partition_backlog Messages not acked yet, per partition this worker owns\n\
+        "# HELP likes_pipeline_partition_backlog Entries not acked yet (a producer batch is one), per partition this worker owns\n\
          # TYPE likes_pipeline_partition_backlog gauge"
     );
-    for (partition, backlog) in lag.backlog.lock().iter() {
+    let owned: Vec<(u32, u64)> = lag.backlog.lock().iter().map(|(p, b)| (*p, *b)).collect();
+    for (partition, backlog) in &owned {
         let _ = writeln!(
             out,
             "likes_pipeline_partition_backlog{{partition=\"{partition}\"}} {backlog}"
         );
+    }
+    // Only the partitions the broker dispatches to this worker (as last polled): a partition
+    // that moved keeps its last lag in the stats, and another worker reports it now.
+    let _ = writeln!(
+        out,
+        "# HELP likes_pipeline_partition_event_lag_seconds From the oldest event of the partition \
+         in the last window that held any (ingest time) to its commit, per partition this worker \
+         owns\n# TYPE likes_pipeline_partition_event_lag_seconds gauge"
+    );
+    let event_lags = stats.partition_event_lag_ms.lock();
+    for (partition, _) in &owned {
+        if let Some(ms) = event_lags.get(partition) {
+            let seconds = *ms as f64 / 1e3;
+            let _ = writeln!(
+                out,
+                "likes_pipeline_partition_event_lag_seconds{{partition=\"{partition}\"}} {seconds}"
+            );
+        }
     }
     out
 }
@@ -220,6 +243,14 @@ mod tests {
         stats.window_events.store(42, Relaxed);
         stats.largest_window.store(30, Relaxed);
         stats.event_lag_ms.store(250, Relaxed);
+        stats
+            .event_commit_lag
+            .record_window(1_000, [900, 100].into_iter());
+        // Partition 5 moved away after a commit: its lag is not this worker's to report.
+        stats
+            .partition_event_lag_ms
+            .lock()
+            .extend([(3, 1_250), (5, 40)]);
         let lag = PartitionLag::default();
         lag.backlog.lock().insert(3, 7);
         let text = render(&stats, 1, &lag);
@@ -250,6 +281,19 @@ mod tests {
         );
         assert!(
             text.contains("likes_pipeline_partition_backlog{partition=\"3\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("likes_pipeline_partition_event_lag_seconds{partition=\"3\"} 1.25\n"),
+            "{text}"
+        );
+        assert!(!text.contains("partition=\"5\""), "{text}");
+        assert!(
+            text.contains("likes_pipeline_event_commit_lag_seconds_bucket{le=\"0.1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("likes_pipeline_event_commit_lag_seconds_count 2\n"),
             "{text}"
         );
     }

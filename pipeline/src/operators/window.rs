@@ -48,6 +48,10 @@ pub struct Window<A> {
     pub acks: Vec<A>,
     /// When the first event arrived (for the window-age metric and latency tracing).
     pub opened_at: Instant,
+    /// `(partition, ts_ms)`: each partition in the window with its oldest event's time, for the
+    /// event-time lag per partition. Kept while filling, so the commit needs no pass over the
+    /// events; a worker owns a handful of partitions, so a short list, searched linearly.
+    pub oldest_by_partition: Vec<(u32, u64)>,
 }
 
 /// The operator that fills a window and closes it by count, by age, or at end of input.
@@ -56,6 +60,7 @@ pub struct CountOrTimeWindow<A> {
     config: WindowConfig,
     events: Vec<LikeEvent>,
     acks: Vec<A>,
+    oldest_by_partition: Vec<(u32, u64)>,
     /// `Some` exactly while the open window holds at least one event.
     opened_at: Option<Instant>,
     /// Buffers handed back through [`recycle`](Self::recycle), reused for the next window.
@@ -72,6 +77,7 @@ impl<A> CountOrTimeWindow<A> {
             config,
             events: Vec::new(),
             acks: Vec::new(),
+            oldest_by_partition: Vec::new(),
             opened_at: None,
             spare: None,
         }
@@ -112,6 +118,7 @@ impl<A> CountOrTimeWindow<A> {
             events: std::mem::replace(&mut self.events, next_events),
             acks: std::mem::replace(&mut self.acks, next_acks),
             opened_at,
+            oldest_by_partition: std::mem::take(&mut self.oldest_by_partition),
         });
     }
 
@@ -133,6 +140,15 @@ impl<A> Operator for CountOrTimeWindow<A> {
         }
         if self.opened_at.is_none() {
             self.opened_at = Some(now);
+        }
+        let ts_ms = delivery.event.ts_ms;
+        match self
+            .oldest_by_partition
+            .iter_mut()
+            .find(|(partition, _)| *partition == delivery.partition)
+        {
+            Some((_, oldest)) => *oldest = (*oldest).min(ts_ms),
+            None => self.oldest_by_partition.push((delivery.partition, ts_ms)),
         }
         self.events.push(delivery.event);
         self.acks.push(delivery.ack);
@@ -264,6 +280,22 @@ mod tests {
         assert_eq!(out[0].opened_at, t0);
         let events: Vec<u64> = out[0].events.iter().map(|e| e.user_id.get()).collect();
         assert_eq!(events, vec![1, 2]);
+    }
+
+    #[test]
+    fn each_window_keeps_the_oldest_event_time_of_each_partition() {
+        let t0 = Instant::now();
+        let mut op = windows(3);
+        let mut out = Vec::new();
+        for (n, partition) in [(5, 0), (3, 1), (4, 0), (9, 2)] {
+            let mut delivery = delivery(n);
+            delivery.partition = partition;
+            op.process(delivery, t0, &mut out);
+        }
+        op.on_close(&mut out);
+        let oldest: Vec<Vec<(u32, u64)>> =
+            out.iter().map(|w| w.oldest_by_partition.clone()).collect();
+        assert_eq!(oldest, vec![vec![(0, 4), (1, 3)], vec![(2, 9)]]);
     }
 
     #[test]

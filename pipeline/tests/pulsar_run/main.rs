@@ -12,6 +12,7 @@ mod cli;
 mod failover;
 mod one_worker;
 mod stall;
+mod two_processes;
 mod undecodable;
 
 use likes_pipeline::distributed::DistributedWorker;
@@ -168,7 +169,8 @@ impl Deployment {
             .expect("the subscription exists")
     }
 
-    /// Messages the workers' subscription has not acked, over every partition.
+    /// Entries (a producer batch is one) the workers' subscription has not acked, over every
+    /// partition: 0 exactly when no message is left.
     async fn backlog(&self) -> u64 {
         let topic = TopicName::parse(&self.config.pulsar.topic).expect("topic name");
         self.admin
@@ -238,7 +240,12 @@ impl Deployment {
             .map(|c| ContentId::new(c).expect("non-zero"))
             .collect();
         let counts = self.store.counts(&ids).await.expect("counts");
-        let want: Vec<i64> = model.contents().iter().map(|c| model.count(*c)).collect();
+        let liked = model.counts();
+        let want: Vec<i64> = model
+            .contents()
+            .iter()
+            .map(|c| liked.get(c).copied().unwrap_or(0))
+            .collect();
         if counts != want {
             return Some("like_counts differ from the model".into());
         }
@@ -299,11 +306,16 @@ impl Model {
         contents
     }
 
-    fn count(&self, content: u64) -> i64 {
-        self.latest
-            .iter()
-            .filter(|((_, c), (_, liked))| *c == content && *liked)
-            .count() as i64
+    /// Liked rows per content (contents with none left out), in one pass: the 200k-event
+    /// tests have 10k contents.
+    fn counts(&self) -> HashMap<u64, i64> {
+        let mut counts = HashMap::new();
+        for ((_, content), (_, liked)) in &self.latest {
+            if *liked {
+                *counts.entry(*content).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 }
 

@@ -29,8 +29,8 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
         let state = deployment.partition_state(partition).await;
         assert_eq!(state.active_consumer.as_deref(), Some(worker.name.as_str()));
     }
-    // `/metrics`: the counters, window sizes and event-time lag, and a backlog gauge for each
-    // partition it owns.
+    // `/metrics`: the counters, window sizes and event-time lag, and for each partition it owns
+    // a backlog gauge and an event-time lag gauge.
     let url = format!(
         "http://{}/metrics",
         worker.metrics.expect("metrics address")
@@ -45,13 +45,23 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
             .expect("body");
         let events_line = format!("likes_pipeline_events_total {}", worker.events());
         let gauges = text.matches("likes_pipeline_partition_backlog{").count();
+        let event_lags = partition_event_lags(&text);
         // Every committed event is in some window; the event-time lag is there too.
         let windowed = format!("likes_pipeline_window_events_sum {}\n", worker.events());
+        // And each in the event-time → committed histogram.
+        let lags = likes_pipeline::runtime::event_lag::EventLagSnapshot::from_metrics(&text)
+            .map(|lags| lags.count());
         if text.contains(&events_line)
             && gauges == 4
             && text.contains(&windowed)
             && text.contains("likes_pipeline_event_lag_seconds ")
+            && event_lags.len() == 4
+            && lags == Some(worker.events())
         {
+            // Each partition's lag is a real duration: its events' ts_ms (hours ago) to the commit.
+            for (partition, seconds) in &event_lags {
+                assert!(*seconds > 0.0, "partition {partition}: {seconds}\n{text}");
+            }
             break;
         }
         assert!(Instant::now() < deadline, "metrics incomplete:\n{text}");
@@ -75,4 +85,16 @@ async fn one_worker_commits_every_event_exactly_and_acks_them_all() {
         started.elapsed()
     );
     deployment.delete().await;
+}
+
+/// `(partition, seconds)` of each `likes_pipeline_partition_event_lag_seconds` line.
+fn partition_event_lags(text: &str) -> Vec<(u32, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest =
+                line.strip_prefix("likes_pipeline_partition_event_lag_seconds{partition=\"")?;
+            let (partition, value) = rest.split_once("\"} ")?;
+            Some((partition.parse().ok()?, value.parse().ok()?))
+        })
+        .collect()
 }

@@ -6,6 +6,12 @@
 //! time is until every event is acked. The result in TiDB is checked: I1 holds.
 //!
 //! `likes-pipeline-bench [--events N]` (default 200000), with the services' env loaded.
+//!
+//! `likes-pipeline-bench --rate R --seconds S [--workers N] [--worker-bin PATH]`: instead, a
+//! steady rate offered while N `likes-pipeline run` processes consume (`steady_rate.rs`): the
+//! event-time → committed lag p50/p99 and each worker's RSS every 10 s.
+
+mod steady_rate;
 
 use anyhow::Context as _;
 use likes_pipeline::distributed::DistributedWorker;
@@ -55,29 +61,8 @@ async fn filled_topic(
     run: &str,
     events: &[LikeEvent],
 ) -> anyhow::Result<TopicsConfig> {
-    let topics = TopicsConfig {
-        topic: format!("{run}-events"),
-        partitions: PARTITIONS,
-        dlq_topic: format!("{run}-dlq"),
-        ..TopicsConfig::default()
-    };
-    admin.ensure_topics(&topics).await?;
-    admin
-        .create_subscription(&TopicName::parse(&topics.topic)?, SUBSCRIPTION)
-        .await?;
-    let client = pulsar_client::connect(url, DEFAULT_WAIT).await?;
-    let mut producer = client
-        .producer()
-        .with_topic(&topics.topic)
-        .with_options(ProducerOptions {
-            batch_size: Some(1_000),
-            batch_byte_size: Some(128 * 1024),
-            batch_timeout: Some(Duration::from_millis(5)),
-            compression: Some(Compression::Lz4(CompressionLz4::default())),
-            ..keyed_event_producer_options()
-        })
-        .build()
-        .await?;
+    let topics = fresh_topic(admin, run).await?;
+    let mut producer = producer(url, &topics.topic).await?;
     let mut receipts = Vec::with_capacity(events.len());
     for event in events {
         let message = Message {
@@ -91,6 +76,42 @@ async fn filled_topic(
         receipt.await?;
     }
     Ok(topics)
+}
+
+/// A new partitioned topic and dead-letter topic, with the workers' subscription.
+async fn fresh_topic(admin: &PulsarAdmin, run: &str) -> anyhow::Result<TopicsConfig> {
+    let topics = TopicsConfig {
+        topic: format!("{run}-events"),
+        partitions: PARTITIONS,
+        dlq_topic: format!("{run}-dlq"),
+        ..TopicsConfig::default()
+    };
+    admin.ensure_topics(&topics).await?;
+    admin
+        .create_subscription(&TopicName::parse(&topics.topic)?, SUBSCRIPTION)
+        .await?;
+    Ok(topics)
+}
+
+/// A producer that batches and compresses as ingest's does, routing by key.
+async fn producer(
+    url: &str,
+    topic: &str,
+) -> anyhow::Result<pulsar::Producer<pulsar::TokioExecutor>> {
+    let client = pulsar_client::connect(url, DEFAULT_WAIT).await?;
+    let producer = client
+        .producer()
+        .with_topic(topic)
+        .with_options(ProducerOptions {
+            batch_size: Some(1_000),
+            batch_byte_size: Some(128 * 1024),
+            batch_timeout: Some(Duration::from_millis(5)),
+            compression: Some(Compression::Lz4(CompressionLz4::default())),
+            ..keyed_event_producer_options()
+        })
+        .build()
+        .await?;
+    Ok(producer)
 }
 
 async fn backlog(admin: &PulsarAdmin, topic: &str) -> anyhow::Result<u64> {
@@ -164,15 +185,29 @@ async fn workers(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut n = 200_000usize;
+    let mut steady = steady_rate::SteadyRate {
+        rate: 0,
+        seconds: 60,
+        workers: 2,
+        worker_bin: std::env::current_exe()?.with_file_name("likes-pipeline"),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--events" => n = args.next().context("--events needs a value")?.parse()?,
+            "--events" => n = value()?.parse()?,
+            "--rate" => steady.rate = value()?.parse()?,
+            "--seconds" => steady.seconds = value()?.parse()?,
+            "--workers" => steady.workers = value()?.parse()?,
+            "--worker-bin" => steady.worker_bin = value()?.into(),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
     let (admin_url, url) = (env("LIKES_PULSAR_ADMIN_URL")?, env("LIKES_PULSAR_URL")?);
     let admin = PulsarAdmin::new(&admin_url, DEFAULT_WAIT)?;
+    if steady.rate > 0 {
+        return steady_rate::run(steady, &admin, &admin_url, &url).await;
+    }
     let events = events(n);
     let run = format!("pipeline-bench-{}", std::process::id());
     println!("likes-pipeline-bench: {n} events over 10 000 contents and 50 000 users, {PARTITIONS} partitions");

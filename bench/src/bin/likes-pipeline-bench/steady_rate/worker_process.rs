@@ -1,0 +1,133 @@
+//! The bench's `likes-pipeline run` processes: started with their own `/metrics` address,
+//! sampled (the lag histogram, the events consumed, the resident memory), stopped with SIGTERM.
+
+use super::{SteadyRate, PARTITIONS};
+use anyhow::Context as _;
+use likes_pipeline::runtime::event_lag::EventLagSnapshot;
+use likes_shared::topics::TopicsConfig;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One `likes-pipeline run` process and where it serves `/metrics`.
+pub(super) struct WorkerProcess {
+    pub(super) child: Child,
+    pub(super) metrics: std::net::SocketAddr,
+}
+
+/// One look at a worker.
+#[derive(Clone)]
+pub(super) struct Sample {
+    pub(super) lag: EventLagSnapshot,
+    pub(super) events: u64,
+    pub(super) rss_kib: u64,
+}
+
+pub(super) fn spawn_worker(
+    config: &SteadyRate,
+    topics: &TopicsConfig,
+    database_url: &str,
+    admin_url: &str,
+    url: &str,
+    index: usize,
+) -> anyhow::Result<WorkerProcess> {
+    // A free port now, for the worker to bind: the bench must know where to scrape.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let child = Command::new(&config.worker_bin)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .env("LIKES_DATABASE_URL", database_url)
+        .env("LIKES_PULSAR_ADMIN_URL", admin_url)
+        .env("LIKES_PULSAR_URL", url)
+        .env("LIKES_PULSAR__TOPIC", &topics.topic)
+        .env("LIKES_PULSAR__PARTITIONS", PARTITIONS.to_string())
+        .env("LIKES_PULSAR__DLQ_TOPIC", &topics.dlq_topic)
+        .env(
+            "LIKES_CONSUMER_NAME",
+            format!("steady-{index}-{}", std::process::id()),
+        )
+        .env("LIKES_ADMIN_ADDR", metrics.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "spawn {} (build it with --release too)",
+                config.worker_bin.display()
+            )
+        })?;
+    Ok(WorkerProcess { child, metrics })
+}
+
+pub(super) async fn wait_serving(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scrape(addr).await.is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no /metrics on {addr} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// `GET /metrics` in HTTP/1.0: the server closes after the answer, so reading to the end is
+/// the whole body, and the bench needs no HTTP client for one request every 10 s.
+pub(super) async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await??;
+    let (_, body) = answer
+        .split_once("\r\n\r\n")
+        .context("an HTTP answer without a body")?;
+    Ok(body.to_owned())
+}
+
+pub(super) async fn sample_all(workers: &[WorkerProcess]) -> anyhow::Result<Vec<Sample>> {
+    let mut samples = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let text = scrape(worker.metrics).await?;
+        let lag = EventLagSnapshot::from_metrics(&text).context("no lag histogram in /metrics")?;
+        let events = text
+            .lines()
+            .find_map(|line| line.strip_prefix("likes_pipeline_events_total "))
+            .and_then(|value| value.parse().ok())
+            .context("no events_total in /metrics")?;
+        samples.push(Sample {
+            lag,
+            events,
+            rss_kib: rss_kib(worker.child.id())?,
+        });
+    }
+    Ok(samples)
+}
+
+/// The process' resident set (`VmRSS` in /proc), in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// SIGTERM `child` (the graceful stop), and its exit code once it exits (30 s at most).
+pub(super) async fn terminate(mut child: Child) -> anyhow::Result<Option<i32>> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            anyhow::bail!("a worker did not exit within 30 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
