@@ -23,7 +23,7 @@ pub struct PairState {
     pub unsure: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Tally {
     pub requests: u64,
     pub ok: u64,
@@ -31,6 +31,8 @@ pub struct Tally {
     pub other: u64,
     /// 2xx answers whose `liked` is not the action's.
     pub wrong: u64,
+    /// What the first few `other` answers were.
+    pub other_samples: Vec<String>,
 }
 
 /// Answers per phase, indexed by the phase current when the request was sent.
@@ -46,7 +48,7 @@ impl Tallies {
     }
 
     pub fn get(&self, phase: usize) -> Tally {
-        self.0.lock().get(phase).copied().unwrap_or_default()
+        self.0.lock().get(phase).cloned().unwrap_or_default()
     }
 }
 
@@ -66,7 +68,7 @@ struct Claims {
 pub enum Outcome {
     Ok { liked: bool },
     Unavailable,
-    Other,
+    Other(String),
 }
 
 impl Client {
@@ -105,12 +107,16 @@ impl Client {
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
                 Ok(body) => match body["liked"].as_bool() {
                     Some(liked) => Outcome::Ok { liked },
-                    None => Outcome::Other,
+                    None => Outcome::Other(format!("2xx without liked: {body}")),
                 },
-                Err(_) => Outcome::Other,
+                Err(e) => Outcome::Other(format!("2xx body: {e}")),
             },
             Ok(r) if r.status().as_u16() == 503 => Outcome::Unavailable,
-            _ => Outcome::Other,
+            Ok(r) => {
+                let status = r.status();
+                Outcome::Other(format!("{status}: {}", r.text().await.unwrap_or_default()))
+            }
+            Err(e) => Outcome::Other(format!("no answer: {e}")),
         }
     }
 
@@ -162,6 +168,7 @@ impl Load {
                         let now = phase.load(Ordering::Relaxed);
                         let outcome = client.act(token, content, like).await;
                         let state = pairs.entry((*user, content)).or_default();
+                        let refused = !matches!(outcome, Outcome::Ok { .. });
                         tallies.record(now, |t| {
                             t.requests += 1;
                             match outcome {
@@ -179,13 +186,16 @@ impl Load {
                                     t.unavailable += 1;
                                     state.unsure = Some(like);
                                 }
-                                Outcome::Other => {
+                                Outcome::Other(what) => {
                                     t.other += 1;
+                                    if t.other_samples.len() < 5 {
+                                        t.other_samples.push(what.clone());
+                                    }
                                     state.unsure = Some(like);
                                 }
                             }
                         });
-                        if !matches!(outcome, Outcome::Ok { .. }) {
+                        if refused {
                             // A refused request is not retried at once: the load stays a load.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
