@@ -22,12 +22,14 @@ use missed::{MissedEvents, NotYet};
 use async_trait::async_trait;
 use likes_shared::bus::DurableMark;
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
+use likes_shared::hlc::now_ms;
 use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
 use parking_lot::Mutex;
 use prometheus::{IntCounter, IntGauge};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -125,6 +127,8 @@ pub struct BreakerCache {
     state: Mutex<State>,
     metrics: BreakerMetrics,
     missed: MissedEvents,
+    /// When the cache last answered (wall ms): where a fence goes after an outage.
+    last_answer_ms: AtomicU64,
 }
 
 impl BreakerCache {
@@ -138,6 +142,7 @@ impl BreakerCache {
                 metrics.missed_dropped.clone(),
             ),
             metrics,
+            last_answer_ms: AtomicU64::new(now_ms()),
         }
     }
 
@@ -172,6 +177,7 @@ impl BreakerCache {
     }
 
     fn close(&self, state: &mut State) {
+        self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
         if state.open_until.take().is_some() {
             self.metrics.open.set(0);
             tracing::info!("state cache breaker closed: the cache answers again");
@@ -288,6 +294,10 @@ impl StateCache for BreakerCache {
             .await
     }
 
+    async fn fence(&self, before_ms: u64) -> Result<(), CacheError> {
+        self.guarded(self.inner.fence(before_ms)).await
+    }
+
     async fn learn(
         &self,
         user: UserId,
@@ -300,7 +310,9 @@ impl StateCache for BreakerCache {
     }
 
     fn missed(&self, user: UserId, content: ContentId, liked: bool, version: u64) {
-        self.missed.record(user, content, liked, version);
+        let answered = self.last_answer_ms.load(Ordering::Relaxed);
+        self.missed
+            .record((user, content), (liked, version), answered);
     }
 
     async fn states(

@@ -62,10 +62,11 @@ use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use scripts::{
-    APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FILL_COUNT_SCRIPT,
-    LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT, REVERT_COUNTED_SCRIPT, REVERT_SCRIPT,
-    SEED_SCRIPT,
+    APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FENCE_SCRIPT,
+    FILL_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT,
+    REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,10 @@ pub struct RedisStateCache {
     config: RedisCacheConfig,
     progress: Arc<dyn CommitProgress>,
     known_counts: KnownCounts,
+    /// The fence as this instance last saw it, and when it last read it (wall ms): the Cluster
+    /// scripts take it as an argument (one Redis reads the key in the script itself).
+    fence: AtomicU64,
+    fence_read_ms: AtomicU64,
 }
 
 impl RedisStateCache {
@@ -103,6 +108,8 @@ impl RedisStateCache {
             conn,
             keys: Keys::new(&config.namespace),
             known_counts: KnownCounts::new(Duration::from_secs(config.count_ttl_secs)),
+            fence: AtomicU64::new(0),
+            fence_read_ms: AtomicU64::new(0),
             config,
             progress,
         }
@@ -178,6 +185,19 @@ impl RedisStateCache {
         Ok(())
     }
 
+    /// The fence for the Cluster scripts, read again at most once a second.
+    async fn cluster_fence(&self) -> u64 {
+        let now = now_ms();
+        if now.saturating_sub(self.fence_read_ms.load(Ordering::Relaxed)) >= 1_000 {
+            self.fence_read_ms.store(now, Ordering::Relaxed);
+            let read: Result<Option<u64>, _> = self.conn().get(self.keys.fence()).await;
+            if let Ok(Some(fence)) = read {
+                self.fence.fetch_max(fence, Ordering::Relaxed);
+            }
+        }
+        self.fence.load(Ordering::Relaxed)
+    }
+
     async fn seed(
         &self,
         user: UserId,
@@ -228,10 +248,13 @@ impl StateCache for RedisStateCache {
             .arg(self.config.state_ttl_secs)
             .arg(self.config.max_states_per_user)
             .arg(self.progress.committed());
-        if !self.config.cluster {
+        if self.config.cluster {
+            invocation.arg(self.cluster_fence().await);
+        } else {
             invocation
                 .key(self.keys.count(content))
                 .key(self.keys.changed(content))
+                .key(self.keys.fence())
                 .arg(now_ms())
                 .arg(self.config.count_ttl_secs);
         }
@@ -302,6 +325,17 @@ impl StateCache for RedisStateCache {
             -like_delta(applied.liked),
         )
         .await
+    }
+
+    async fn fence(&self, before_ms: u64) -> Result<(), CacheError> {
+        let fence: u64 = FENCE_SCRIPT
+            .key(self.keys.fence())
+            .arg(before_ms.saturating_sub(self.config.fence_margin_ms))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        self.fence.fetch_max(fence, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn learn(

@@ -114,6 +114,15 @@ pub trait StateCache: Send + Sync + 'static {
         self.confirm(user, content, &applied, 0).await
     }
 
+    /// States written before `before_ms` (wall clock) may have missed events published while
+    /// this cache was away, which outrank them: from now on a repeat of such a state is published
+    /// again (as a pending state) instead of taken for "no change". Called before the missed
+    /// events are learned, so no instance answers from an old entry meanwhile. The default (a
+    /// cache that is never away) does nothing.
+    async fn fence(&self, _before_ms: u64) -> Result<(), CacheError> {
+        Ok(())
+    }
+
     /// An event was published without this cache (it was unavailable). A cache that can tell
     /// when it is back (the breaker in front of Redis) keeps these and [`Self::learn`]s them
     /// before it answers again; the default forgets them.

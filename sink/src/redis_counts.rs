@@ -45,6 +45,12 @@ impl Keys {
         format!("{}:{{c:{}}}:t", self.namespace, content.get())
     }
 
+    /// Wall-clock ms before which a cached state may have missed events published while the
+    /// cache was away (ingest's `StateCache::fence`): a repeat of such a state is published.
+    pub fn fence(&self) -> String {
+        format!("{}:fence", self.namespace)
+    }
+
     /// Alive while some ingest's spool holds events, and for the lag bound after (ingest's
     /// `SpoolHold`): then nothing counts as committed.
     pub fn spool_hold(&self) -> String {

@@ -6,9 +6,11 @@
 //! wins). But a Redis that comes back with its old data (stopped and started, frozen, cut off)
 //! still holds the states from before, and would answer a repeat of such a state with "no
 //! change", publish nothing, and leave the missed event the newest in the store: the 2xx would
-//! report a state the store does not have. So the missed events are handed to
-//! [`StateCache::learn`] in order before this instance uses the cache again; until they all
-//! are, its actions keep going around the cache.
+//! report a state the store does not have. So before this instance uses the cache again it
+//! first [fences](StateCache::fence) it at the last time the cache answered (another instance
+//! that answers from an old entry meanwhile publishes a repeat instead of taking it for no
+//! change), then hands the missed events to [`StateCache::learn`] in order; until they all are,
+//! its actions keep going around the cache.
 //!
 //! Bounded: past `MAX_MISSED` the oldest are dropped (counted); their pairs' cached states and
 //! counts may then stay behind until touched again, expired, or repaired by
@@ -40,8 +42,15 @@ struct Missed {
     version: u64,
 }
 
+/// The events, and the last time the cache answered before the first of them (wall ms).
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Missed>,
+    since_ms: u64,
+}
+
 pub struct MissedEvents {
-    queue: Mutex<VecDeque<Missed>>,
+    queue: Mutex<Queue>,
     /// `queue` is not empty: checked on every call, without the lock.
     pending: AtomicBool,
     /// One task hands them over at a time; the others go around the cache meanwhile.
@@ -53,7 +62,7 @@ pub struct MissedEvents {
 impl MissedEvents {
     pub fn new(gauge: IntGauge, dropped: IntCounter) -> Self {
         MissedEvents {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             pending: AtomicBool::new(false),
             learning: tokio::sync::Mutex::new(()),
             gauge,
@@ -61,19 +70,28 @@ impl MissedEvents {
         }
     }
 
-    pub fn record(&self, user: UserId, content: ContentId, liked: bool, version: u64) {
+    /// `answered_ms`: when the cache last answered (the fence, if this starts a run of misses).
+    pub fn record(
+        &self,
+        (user, content): (UserId, ContentId),
+        (liked, version): (bool, u64),
+        answered_ms: u64,
+    ) {
         let mut queue = self.queue.lock();
-        if queue.len() >= MAX_MISSED {
-            queue.pop_front();
+        if queue.events.is_empty() {
+            queue.since_ms = answered_ms;
+        }
+        if queue.events.len() >= MAX_MISSED {
+            queue.events.pop_front();
             self.dropped.inc();
         }
-        queue.push_back(Missed {
+        queue.events.push_back(Missed {
             user,
             content,
             liked,
             version,
         });
-        self.gauge.set(queue.len() as i64);
+        self.gauge.set(queue.events.len() as i64);
         self.pending.store(true, Ordering::Release);
     }
 
@@ -86,8 +104,10 @@ impl MissedEvents {
         let Ok(_one) = self.learning.try_lock() else {
             return Err(NotYet::Busy);
         };
+        let since = self.queue.lock().since_ms;
+        cache.fence(since).await.map_err(NotYet::Failed)?;
         loop {
-            let next = self.queue.lock().front().copied();
+            let next = self.queue.lock().events.front().copied();
             let Some(m) = next else {
                 break;
             };
@@ -96,11 +116,11 @@ impl MissedEvents {
                 .await
                 .map_err(NotYet::Failed)?;
             let mut queue = self.queue.lock();
-            queue.pop_front();
-            self.gauge.set(queue.len() as i64);
+            queue.events.pop_front();
+            self.gauge.set(queue.events.len() as i64);
         }
         let queue = self.queue.lock();
-        if queue.is_empty() {
+        if queue.events.is_empty() {
             self.pending.store(false, Ordering::Release);
             tracing::info!("the state cache learned every event it missed");
         }

@@ -24,6 +24,10 @@ pub struct RedisCacheConfig {
     /// Redis is a Cluster: every script keeps to one hash slot, so an action's state and its
     /// count move in two round trips instead of one script.
     pub cluster: bool,
+    /// After an outage, states written before the cache's last answer minus this are fenced
+    /// (`StateCache::fence`): it covers the clock skew between ingest hosts, whose clocks stamp
+    /// the versions.
+    pub fence_margin_ms: u64,
 }
 
 impl Default for RedisCacheConfig {
@@ -36,6 +40,7 @@ impl Default for RedisCacheConfig {
             count_ttl_secs: 6 * 3600,
             max_states_per_user: 4_096,
             cluster: false,
+            fence_margin_ms: 5_000,
         }
     }
 }

@@ -73,9 +73,11 @@ end
 "#;
 
 /// Applies `want` (0/1) to `content`'s entry in hash `key`, at no less than `version`. Returns
-/// nil when cold, else `{changed, version, pending}`.
+/// nil when cold, else `{changed, version, pending}`. A settled state written before `fence`
+/// (wall ms) may have missed events published while the cache was away, newer than it: a repeat
+/// of it is not "no change" but a new pending state of the same `liked`, to publish.
 const APPLY_FN: &str = r#"
-local function apply_state(key, content, want, version, ttl, cap, before)
+local function apply_state(key, content, want, version, ttl, cap, before, fence)
   local f = redis.call('HGET', key, content)
   local cv, cl, dv, dl
   if f then
@@ -87,6 +89,12 @@ local function apply_state(key, content, want, version, ttl, cap, before)
   end
   redis.call('EXPIRE', key, ttl)
   if cl == want then
+    if cv == dv and math.floor(tonumber(cv) / 65536) < fence then
+      local v = inc(cv)
+      if lt(v, version) then v = version end
+      redis.call('HSET', key, content, encode(v, want, dv, dl))
+      return {0, v, 1}
+    end
     return {0, cv, (cv ~= dv) and 1 or 0}
   end
   if not f and not make_room(key, tonumber(cap), tonumber(before)) then
@@ -183,15 +191,17 @@ local function move_count(n_key, t_key, delta, changed_ms, ttl)
 end
 "#;
 
-/// KEYS: user hash. ARGV: content, liked (0/1), requested version, ttl s, cap, forget-before ms.
-const APPLY: &str =
-    "return apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])";
+/// KEYS: user hash. ARGV: content, liked (0/1), requested version, ttl s, cap, forget-before ms,
+/// fence ms (as this instance last read it: a Cluster cannot read the fence key here).
+const APPLY: &str = "return apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], \
+                     ARGV[6], tonumber(ARGV[7]))";
 
-/// [`APPLY`], and the count follows in the same step. KEYS: user hash, count, last change. ARGV:
-/// those of [`APPLY`], then change ms, count ttl s. Returns `{changed, version, pending, count}`
-/// (count nil when not cached).
+/// [`APPLY`], and the count follows in the same step. KEYS: user hash, count, last change, fence.
+/// ARGV: the first six of [`APPLY`], then change ms, count ttl s. Returns `{changed, version,
+/// pending, count}` (count nil when not cached).
 const APPLY_COUNTED: &str = r#"
-local r = apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+local fence = tonumber(redis.call('GET', KEYS[4]) or '0')
+local r = apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], fence)
 if not r or r.err then return r end
 local delta, changed_ms = '0', '0'
 if r[1] == 1 then
@@ -260,6 +270,16 @@ return all_in
 /// KEYS: count, last change. ARGV: delta, change ms (0: none), ttl s.
 const MOVE_COUNT: &str = "return move_count(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])";
 
+/// KEYS: fence. ARGV: ms. Raises the fence, never lowers it; returns the fence now.
+const FENCE: &str = r#"
+local f = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > f then
+  f = tonumber(ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return f
+"#;
+
 /// KEYS: count, last change. ARGV: count read from the store, ticket ms, ttl s. SET NX, refused
 /// (nil) when the count changed after the ticket: the store read may lack that change.
 const FILL_COUNT: &str = r#"
@@ -313,3 +333,4 @@ pub(super) static LEARN_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[PRELUDE, LEARN_FN, LEARN]));
 pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[PRELUDE, LEARN_FN, MOVE_COUNT_FN, LEARN_COUNTED]));
+pub(super) static FENCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(SETTLES, &[FENCE]));

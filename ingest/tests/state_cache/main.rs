@@ -4,6 +4,7 @@
 //! age-bounded fills and per-user bound, the trending board). Each test uses ids of its own.
 
 mod contract;
+mod fence;
 mod races;
 
 use contract::{apply, row};
