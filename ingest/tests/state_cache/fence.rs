@@ -26,7 +26,10 @@ async fn a_repeat_of_a_state_older_than_the_fence_is_published_again(cluster: bo
     let like = super::apply(&cache, u, c, Action::Like, hlc(before)).await;
     cache.confirm(u, c, &like, 1).await.expect("confirm");
     let repeat = super::apply(&cache, u, c, Action::Like, hlc(before)).await;
-    assert!(!repeat.changed && !repeat.pending, "no fence yet: {repeat:?}");
+    assert!(
+        !repeat.changed && !repeat.pending,
+        "no fence yet: {repeat:?}"
+    );
 
     cache.fence(before + 1).await.expect("fence");
     let fenced = super::apply(&cache, u, c, Action::Like, hlc(before + 2)).await;
