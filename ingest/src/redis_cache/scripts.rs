@@ -141,23 +141,14 @@ end
 "#;
 
 /// A durable state the cache missed (published while it was unavailable) becomes the entry's if
-/// newer, as a confirm does. A missing field of a complete user was "no row": it is added (the
+/// newer, as a confirm does (it runs with [`CONFIRM_FN`]). A missing field of a complete user was "no row": it is added (the
 /// count follows if liked). Otherwise the state is unknown here, and a fill read before the
 /// change may lack it: `_m` refuses such fills, as after a forget. Returns 1 when the current
 /// `liked` moved.
 const LEARN_FN: &str = r#"
 local function learn_state(key, content, liked, v, ttl)
-  local f = redis.call('HGET', key, content)
-  if f then
-    local cv, cl, dv, dl = parse(f)
-    if lt(dv, v) then dv, dl = v, liked end
-    local moved = 0
-    if lt(cv, v) then
-      if cl ~= liked then moved = 1 end
-      cv, cl = v, liked
-    end
-    redis.call('HSET', key, content, encode(cv, cl, dv, dl))
-    return moved
+  if redis.call('HEXISTS', key, content) == 1 then
+    return settle_state(key, content, liked, v)
   end
   if redis.call('HGET', key, '_f') == '1' then
     redis.call('HSET', key, content, v .. ':' .. liked)
@@ -330,7 +321,11 @@ pub(super) static REVERT_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
 pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, MOVE_COUNT]));
 pub(super) static LEARN_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, &[PRELUDE, LEARN_FN, LEARN]));
-pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, &[PRELUDE, LEARN_FN, MOVE_COUNT_FN, LEARN_COUNTED]));
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, CONFIRM_FN, LEARN_FN, LEARN]));
+pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        SETTLES,
+        &[PRELUDE, CONFIRM_FN, LEARN_FN, MOVE_COUNT_FN, LEARN_COUNTED],
+    )
+});
 pub(super) static FENCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(SETTLES, &[FENCE]));
