@@ -76,9 +76,10 @@ impl From<ApiError> for Failure {
 /// per content on demand.
 const USER_FILL_ROWS: usize = 1_000;
 
-/// Store reads per request to fill the cache before going around it: a read is refused when the
-/// cache forgot, meanwhile, something it may have missed (a race with a sink commit, rarely), or
-/// for the pipeline's lag after it learned events published while it was away.
+/// Store reads per request to fill the cache before giving up (503 for an action, the store's
+/// answer for a read): a read is refused when the cache forgot, meanwhile, something it may have
+/// missed (a race with a sink commit, rarely), or for the pipeline's lag after it learned events
+/// published while it was away.
 const FILL_ATTEMPTS: usize = 3;
 
 pub struct LikeService {
@@ -259,7 +260,9 @@ impl LikeService {
                 break;
             }
             if attempt == 0 && !cache.is_filled(user).await.map_err(cache_down)? {
-                self.fill_user(user).await?;
+                if !self.fill_user(user).await? {
+                    break;
+                }
                 continue;
             }
             // Filled, but this content is not among the rows a fill holds: read it alone.
@@ -270,7 +273,7 @@ impl LikeService {
                 .await
                 .map_err(cache_down)?;
         }
-        Err(fill_refused())
+        Err(ApiError::unavailable("state cache is busy; retry shortly").into())
     }
 
     async fn read_states(
@@ -291,7 +294,8 @@ impl LikeService {
     }
 
     /// Fills a cold user's cached states with their most recent rows (DESIGN section 7).
-    async fn fill_user(&self, user: UserId) -> Result<(), Failure> {
+    /// `Ok(false)`: every fill was refused (the store may lack changes the cache has seen).
+    async fn fill_user(&self, user: UserId) -> Result<bool, Failure> {
         for _ in 0..FILL_ATTEMPTS {
             let ticket = self.backends.cache.fill_ticket();
             let mut rows = self
@@ -312,10 +316,10 @@ impl LikeService {
                 .await
                 .map_err(cache_down)?;
             if seeded {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Err(fill_refused())
+        Ok(false)
     }
 
     pub async fn history(
@@ -336,11 +340,14 @@ impl LikeService {
     }
 }
 
-/// Every fill was refused: the cache forgot, or missed while it was away, changes the store may
-/// not hold yet (for at most the pipeline's lag). The answer comes from around the cache, as
-/// when it is down: a read from the store, an action published without dedup, both stale.
+/// Every fill of a read was refused: the cache forgot, or missed while it was away, changes the
+/// store may not hold yet (for at most the pipeline's lag). The read answers from the store,
+/// stale, as when the cache is down. (An action answers 503 instead: going around the cache
+/// would publish without dedup and report `changed` as far as a lagging store knows.)
 fn fill_refused() -> Failure {
-    Failure::CacheDown("the store may lack changes the cache has not seen; going around it".into())
+    Failure::CacheDown(
+        "the store may lack changes the cache has not seen; reading it anyway".into(),
+    )
 }
 
 /// An unavailable cache is degraded around; a full one is a 503 (I7).

@@ -136,7 +136,9 @@ impl LikeService {
         let cache = &self.backends.cache;
         let mut cached = cache.states(user, contents).await.map_err(cache_down)?;
         if cached.iter().any(Option::is_none) && !cache.is_filled(user).await.map_err(cache_down)? {
-            self.fill_user(user).await?;
+            if !self.fill_user(user).await? {
+                return Err(fill_refused());
+            }
             cached = cache.states(user, contents).await.map_err(cache_down)?;
         }
         let missing = misses(contents, &cached);

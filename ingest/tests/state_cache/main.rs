@@ -30,8 +30,13 @@ pub fn fresh_ids() -> (UserId, ContentId) {
     )
 }
 
-/// A cache whose "committed" bound (wall-clock ms) the test sets by hand.
-pub fn cache_with(config: RedisCacheConfig) -> (RedisStateCache, Arc<AtomicU64>) {
+/// A cache whose "committed" bound (wall-clock ms) the test sets by hand, under a namespace of
+/// its own unless the test names one: keys that cover a whole namespace (the fence an outage
+/// test leaves behind, the spool hold) must not reach into other tests.
+pub fn cache_with(mut config: RedisCacheConfig) -> (RedisStateCache, Arc<AtomicU64>) {
+    if config.namespace == RedisCacheConfig::default().namespace {
+        config.namespace = format!("state-cache-test-{}", rand::random::<u64>());
+    }
     let progress = Arc::new(AtomicU64::new(0));
     let cache = RedisStateCache::new(&redis_url(), config, progress.clone()).expect("cache");
     (cache, progress)
@@ -296,7 +301,11 @@ async fn while_one_instance_spools_no_instance_counts_anything_as_committed() {
 #[tokio::test]
 async fn the_reconciler_repairs_a_drifted_count_unless_it_moved_since_committed() {
     use likes_sink::redis_counts::{repair_counts, CountRepair, Keys};
-    let (cache, _) = cache();
+    let namespace = format!("reconcile-test-{}", rand::random::<u64>());
+    let (cache, _) = cache_with(RedisCacheConfig {
+        namespace: namespace.clone(),
+        ..RedisCacheConfig::default()
+    });
     let (u, c) = fresh_ids();
     let cold = ContentId::new(c.get() + 1).expect("id");
     let t = cache.fill_ticket();
@@ -305,7 +314,7 @@ async fn the_reconciler_repairs_a_drifted_count_unless_it_moved_since_committed(
     let before_like = likes_shared::hlc::now_ms() - 1;
     assert_eq!(apply(&cache, u, c, Action::Like, 10).await.count, Some(6));
     let mut conn = cache.connection();
-    let keys = Keys::new(&RedisCacheConfig::default().namespace);
+    let keys = Keys::new(&namespace);
     let store = [(c, 9), (cold, 4)];
     let skipped = repair_counts(&mut conn, &keys, &store, before_like)
         .await

@@ -1,14 +1,20 @@
 //! Two ingest instances (two caches, two connections) on one Redis, racing on one entry.
 
-use super::{cache, fresh_ids};
+use super::{cache_with, fresh_ids};
+use likes_ingest::redis_cache::RedisCacheConfig;
 use likes_shared::cache::StateCache;
 use likes_shared::Action;
 use std::sync::Arc;
 
 #[tokio::test]
 async fn racing_likes_and_unlikes_from_two_instances_leave_one_transition_each() {
-    let (a, _) = cache();
-    let (b, _) = cache();
+    // Two instances of one deployment: one namespace.
+    let config = RedisCacheConfig {
+        namespace: format!("race-test-{}", rand::random::<u64>()),
+        ..RedisCacheConfig::default()
+    };
+    let (a, _) = cache_with(config.clone());
+    let (b, _) = cache_with(config);
     let (a, b) = (Arc::new(a), Arc::new(b));
     let (u, c) = fresh_ids();
     let t = a.fill_ticket();
