@@ -6,7 +6,7 @@
 
 use crate::raw::closed_by_server;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 const OPEN_FILES: u32 = 256;
@@ -50,16 +50,8 @@ async fn start(dir: &std::path::Path) -> Binary {
         base: format!("http://127.0.0.1:{port}"),
         output,
     };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let health = client.get(format!("{}/healthz", binary.base)).send().await;
-        if health.is_ok_and(|r| r.status().is_success()) {
-            return binary;
-        }
-        assert!(Instant::now() < deadline, "likes did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::wait_healthy(&binary.base).await;
+    binary
 }
 
 async fn healthz_within(client: &reqwest::Client, base: &str, within: Duration) {

@@ -3,7 +3,6 @@
 //! holds `LIKES_CACHE_CAPACITY` entries, instead of growing with every user.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const USERS: u64 = 100_000;
 const CACHE_CAPACITY: u64 = 5_000;
@@ -57,16 +56,8 @@ async fn start(dir: &std::path::Path) -> Binary {
         child,
         base: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let health = client.get(format!("{}/healthz", binary.base)).send().await;
-        if health.is_ok_and(|r| r.status().is_success()) {
-            return binary;
-        }
-        assert!(Instant::now() < deadline, "likes did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::wait_healthy(&binary.base).await;
+    binary
 }
 
 /// Users `from..to` read a content each, as themselves, from `CLIENTS` concurrent clients.
