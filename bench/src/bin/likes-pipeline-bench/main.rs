@@ -79,6 +79,18 @@ async fn filled_topic(
 }
 
 /// A new partitioned topic and dead-letter topic, with the workers' subscription.
+/// A new database on the services' TiDB, its URL and the store on it (schema applied).
+async fn fresh_store() -> anyhow::Result<(String, likes_sink::MySqlStore)> {
+    let url = likes_smoke::fresh_database(&env("LIKES_DATABASE_URL")?).await;
+    let store = MySqlConfig {
+        url: url.clone(),
+        ..MySqlConfig::default()
+    }
+    .build()
+    .await?;
+    Ok((url, store))
+}
+
 async fn fresh_topic(admin: &PulsarAdmin, run: &str) -> anyhow::Result<TopicsConfig> {
     let topics = TopicsConfig {
         topic: format!("{run}-events"),
@@ -217,13 +229,7 @@ async fn main() -> anyhow::Result<()> {
     println!("baseline, plain consumer (receive + ack):  {plain:>9.0} events/s ({took:.2?})");
     for count in [1usize, 2] {
         let topics = filled_topic(&admin, &url, &format!("{run}-w{count}"), &events).await?;
-        let database_url = likes_smoke::fresh_database(&env("LIKES_DATABASE_URL")?).await;
-        let store = MySqlConfig {
-            url: database_url.clone(),
-            ..MySqlConfig::default()
-        }
-        .build()
-        .await?;
+        let (database_url, store) = fresh_store().await?;
         let config = PipelineConfig {
             database_url,
             pulsar_admin_url: admin_url.clone(),

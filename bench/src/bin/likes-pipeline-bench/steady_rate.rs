@@ -12,14 +12,13 @@
 
 mod worker_process;
 
-use super::{env, fresh_topic, producer, PARTITIONS};
+use super::{fresh_store, fresh_topic, producer, PARTITIONS};
 use anyhow::Context as _;
 use likes_pipeline::runtime::event_lag::EventLagSnapshot;
 use likes_shared::hlc::now_ms;
 use likes_shared::topics::{event_key, TopicName, TopicsConfig};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
 use likes_sink::pulsar_admin::PulsarAdmin;
-use likes_sink::MySqlConfig;
 use pulsar::producer::{Message, SendFuture};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -46,13 +45,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let run = format!("pipeline-steady-{}", std::process::id());
     let topics = fresh_topic(admin, &run).await?;
-    let database_url = likes_smoke::fresh_database(&env("LIKES_DATABASE_URL")?).await;
-    let store = MySqlConfig {
-        url: database_url.clone(),
-        ..MySqlConfig::default()
-    }
-    .build()
-    .await?;
+    let (database_url, store) = fresh_store().await?;
     println!(
         "likes-pipeline-bench steady: {} events/s offered for {} s to {PARTITIONS} partitions, \
          {} worker process(es) ({})",
