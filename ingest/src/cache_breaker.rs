@@ -17,7 +17,7 @@
 
 mod missed;
 
-use missed::{MissedEvents, NotYet};
+use missed::MissedEvents;
 
 use async_trait::async_trait;
 use likes_shared::bus::DurableMark;
@@ -237,18 +237,10 @@ impl BreakerCache {
             Gate::Reject => return Err(self.rejected()),
             Gate::Probe => self.probe().await?,
         }
-        match self.missed.teach(self.inner.as_ref()).await {
-            Ok(()) => {}
-            Err(NotYet::Busy) => {
-                return Err(CacheError::Unavailable(
-                    "the state cache is learning the events it missed".into(),
-                ))
-            }
-            Err(NotYet::Failed(error)) => {
-                let failed: Result<T, CacheError> = Err(error);
-                self.record(&failed);
-                return failed;
-            }
+        if let Err(error) = self.missed.teach(self.inner.as_ref()).await {
+            let failed: Result<T, CacheError> = Err(error);
+            self.record(&failed);
+            return failed;
         }
         let result = call.await;
         self.record(&result);

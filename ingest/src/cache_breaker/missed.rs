@@ -10,7 +10,7 @@
 //! first [fences](StateCache::fence) it at the last time the cache answered (another instance
 //! that answers from an old entry meanwhile publishes a repeat instead of taking it for no
 //! change), then hands the missed events to [`StateCache::learn`] in order; until they all are,
-//! its actions keep going around the cache.
+//! its callers wait (or go around the cache if it fails).
 //!
 //! Bounded: past `MAX_MISSED` the oldest are dropped (counted); their pairs' cached states and
 //! counts may then stay behind until touched again, expired, or repaired by
@@ -25,14 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Most events kept; a 10 s outage at 10k degraded actions/s fits.
 pub const MAX_MISSED: usize = 100_000;
-
-/// Why the cache may not be used yet.
-pub enum NotYet {
-    /// Another task is teaching it.
-    Busy,
-    /// It failed to learn one.
-    Failed(CacheError),
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Missed {
@@ -53,7 +45,7 @@ pub struct MissedEvents {
     queue: Mutex<Queue>,
     /// `queue` is not empty: checked on every call, without the lock.
     pending: AtomicBool,
-    /// One task hands them over at a time; the others go around the cache meanwhile.
+    /// One task hands them over at a time; the others wait for it.
     learning: tokio::sync::Mutex<()>,
     gauge: IntGauge,
     dropped: IntCounter,
@@ -95,26 +87,25 @@ impl MissedEvents {
         self.pending.store(true, Ordering::Release);
     }
 
-    /// Hands every recorded event to `cache` in order. An error while another task is doing so
-    /// ([`NotYet::Busy`]) or when the cache fails meanwhile: the caller goes around the cache.
-    pub async fn teach(&self, cache: &dyn StateCache) -> Result<(), NotYet> {
+    /// Hands every recorded event to `cache` in order. Callers that find another task doing so
+    /// wait for it (it is a few round trips per missed event), so that the cache is not taken
+    /// for down meanwhile; an error when the cache fails: the caller goes around it.
+    pub async fn teach(&self, cache: &dyn StateCache) -> Result<(), CacheError> {
         if !self.pending.load(Ordering::Acquire) {
             return Ok(());
         }
-        let Ok(_one) = self.learning.try_lock() else {
-            return Err(NotYet::Busy);
-        };
+        let _one = self.learning.lock().await;
+        if !self.pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let since = self.queue.lock().since_ms;
-        cache.fence(since).await.map_err(NotYet::Failed)?;
+        cache.fence(since).await?;
         loop {
             let next = self.queue.lock().events.front().copied();
             let Some(m) = next else {
                 break;
             };
-            cache
-                .learn(m.user, m.content, m.liked, m.version)
-                .await
-                .map_err(NotYet::Failed)?;
+            cache.learn(m.user, m.content, m.liked, m.version).await?;
             let mut queue = self.queue.lock();
             queue.events.pop_front();
             self.gauge.set(queue.events.len() as i64);
