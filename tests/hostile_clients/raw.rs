@@ -44,6 +44,24 @@ pub async fn send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
     stream
 }
 
+/// One keep-alive connection sending GETs one at a time: a client whose connection is open
+/// before a flood and stays the same one (a pooling client may open another behind the flood,
+/// which the server rightly closes if no request comes in its header timeout).
+pub struct KeepAlive(TcpStream);
+
+impl KeepAlive {
+    pub async fn connect(addr: SocketAddr) -> KeepAlive {
+        KeepAlive(TcpStream::connect(addr).await.expect("connects"))
+    }
+
+    /// `GET path` on this connection, answered within `within`.
+    pub async fn get(&mut self, path: &str, within: Duration) -> RawResponse {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: likes\r\n\r\n");
+        self.0.write_all(request.as_bytes()).await.expect("sends");
+        read_response(&mut self.0, within).await
+    }
+}
+
 /// The next response on `stream`, within `within`.
 pub async fn read_response(stream: &mut TcpStream, within: Duration) -> RawResponse {
     tokio::time::timeout(within, read_one(stream))
