@@ -1,5 +1,6 @@
 //! I3 across a crash of the real binary: likes spooled while Pulsar is down survive `kill -9`,
-//! and the restarted process drains them; SIGTERM then stops it with exit 0.
+//! and the process restarted while Pulsar is still down serves from the spool, then drains it
+//! once Pulsar is back; SIGTERM then stops it with exit 0.
 
 use super::support::{exclusive, token, Stack};
 use likes_smoke::services;
@@ -97,8 +98,28 @@ async fn likes_spooled_before_a_kill_9_are_drained_by_the_next_process() {
     assert_eq!(depth, Some(LIKES), "every like is in the spool");
     first.child.kill().expect("kill -9");
     first.child.wait().expect("reaped");
-    services("start", "pulsar");
+    // Restarted while Pulsar is still down: it serves from the spool instead of refusing to
+    // start, and says what it is waiting for.
     let mut second = Ingest::start(&stack, dir.path(), port);
+    let ready = second.readyz().await;
+    assert_eq!(ready["spool_depth"].as_u64(), Some(LIKES), "{ready}");
+    assert_eq!(ready["checks"]["bus"], false, "{ready}");
+    let response = client
+        .put(format!(
+            "{}/v1/contents/{}/like",
+            second.base,
+            content + LIKES
+        ))
+        .bearer_auth(token(user))
+        .send()
+        .await
+        .expect("like");
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "a like while Pulsar is down"
+    );
+    services("start", "pulsar");
     let deadline = Instant::now() + Duration::from_secs(90);
     while second.readyz().await["spool_depth"].as_u64() != Some(0) {
         assert!(
@@ -108,12 +129,12 @@ async fn likes_spooled_before_a_kill_9_are_drained_by_the_next_process() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let events = stack.events().await;
-    for i in 0..LIKES {
+    for i in 0..=LIKES {
         assert!(
             events.iter().any(|e| e.user_id.get() == user
                 && e.content_id.get() == content + i
                 && e.action.liked()),
-            "like {i} answered 200 before the kill is not on the topic"
+            "like {i} answered 200 while Pulsar was down is not on the topic"
         );
     }
     let pid = second.child.id().to_string();
