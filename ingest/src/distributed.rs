@@ -28,7 +28,7 @@ use likes_shared::store::{LikeStore, StoreError};
 use likes_shared::topics::TopicName;
 use likes_shared::ContentId;
 use likes_sink::mysql::MissingSetting;
-use likes_sink::pulsar_admin::{self, PulsarAdmin, TopicKind};
+use likes_sink::pulsar_admin::{self, AdminError, PulsarAdmin, TopicKind};
 use likes_sink::redis_counts::Keys;
 use likes_sink::redis_trending::RedisTrendingBoard;
 use std::net::SocketAddr;
@@ -97,13 +97,16 @@ impl Distributed {
             });
         }
         check_topic(&config).await?;
-        let pulsar_url = publisher_config.url.clone();
-        let pulsar = PulsarPublisher::connect(publisher_config)
-            .await
-            .map_err(|source| StartError::Pulsar {
-                url: redacted_url(&pulsar_url),
-                source,
-            })?;
+        let pulsar_url = redacted_url(&publisher_config.url);
+        let pulsar = PulsarPublisher::new(publisher_config).map_err(|e| StartError::Pulsar {
+            url: pulsar_url.clone(),
+            source: BusError::Unavailable(e.to_string()),
+        })?;
+        // A broker that cannot be reached now is an outage, not a bad setting: the spool takes
+        // the events (and a spool left by a crash keeps them) until a later publish connects.
+        if let Err(error) = pulsar.connect_now().await {
+            tracing::warn!(url = %pulsar_url, %error, "Pulsar unreachable at start; spooling until it is back");
+        }
         let pulsar = Arc::new(pulsar);
         let (trigger, shutdown) = shutdown::channel();
         let spool_config = SpoolConfig {
@@ -219,6 +222,16 @@ async fn check_topic(config: &DistributedConfig) -> Result<(), StartError> {
         Ok(TopicKind::Partitioned(_)) => Ok(()),
         Ok(TopicKind::Missing) => Err(failed("does not exist".into())),
         Ok(TopicKind::NonPartitioned) => Err(failed("is not partitioned".into())),
+        // Pulsar down or still starting: ingest serves from the spool meanwhile, and the
+        // producer itself refuses a topic that turns out not to be partitioned.
+        Err(e @ AdminError::Unreachable { .. }) => {
+            tracing::warn!(error = %e, "cannot check the events topic now; starting anyway");
+            Ok(())
+        }
+        Err(e @ AdminError::Status { status, .. }) if status.is_server_error() => {
+            tracing::warn!(error = %e, "cannot check the events topic now; starting anyway");
+            Ok(())
+        }
         Err(e) => Err(failed(format!("cannot ask Pulsar's admin endpoint: {e}"))),
     }
 }

@@ -101,11 +101,16 @@ impl PulsarPublisher {
     /// unreachable broker or a missing permission says so at once.
     pub async fn connect(config: PulsarPublisherConfig) -> Result<Self, BusError> {
         let publisher = Self::new(config).map_err(|e| BusError::Unavailable(e.to_string()))?;
-        let deadline = Instant::now() + publisher.config.connect_timeout();
-        let mut slot = publisher.slot.lock().await;
-        publisher.ensure_producer(&mut slot, deadline).await?;
-        drop(slot);
+        publisher.connect_now().await?;
         Ok(publisher)
+    }
+
+    /// Connects and builds the producer now instead of at the first publish (within the
+    /// connect timeout). Its error is only news: a later publish tries again.
+    pub async fn connect_now(&self) -> Result<(), BusError> {
+        let deadline = Instant::now() + self.config.connect_timeout();
+        let mut slot = self.slot.lock().await;
+        self.ensure_producer(&mut slot, deadline).await
     }
 
     pub fn config(&self) -> &PulsarPublisherConfig {
@@ -235,6 +240,14 @@ impl PulsarPublisher {
             .build()
             .await
             .map_err(|e| format!("cannot create a producer: {e}"))?;
+        // Without partitions the key routes nothing and one content's order is not kept (I5);
+        // e.g. a topic the broker auto-created because none existed when ingest started.
+        if producer.partitions().is_none() {
+            return Err(format!(
+                "topic {} is not partitioned (run `likes-pipeline init`)",
+                self.topic
+            ));
+        }
         Ok(LiveProducer {
             producer,
             _client: client,

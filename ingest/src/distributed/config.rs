@@ -36,7 +36,9 @@ pub struct DistributedConfig {
     pub pulsar_url: String,
     /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`). Optional: when set, start-up checks
     /// that the events topic exists and is partitioned before the producer connects (a
-    /// producer on a missing topic would have the broker create it unpartitioned).
+    /// producer on a missing topic would have the broker create it unpartitioned). A Pulsar
+    /// that cannot be reached at start is an outage, not an error: ingest starts, spools, and
+    /// the producer itself refuses an unpartitioned topic once Pulsar is back.
     pub pulsar_admin_url: String,
     /// The events topic and its partitions (`LIKES_PULSAR__TOPIC`, `LIKES_PULSAR__PARTITIONS`).
     pub pulsar: TopicsConfig,
