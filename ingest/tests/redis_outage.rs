@@ -383,3 +383,45 @@ async fn a_redis_back_with_its_old_data_learns_the_actions_taken_without_it() {
         .await
         .contains("likes_ingest_cache_missed_events 0"));
 }
+
+/// A Redis restarted from a snapshot older than its last answers: the unlike answered after the
+/// snapshot is gone from it, and it says "liked" again. A like after that must not read "already
+/// liked" and publish nothing (the unlike would stay the newest event while the 2xx says
+/// "liked"): every state written before the instance's last answer is fenced, so the like goes
+/// out again with a version above the lost unlike's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_from_an_older_snapshot_republishes_what_it_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_arg = dir.path().to_str().expect("utf-8 path").to_owned();
+    let mut redis = PrivateRedis::start_with(&["--dir", &dir_arg]);
+    let running = Running::start(&redis).await;
+    let c = content();
+    assert!(!stale(&running.like(1, c).await));
+    redis.save();
+    let lost = running.unlike(1, c).await;
+    assert!(
+        !stale(&lost),
+        "answered by Redis, after the snapshot: {lost}"
+    );
+    redis.kill();
+    // One action while it is away: the breaker records it, so this instance knows the cache
+    // it finds again may be behind.
+    assert!(stale(&running.like(7, c).await));
+    redis.spawn();
+    running.until_fresh(5, c, COOLDOWN * 10).await;
+
+    let again = running.like(1, c).await;
+    assert!(!stale(&again), "{again}");
+    assert_eq!(again["liked"], true, "{again}");
+    let events: Vec<LikeEvent> = running
+        .events()
+        .into_iter()
+        .filter(|e| e.user_id.get() == 1)
+        .collect();
+    let newest = events.iter().max_by_key(|e| e.version).expect("events");
+    assert_eq!(
+        newest.action,
+        Action::Like,
+        "the newest event of user 1 must be the like its last 2xx reported: {events:?}"
+    );
+}

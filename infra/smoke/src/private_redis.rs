@@ -67,6 +67,19 @@ impl PrivateRedis {
             && &buf == b"+PONG\r\n"
     }
 
+    /// A snapshot now (`SAVE`), into the `--dir` it was started with: a restart loads it, which
+    /// is a Redis back with data older than its last answers.
+    pub fn save(&self) {
+        use std::io::{Read, Write};
+        let mut conn =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to save");
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = [0u8; 5];
+        conn.write_all(b"SAVE\r\n").expect("send SAVE");
+        conn.read_exact(&mut buf).expect("SAVE answers");
+        assert_eq!(&buf, b"+OK\r\n", "SAVE");
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -15,12 +15,31 @@ use std::time::Duration;
 pub type Pair = (u64, u64);
 
 /// What the answers said about one pair.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PairState {
     /// The state the last 2xx reported.
     pub liked: Option<bool>,
     /// An action answered without a 2xx after that: its state, still to be settled.
     pub unsure: Option<bool>,
+    /// Every action on the pair, for the report of a pair that ends wrong.
+    pub history: Vec<Step>,
+}
+
+/// One action on a pair: when it was sent and answered (wall-clock ms), in which phase, and how
+/// it was answered (`ok liked=..`, `503`, or what else came back).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub sent_ms: u64,
+    pub answered_ms: u64,
+    pub phase: usize,
+    pub like: bool,
+    pub answer: String,
+}
+
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -66,7 +85,11 @@ struct Claims {
 }
 
 pub enum Outcome {
-    Ok { liked: bool },
+    /// `flags`: the answer's `changed` and `stale`, for the report of a pair that ends wrong.
+    Ok {
+        liked: bool,
+        flags: String,
+    },
     Unavailable,
     Other(String),
 }
@@ -106,7 +129,10 @@ impl Client {
         match request.bearer_auth(token).send().await {
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
                 Ok(body) => match body["liked"].as_bool() {
-                    Some(liked) => Outcome::Ok { liked },
+                    Some(liked) => Outcome::Ok {
+                        liked,
+                        flags: format!("changed={} stale={}", body["changed"], body["stale"]),
+                    },
                     None => Outcome::Other(format!("2xx without liked: {body}")),
                 },
                 Err(e) => Outcome::Other(format!("2xx body: {e}")),
@@ -166,21 +192,31 @@ impl Load {
                         let content = first_content + rng.gen_range(0..contents);
                         let like = rng.gen_bool(0.65);
                         let now = phase.load(Ordering::Relaxed);
+                        let sent_ms = wall_ms();
                         let outcome = client.act(token, content, like).await;
                         let state = pairs.entry((*user, content)).or_default();
                         let refused = !matches!(outcome, Outcome::Ok { .. });
+                        state.history.push(Step {
+                            sent_ms,
+                            answered_ms: wall_ms(),
+                            phase: now,
+                            like,
+                            answer: match &outcome {
+                                Outcome::Ok { liked, flags } => format!("ok liked={liked} {flags}"),
+                                Outcome::Unavailable => "503".into(),
+                                Outcome::Other(what) => what.chars().take(120).collect(),
+                            },
+                        });
                         tallies.record(now, |t| {
                             t.requests += 1;
                             match outcome {
-                                Outcome::Ok { liked } => {
+                                Outcome::Ok { liked, .. } => {
                                     t.ok += 1;
                                     if liked != like {
                                         t.wrong += 1;
                                     }
-                                    *state = PairState {
-                                        liked: Some(liked),
-                                        unsure: None,
-                                    };
+                                    state.liked = Some(liked);
+                                    state.unsure = None;
                                 }
                                 Outcome::Unavailable => {
                                     t.unavailable += 1;
@@ -231,12 +267,22 @@ pub async fn settle(client: &Client, pairs: &mut HashMap<Pair, PairState>) {
         let token = client.token(*user);
         let mut tries = 0;
         loop {
-            if let Outcome::Ok { liked } = client.act(&token, *content, like).await {
+            let sent_ms = wall_ms();
+            let outcome = client.act(&token, *content, like).await;
+            state.history.push(Step {
+                sent_ms,
+                answered_ms: wall_ms(),
+                phase: usize::MAX,
+                like,
+                answer: match &outcome {
+                    Outcome::Ok { liked, flags } => format!("settle: ok liked={liked} {flags}"),
+                    _ => "settle: refused".into(),
+                },
+            });
+            if let Outcome::Ok { liked, .. } = outcome {
                 assert_eq!(liked, like, "the repeated action answered the other state");
-                *state = PairState {
-                    liked: Some(liked),
-                    unsure: None,
-                };
+                state.liked = Some(liked);
+                state.unsure = None;
                 break;
             }
             tries += 1;

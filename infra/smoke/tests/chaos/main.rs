@@ -55,6 +55,7 @@ async fn every_answered_like_survives_each_fault_and_the_counts_stay_exact() {
     // Ids of this run's own: earlier runs' rows stay in the database.
     let run = (std::process::id() as u64 % 10_000 + 1) * 1_000_000_000;
     let (first_user, first_content, contents) = (run, run, 40);
+    let started_ms = load::wall_ms();
     let load = Load::start(
         client.clone(),
         16,
@@ -82,9 +83,15 @@ async fn every_answered_like_survives_each_fault_and_the_counts_stay_exact() {
 
     let drain = drain(&db, &pairs).await;
     print_table(&tallies, &table, drain.as_ref().ok().copied());
-    let drain = drain.unwrap_or_else(|mismatches| {
-        panic!("TiDB did not reach the answered states within {DRAIN_LIMIT:?}: {mismatches:?}")
-    });
+    let drain = match drain {
+        Ok(drain) => drain,
+        Err(mismatches) => {
+            for (pair, _, _) in &mismatches {
+                report_pair(&db, *pair, &pairs[pair], started_ms).await;
+            }
+            panic!("TiDB did not reach the answered states within {DRAIN_LIMIT:?}: {mismatches:?}")
+        }
+    };
     for phase in 0..=FAULTS.len() {
         let t = tallies.get(phase);
         assert_eq!(
@@ -194,6 +201,39 @@ async fn drain(
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A pair that ended wrong: its every action and the row TiDB holds, on one clock (ms since the
+/// load started; a version's upper bits are the wall-clock ms of the action that made it).
+async fn report_pair(db: &sqlx::MySqlPool, pair: Pair, state: &PairState, started_ms: u64) {
+    let at = |ms: u64| ms as i64 - started_ms as i64;
+    println!("pair {pair:?}: expected liked={:?}", state.liked);
+    for step in &state.history {
+        println!(
+            "  {}..{}ms phase {:?} {} -> {}",
+            at(step.sent_ms),
+            at(step.answered_ms),
+            (step.phase != usize::MAX).then_some(step.phase),
+            if step.like { "like" } else { "unlike" },
+            step.answer
+        );
+    }
+    let row = sqlx::query("SELECT liked, version FROM likes WHERE content_id = ? AND user_id = ?")
+        .bind(pair.1)
+        .bind(pair.0)
+        .fetch_optional(db)
+        .await;
+    match row {
+        Ok(Some(row)) => {
+            let version: u64 = row.get(1);
+            println!(
+                "  TiDB: liked={} version {version} (~{}ms)",
+                row.get::<i8, _>(0),
+                at(version >> 16)
+            );
+        }
+        other => println!("  TiDB: {other:?}"),
     }
 }
 
