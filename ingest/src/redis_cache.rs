@@ -330,7 +330,7 @@ impl StateCache for RedisStateCache {
     async fn fence(&self, before_ms: u64) -> Result<(), CacheError> {
         let fence: u64 = FENCE_SCRIPT
             .key(self.keys.fence())
-            .arg(before_ms.saturating_sub(self.config.fence_margin_ms))
+            .arg(before_ms.saturating_add(self.config.fence_margin_ms))
             .invoke_async(&mut self.conn())
             .await
             .map_err(cache_error)?;

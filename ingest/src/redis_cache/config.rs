@@ -24,9 +24,10 @@ pub struct RedisCacheConfig {
     /// Redis is a Cluster: every script keeps to one hash slot, so an action's state and its
     /// count move in two round trips instead of one script.
     pub cluster: bool,
-    /// After an outage, states written before the cache's last answer minus this are fenced
-    /// (`StateCache::fence`): it covers the clock skew between ingest hosts, whose clocks stamp
-    /// the versions.
+    /// After an outage, states written before the cache's last answer *plus* this are fenced
+    /// (`StateCache::fence`). The states a Redis restarted from a snapshot has lost were written
+    /// right up to its last answer, stamped by every ingest host's clock; the margin covers the
+    /// hosts whose clocks run ahead of this one's.
     pub fence_margin_ms: u64,
 }
 
