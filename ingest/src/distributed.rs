@@ -35,9 +35,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// How long a partition's trending post counts after its worker last posted it.
 const TRENDING_TTL: Duration = Duration::from_secs(60);
+/// Between two start-up attempts on a Pulsar that is not ready.
+const START_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -56,6 +59,8 @@ pub enum StartError {
     Schema { url: String, source: StoreError },
     #[error("the events topic {topic}: {reason} (run `likes-pipeline init` first)")]
     Topic { topic: String, reason: String },
+    #[error("Pulsar's admin endpoint at LIKES_PULSAR_ADMIN_URL ({url}) did not answer in time: {reason}")]
+    PulsarAdmin { url: String, reason: String },
     #[error("the spool in LIKES_DATA_DIR: {0}")]
     Spool(#[from] SpoolError),
     #[error(transparent)]
@@ -96,16 +101,23 @@ impl Distributed {
                 source,
             });
         }
-        check_topic(&config).await?;
+        // A Pulsar that is still starting (just restarted with the rest of a deployment) is
+        // waited for; one that stays away fails the start, naming the setting (DESIGN 11).
+        let give_up = Instant::now() + Duration::from_millis(config.pulsar_start_wait_ms);
+        check_topic(&config, give_up).await?;
         let pulsar_url = redacted_url(&publisher_config.url);
-        let pulsar = PulsarPublisher::new(publisher_config).map_err(|e| StartError::Pulsar {
+        let pulsar_error = |source| StartError::Pulsar {
             url: pulsar_url.clone(),
-            source: BusError::Unavailable(e.to_string()),
-        })?;
-        // A broker that cannot be reached now is an outage, not a bad setting: the spool takes
-        // the events (and a spool left by a crash keeps them) until a later publish connects.
-        if let Err(error) = pulsar.connect_now().await {
-            tracing::warn!(url = %pulsar_url, %error, "Pulsar unreachable at start; spooling until it is back");
+            source,
+        };
+        let pulsar = PulsarPublisher::new(publisher_config)
+            .map_err(|e| pulsar_error(BusError::Unavailable(e.to_string())))?;
+        while let Err(error) = pulsar.connect_now().await {
+            if Instant::now() >= give_up {
+                return Err(pulsar_error(error));
+            }
+            tracing::warn!(url = %pulsar_url, %error, "Pulsar not ready; waiting for it");
+            tokio::time::sleep(START_RETRY).await;
         }
         let pulsar = Arc::new(pulsar);
         let (trigger, shutdown) = shutdown::channel();
@@ -206,7 +218,7 @@ impl Distributed {
 
 /// When the admin endpoint is known: the events topic must exist, partitioned, before a producer
 /// connects to it (see [`DistributedConfig::pulsar_admin_url`]).
-async fn check_topic(config: &DistributedConfig) -> Result<(), StartError> {
+async fn check_topic(config: &DistributedConfig, until: Instant) -> Result<(), StartError> {
     let admin_url = config.pulsar_admin_url.trim();
     if admin_url.is_empty() {
         return Ok(());
@@ -218,20 +230,23 @@ async fn check_topic(config: &DistributedConfig) -> Result<(), StartError> {
     let topic = TopicName::parse(&config.pulsar.topic).map_err(|e| failed(e.to_string()))?;
     let admin = PulsarAdmin::new(admin_url, pulsar_admin::DEFAULT_WAIT)
         .map_err(|e| failed(format!("LIKES_PULSAR_ADMIN_URL: {e}")))?;
-    match admin.topic_kind(&topic).await {
-        Ok(TopicKind::Partitioned(_)) => Ok(()),
-        Ok(TopicKind::Missing) => Err(failed("does not exist".into())),
-        Ok(TopicKind::NonPartitioned) => Err(failed("is not partitioned".into())),
-        // Pulsar down or still starting: ingest serves from the spool meanwhile, and the
-        // producer itself refuses a topic that turns out not to be partitioned.
-        Err(e @ AdminError::Unreachable { .. }) => {
-            tracing::warn!(error = %e, "cannot check the events topic now; starting anyway");
-            Ok(())
+    loop {
+        let not_yet = match admin.topic_kind(&topic).await {
+            Ok(TopicKind::Partitioned(_)) => return Ok(()),
+            Ok(TopicKind::Missing) => return Err(failed("does not exist".into())),
+            Ok(TopicKind::NonPartitioned) => return Err(failed("is not partitioned".into())),
+            // Not answering, or answering that it cannot yet: a Pulsar still starting.
+            Err(e @ AdminError::Unreachable { .. }) => e,
+            Err(e @ AdminError::Status { status, .. }) if status.is_server_error() => e,
+            Err(e) => return Err(failed(format!("cannot ask Pulsar's admin endpoint: {e}"))),
+        };
+        if Instant::now() >= until {
+            return Err(StartError::PulsarAdmin {
+                url: redacted_url(admin_url),
+                reason: not_yet.to_string(),
+            });
         }
-        Err(e @ AdminError::Status { status, .. }) if status.is_server_error() => {
-            tracing::warn!(error = %e, "cannot check the events topic now; starting anyway");
-            Ok(())
-        }
-        Err(e) => Err(failed(format!("cannot ask Pulsar's admin endpoint: {e}"))),
+        tracing::warn!(error = %not_yet, "Pulsar's admin endpoint not ready; waiting for it");
+        tokio::time::sleep(START_RETRY).await;
     }
 }

@@ -36,9 +36,7 @@ pub struct DistributedConfig {
     pub pulsar_url: String,
     /// Pulsar's admin endpoint (`LIKES_PULSAR_ADMIN_URL`). Optional: when set, start-up checks
     /// that the events topic exists and is partitioned before the producer connects (a
-    /// producer on a missing topic would have the broker create it unpartitioned). A Pulsar
-    /// that cannot be reached at start is an outage, not an error: ingest starts, spools, and
-    /// the producer itself refuses an unpartitioned topic once Pulsar is back.
+    /// producer on a missing topic would have the broker create it unpartitioned).
     pub pulsar_admin_url: String,
     /// The events topic and its partitions (`LIKES_PULSAR__TOPIC`, `LIKES_PULSAR__PARTITIONS`).
     pub pulsar: TopicsConfig,
@@ -52,6 +50,10 @@ pub struct DistributedConfig {
     /// The pipeline's enforced maximum lag from a like's publish to its commit, publish timeout
     /// included: the Redis cache may forget (and fill counts over) changes older than this.
     pub max_pipeline_lag_ms: u64,
+    /// How long start-up waits for a Pulsar that does not answer yet (`LIKES_PULSAR_START_WAIT_MS`):
+    /// one that is still starting is waited for; past this, the start fails naming
+    /// `LIKES_PULSAR_URL` (DESIGN section 11). Once running, an outage is the spool's business.
+    pub pulsar_start_wait_ms: u64,
     /// The spool's bounds (`LIKES_SPOOL__MAX_BYTES`, …); it lives in `data_dir/spool`, whatever
     /// its `dir` says.
     pub spool: SpoolConfig,
@@ -77,6 +79,7 @@ impl Default for DistributedConfig {
                 ..StoreTuning::default()
             },
             max_pipeline_lag_ms: 30_000,
+            pulsar_start_wait_ms: 30_000,
             spool: SpoolConfig::default(),
         }
     }
