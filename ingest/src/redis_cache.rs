@@ -222,37 +222,6 @@ impl RedisStateCache {
     }
 }
 
-impl RedisStateCache {
-    /// The counts this process moved lately may have lost those moves (a Redis restarted from a
-    /// snapshot taken before them): each is deleted and marked changed now, so it is served from
-    /// the store until a store read taken after now may fill it again (`FILL_COUNT`).
-    async fn forget_recent_counts(&self) -> Result<(), CacheError> {
-        let contents = self.known_counts.take_all();
-        let now = now_ms();
-        for chunk in contents.chunks(FORGET_CHUNK) {
-            let mut pipe = redis::pipe();
-            for content in chunk {
-                pipe.del(self.keys.count(*content)).ignore();
-                pipe.set_ex(self.keys.changed(*content), now, self.config.count_ttl_secs)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut self.conn())
-                .await
-                .map_err(cache_error)?;
-        }
-        if !contents.is_empty() {
-            tracing::info!(
-                counts = contents.len(),
-                "counts moved before the cache's outage forgotten; they are read from the store until it is past them"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Count keys forgotten per round trip after an outage.
-const FORGET_CHUNK: usize = 1_000;
-
 #[async_trait]
 impl StateCache for RedisStateCache {
     fn fill_ticket(&self) -> FillTicket {
@@ -366,7 +335,7 @@ impl StateCache for RedisStateCache {
             .await
             .map_err(cache_error)?;
         self.fence.fetch_max(fence, Ordering::Relaxed);
-        self.forget_recent_counts().await
+        Ok(())
     }
 
     async fn learn(

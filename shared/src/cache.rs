@@ -117,10 +117,8 @@ pub trait StateCache: Send + Sync + 'static {
     /// States written before `before_ms` (wall clock) may have missed events published while
     /// this cache was away, which outrank them: from now on a repeat of such a state is published
     /// again (as a pending state) instead of taken for "no change". Called before the missed
-    /// events are learned, so no instance answers from an old entry meanwhile. Counts have no
-    /// versions to fence: an implementation forgets those it moved lately instead (a cache back
-    /// from an older snapshot may have lost those moves), and they are read from the store again.
-    /// The default (a cache that is never away) does nothing.
+    /// events are learned, so no instance answers from an old entry meanwhile. The default (a
+    /// cache that is never away) does nothing.
     async fn fence(&self, _before_ms: u64) -> Result<(), CacheError> {
         Ok(())
     }

@@ -37,18 +37,6 @@ impl KnownCounts {
         self.moved.contains_key(&content.get())
     }
 
-    /// Every content remembered, forgotten here: after an outage the keys themselves are in
-    /// doubt (see `StateCache::fence` on the cache).
-    pub fn take_all(&self) -> Vec<ContentId> {
-        let all = self
-            .moved
-            .iter()
-            .filter_map(|(content, ())| ContentId::new(*content).ok())
-            .collect();
-        self.moved.invalidate_all();
-        all
-    }
-
     /// A move found the key (`true`, and reset its TTL) or found it missing (`false`).
     pub fn record(&self, content: ContentId, present: bool) {
         if present {
