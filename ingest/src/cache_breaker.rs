@@ -273,7 +273,10 @@ impl StateCache for BreakerCache {
         mark: DurableMark,
     ) -> Result<(), CacheError> {
         self.guarded(self.inner.confirm(user, content, applied, mark))
-            .await
+            .await?;
+        self.missed
+            .confirmed((user, content), (applied.liked, applied.version), now_ms());
+        Ok(())
     }
 
     async fn revert(

@@ -12,9 +12,16 @@
 //! change), then hands the missed events to [`StateCache::learn`] in order; until they all are,
 //! its callers wait (or go around the cache if it fails).
 //!
+//! A Redis restarted from a snapshot has also lost what it answered after that snapshot: the
+//! changes this instance confirmed in its last [`RECENT_WINDOW_MS`] before the outage are
+//! therefore taught first, oldest first. Learning is idempotent by version (a state the cache
+//! holds at that version or newer is left alone), so teaching them to a cache that lost nothing
+//! moves nothing, and to one that did, it puts back the states *and* the count moves it lost.
+//!
 //! Bounded: past `MAX_MISSED` the oldest are dropped (counted); their pairs' cached states and
 //! counts may then stay behind until touched again, expired, or repaired by
-//! `likes-pipeline reconcile`.
+//! `likes-pipeline reconcile`. So may changes older than the window that a snapshot lost (the
+//! fence still republishes their states on a repeat).
 
 use likes_shared::cache::{CacheError, StateCache};
 use likes_shared::{ContentId, UserId};
@@ -25,6 +32,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Most events kept; a 10 s outage at 10k degraded actions/s fits.
 pub const MAX_MISSED: usize = 100_000;
+
+/// How far back confirmed changes are kept to teach again after an outage (wall ms): a snapshot
+/// taken once a minute loses at most that.
+pub const RECENT_WINDOW_MS: u64 = 60_000;
+
+/// Most confirmed changes kept for that.
+const MAX_RECENT: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Missed {
@@ -43,6 +57,8 @@ struct Queue {
 
 pub struct MissedEvents {
     queue: Mutex<Queue>,
+    /// Changes the cache confirmed lately, with when (wall ms), oldest first.
+    recent: Mutex<VecDeque<(u64, Missed)>>,
     /// `queue` is not empty: checked on every call, without the lock.
     pending: AtomicBool,
     /// One task hands them over at a time; the others wait for it.
@@ -55,6 +71,7 @@ impl MissedEvents {
     pub fn new(gauge: IntGauge, dropped: IntCounter) -> Self {
         MissedEvents {
             queue: Mutex::new(Queue::default()),
+            recent: Mutex::new(VecDeque::new()),
             pending: AtomicBool::new(false),
             learning: tokio::sync::Mutex::new(()),
             gauge,
@@ -62,7 +79,33 @@ impl MissedEvents {
         }
     }
 
+    /// A change the cache confirmed at `now_ms`: kept for [`RECENT_WINDOW_MS`], in case the
+    /// cache comes back from a snapshot taken before it.
+    pub fn confirmed(
+        &self,
+        (user, content): (UserId, ContentId),
+        (liked, version): (bool, u64),
+        now_ms: u64,
+    ) {
+        let mut recent = self.recent.lock();
+        while recent.len() >= MAX_RECENT
+            || recent
+                .front()
+                .is_some_and(|(at, _)| at + RECENT_WINDOW_MS < now_ms)
+        {
+            recent.pop_front();
+        }
+        let change = Missed {
+            user,
+            content,
+            liked,
+            version,
+        };
+        recent.push_back((now_ms, change));
+    }
+
     /// `answered_ms`: when the cache last answered (the fence, if this starts a run of misses).
+    /// The first miss of a run puts the changes confirmed lately ahead of it, to be taught again.
     pub fn record(
         &self,
         (user, content): (UserId, ContentId),
@@ -72,6 +115,10 @@ impl MissedEvents {
         let mut queue = self.queue.lock();
         if queue.events.is_empty() {
             queue.since_ms = answered_ms;
+            let recent = std::mem::take(&mut *self.recent.lock());
+            queue
+                .events
+                .extend(recent.into_iter().map(|(_, change)| change));
         }
         if queue.events.len() >= MAX_MISSED {
             queue.events.pop_front();
