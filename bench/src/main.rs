@@ -40,6 +40,8 @@ OPTIONS (defaults in brackets):
   --load-threads N       worker threads of the load's runtime [1]
   --no-baseline          skip the hello baseline (ratios become n/a)
   --seed N               random seed [42]
+  --steady R             one open-loop phase of likes/unlikes at R per second for --duration,
+                         instead of the closed-loop phases (the end-to-end benchmark)
 
 Exits non-zero if the counts after the run are not exact.";
 
@@ -58,6 +60,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<run::Options>> {
         load_threads: 1,
         baseline: true,
         seed: 42,
+        steady: None,
     };
     let mut mode = "compare";
     let mut url = None;
@@ -89,6 +92,11 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<run::Options>> {
             "--load-threads" => o.load_threads = value()?.parse()?,
             "--no-baseline" => o.baseline = false,
             "--seed" => o.seed = value()?.parse()?,
+            "--steady" => {
+                let rate: f64 = value()?.parse().context("--steady: a rate per second")?;
+                anyhow::ensure!(rate >= 1.0, "--steady: at least 1 per second");
+                o.steady = Some(rate);
+            }
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }

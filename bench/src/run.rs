@@ -30,6 +30,9 @@ pub struct Options {
     pub load_threads: usize,
     pub baseline: bool,
     pub seed: u64,
+    /// `--steady R`: one open-loop write phase at R likes/s for `duration` instead of the
+    /// closed-loop phases (the end-to-end benchmark: a rate the deployment is to sustain).
+    pub steady: Option<f64>,
 }
 
 /// What the likes phases measured, and the write sessions' model for the exactness check.
@@ -39,6 +42,8 @@ struct LikesRun {
     half: Summary,
     half_rate: f64,
     sessions: Vec<WriteSession>,
+    /// One steady phase (`--steady`): `write`, `read` and `half` are that phase.
+    steady: bool,
 }
 
 fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
@@ -107,7 +112,7 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
                 .context("making a temp data dir")?;
             let app = server.block_on(targets::start_embedded(dir.path()))?;
             let tokens = targets::mint_tokens(BENCH_SECRET, o.users, 3600)?;
-            let likes = drive_likes(&load, app.addr, o, &tokens)?;
+            let likes = drive(&load, app.addr, o, &tokens)?;
             print_likes(&likes, hello.as_ref());
             let drained = load.block_on(verify::wait_drained(
                 app.addr,
@@ -137,7 +142,7 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
             let tokens = targets::mint_tokens(&o.jwt_secret, o.users, 3600)?;
             let all: Vec<u64> = (1..=o.contents as u64).collect();
             let before = load.block_on(verify::served_counts(addr, &all))?;
-            let likes = drive_likes(&load, addr, o, &tokens)?;
+            let likes = drive(&load, addr, o, &tokens)?;
             print_likes(&likes, hello.as_ref());
             let (deltas, tainted) = expected_deltas(&likes.sessions);
             // An external instance may serve hot counts from a local cache with a short TTL
@@ -150,6 +155,61 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
     println!("load average after: {}", loadavg());
     print_notes(&verdict);
     Ok(verdict.is_exact())
+}
+
+/// The closed-loop phases, or with `--steady` the one steady phase.
+fn drive(
+    load: &Runtime,
+    addr: SocketAddr,
+    o: &Options,
+    tokens: &[HeaderValue],
+) -> anyhow::Result<LikesRun> {
+    match o.steady {
+        None => drive_likes(load, addr, o, tokens),
+        Some(rate) => drive_steady(load, addr, o, tokens, rate),
+    }
+}
+
+/// Likes and unlikes at `rate` per second (open loop) for `duration`, after the warm-up. The
+/// `STEADY` line is for scripts that compare two targets' runs.
+fn drive_steady(
+    load: &Runtime,
+    addr: SocketAddr,
+    o: &Options,
+    tokens: &[HeaderValue],
+    rate: f64,
+) -> anyhow::Result<LikesRun> {
+    let host = HeaderValue::try_from(addr.to_string())?;
+    let zipf = Arc::new(Zipf::new(o.contents, o.zipf_s));
+    let plan = Plan {
+        warmup: o.warmup,
+        measure: o.duration,
+        rate: Some(rate),
+    };
+    let sessions = WriteSession::partition(&host, &zipf, tokens, o.concurrency, o.seed);
+    let (sessions, tally) = load.block_on(driver::run(addr, sessions, plan))?;
+    let steady = Summary::new(
+        &format!("likes: like @ {rate:.0}/s (steady)"),
+        o.concurrency,
+        &tally,
+        o.duration,
+    );
+    println!("{}", steady.row());
+    println!(
+        "STEADY offered={rate:.0} ok_rps={:.1} p50_us={} p99_us={} errors={}",
+        steady.rps,
+        steady.p50_us,
+        steady.p99_us,
+        steady.errors.values().sum::<u64>()
+    );
+    Ok(LikesRun {
+        write: steady.clone(),
+        read: steady.clone(),
+        half: steady,
+        half_rate: rate,
+        sessions,
+        steady: true,
+    })
 }
 
 /// Writes (closed loop), reads (closed loop), then writes at half the measured write peak
@@ -214,6 +274,7 @@ fn drive_likes(
         half,
         half_rate,
         sessions,
+        steady: false,
     })
 }
 
@@ -226,6 +287,9 @@ fn loadavg() -> String {
 }
 
 fn print_likes(likes: &LikesRun, hello: Option<&Summary>) {
+    if likes.steady {
+        return; // one phase, printed as it ran; no ratios to the closed-loop baseline
+    }
     let base = hello.map_or(0.0, |h| h.rps);
     println!();
     println!(

@@ -7,7 +7,10 @@ use likes_pipeline::runtime::event_lag::EventLagSnapshot;
 use likes_shared::topics::TopicsConfig;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "../../../shared/process_probe.rs"]
+mod process_probe;
+use process_probe::{rss_kib, scrape};
 
 /// One `likes-pipeline run` process and where it serves `/metrics`.
 pub(super) struct WorkerProcess {
@@ -70,21 +73,6 @@ pub(super) async fn wait_serving(addr: std::net::SocketAddr) -> anyhow::Result<(
     Ok(())
 }
 
-/// `GET /metrics` in HTTP/1.0: the server closes after the answer, so reading to the end is
-/// the whole body, and the bench needs no HTTP client for one request every 10 s.
-pub(super) async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await??;
-    let (_, body) = answer
-        .split_once("\r\n\r\n")
-        .context("an HTTP answer without a body")?;
-    Ok(body.to_owned())
-}
-
 pub(super) async fn sample_all(workers: &[WorkerProcess]) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::with_capacity(workers.len());
     for worker in workers {
@@ -102,16 +90,6 @@ pub(super) async fn sample_all(workers: &[WorkerProcess]) -> anyhow::Result<Vec<
         });
     }
     Ok(samples)
-}
-
-/// The process' resident set (`VmRSS` in /proc), in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
 }
 
 /// SIGTERM `child` (the graceful stop), and its exit code once it exits (30 s at most).
