@@ -42,8 +42,6 @@ struct LikesRun {
     half: Summary,
     half_rate: f64,
     sessions: Vec<WriteSession>,
-    /// One steady phase (`--steady`): `write`, `read` and `half` are that phase.
-    steady: bool,
 }
 
 fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
@@ -112,8 +110,7 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
                 .context("making a temp data dir")?;
             let app = server.block_on(targets::start_embedded(dir.path()))?;
             let tokens = targets::mint_tokens(BENCH_SECRET, o.users, 3600)?;
-            let likes = drive(&load, app.addr, o, &tokens)?;
-            print_likes(&likes, hello.as_ref());
+            let sessions = drive(&load, app.addr, o, &tokens, hello.as_ref())?;
             let drained = load.block_on(verify::wait_drained(
                 app.addr,
                 &app.worker_stats,
@@ -123,7 +120,7 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
                 "pipeline drained {:.2}s after the load stopped",
                 drained.as_secs_f64()
             );
-            let (deltas, tainted) = expected_deltas(&likes.sessions);
+            let (deltas, tainted) = expected_deltas(&sessions);
             let verdict = load.block_on(verify::check_embedded(
                 app.addr,
                 app.store.clone(),
@@ -142,9 +139,8 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
             let tokens = targets::mint_tokens(&o.jwt_secret, o.users, 3600)?;
             let all: Vec<u64> = (1..=o.contents as u64).collect();
             let before = load.block_on(verify::served_counts(addr, &all))?;
-            let likes = drive(&load, addr, o, &tokens)?;
-            print_likes(&likes, hello.as_ref());
-            let (deltas, tainted) = expected_deltas(&likes.sessions);
+            let sessions = drive(&load, addr, o, &tokens, hello.as_ref())?;
+            let (deltas, tainted) = expected_deltas(&sessions);
             // An external instance may serve hot counts from a local cache with a short TTL
             // (likes-ingest: 500 ms): what is checked is what it serves once that has passed.
             std::thread::sleep(std::time::Duration::from_secs(2));
@@ -157,15 +153,21 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
     Ok(verdict.is_exact())
 }
 
-/// The closed-loop phases, or with `--steady` the one steady phase.
+/// The closed-loop phases and their ratios to `hello`, or with `--steady` the one steady
+/// phase; the write sessions, whose model the exactness check needs.
 fn drive(
     load: &Runtime,
     addr: SocketAddr,
     o: &Options,
     tokens: &[HeaderValue],
-) -> anyhow::Result<LikesRun> {
+    hello: Option<&Summary>,
+) -> anyhow::Result<Vec<WriteSession>> {
     match o.steady {
-        None => drive_likes(load, addr, o, tokens),
+        None => {
+            let likes = drive_likes(load, addr, o, tokens)?;
+            print_likes(&likes, hello);
+            Ok(likes.sessions)
+        }
         Some(rate) => drive_steady(load, addr, o, tokens, rate),
     }
 }
@@ -178,7 +180,7 @@ fn drive_steady(
     o: &Options,
     tokens: &[HeaderValue],
     rate: f64,
-) -> anyhow::Result<LikesRun> {
+) -> anyhow::Result<Vec<WriteSession>> {
     let host = HeaderValue::try_from(addr.to_string())?;
     let zipf = Arc::new(Zipf::new(o.contents, o.zipf_s));
     let plan = Plan {
@@ -202,14 +204,7 @@ fn drive_steady(
         steady.p99_us,
         steady.errors.values().sum::<u64>()
     );
-    Ok(LikesRun {
-        write: steady.clone(),
-        read: steady.clone(),
-        half: steady,
-        half_rate: rate,
-        sessions,
-        steady: true,
-    })
+    Ok(sessions)
 }
 
 /// Writes (closed loop), reads (closed loop), then writes at half the measured write peak
@@ -274,7 +269,6 @@ fn drive_likes(
         half,
         half_rate,
         sessions,
-        steady: false,
     })
 }
 
@@ -287,9 +281,6 @@ fn loadavg() -> String {
 }
 
 fn print_likes(likes: &LikesRun, hello: Option<&Summary>) {
-    if likes.steady {
-        return; // one phase, printed as it ran; no ratios to the closed-loop baseline
-    }
     let base = hello.map_or(0.0, |h| h.rps);
     println!();
     println!(
