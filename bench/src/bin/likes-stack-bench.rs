@@ -35,30 +35,20 @@ struct Steady {
     p99_us: u64,
     errors: u64,
     exact: bool,
-    /// When the load phase ended (the `STEADY` line appeared).
-    ended: Option<Instant>,
 }
 
+/// Where `infra/dev/services` keeps its env files and each member's pid: the directory of
+/// the services' env file.
 fn run_dir() -> PathBuf {
-    std::env::var_os("LIKES_RUN_DIR").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/likes/run")
-        },
-        PathBuf::from,
-    )
+    let env_file = likes_smoke::env_file_path();
+    env_file.parent().map_or_else(PathBuf::new, PathBuf::from)
 }
 
 fn stack_env() -> anyhow::Result<HashMap<String, String>> {
     let path = run_dir().join("stack.env");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: run `infra/dev/stack up` first", path.display()))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect())
+    Ok(likes_smoke::parse_env(&text))
 }
 
 /// Each member's RSS in MiB (Nginx: the master and its workers together).
@@ -141,9 +131,8 @@ async fn sample(workers: &[SocketAddr]) -> anyhow::Result<(EventLagSnapshot, u64
 /// `ended` hears when the load phase is over (the tool checks counts after it).
 async fn steady_load(
     args: &[&str],
-    ended: Option<tokio::sync::oneshot::Sender<Instant>>,
+    mut ended: Option<tokio::sync::oneshot::Sender<Instant>>,
 ) -> anyhow::Result<Steady> {
-    let mut ended = ended;
     let exe = std::env::current_exe()?.with_file_name("likes-load");
     let mut child = tokio::process::Command::new(&exe)
         .args(args)
@@ -158,13 +147,13 @@ async fn steady_load(
     let stdout = child.stdout.take().context("likes-load's stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut steady = Steady::default();
+    let mut seen = false;
     while let Some(line) = lines.next_line().await? {
         println!("  | {line}");
         if let Some(fields) = line.strip_prefix("STEADY ") {
-            let now = Instant::now();
-            steady.ended = Some(now);
+            seen = true;
             if let Some(tell) = ended.take() {
-                let _ = tell.send(now);
+                let _ = tell.send(Instant::now());
             }
             for (key, value) in fields.split_whitespace().filter_map(|f| f.split_once('=')) {
                 match key {
@@ -178,7 +167,7 @@ async fn steady_load(
         }
     }
     steady.exact = child.wait().await?.success();
-    anyhow::ensure!(steady.ended.is_some(), "likes-load printed no STEADY line");
+    anyhow::ensure!(seen, "likes-load printed no STEADY line");
     Ok(steady)
 }
 

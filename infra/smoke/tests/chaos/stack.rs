@@ -53,12 +53,7 @@ impl Stack {
         let path = likes_smoke::env_file_path().with_file_name("stack.env");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{} after `up stack`: {e}", path.display()));
-        let settings = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let settings = likes_smoke::parse_env(&text);
         Stack { settings }
     }
 
