@@ -78,7 +78,6 @@ async fn filled_topic(
     Ok(topics)
 }
 
-/// A new partitioned topic and dead-letter topic, with the workers' subscription.
 /// A new database on the services' TiDB, its URL and the store on it (schema applied).
 async fn fresh_store() -> anyhow::Result<(String, likes_sink::MySqlStore)> {
     let url = likes_smoke::fresh_database(&env("LIKES_DATABASE_URL")?).await;
@@ -91,6 +90,7 @@ async fn fresh_store() -> anyhow::Result<(String, likes_sink::MySqlStore)> {
     Ok((url, store))
 }
 
+/// A new partitioned topic and dead-letter topic, with the workers' subscription.
 async fn fresh_topic(admin: &PulsarAdmin, run: &str) -> anyhow::Result<TopicsConfig> {
     let topics = TopicsConfig {
         topic: format!("{run}-events"),
