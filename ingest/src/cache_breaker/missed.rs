@@ -40,25 +40,38 @@ pub const RECENT_WINDOW_MS: u64 = 60_000;
 /// Most confirmed changes kept for that.
 const MAX_RECENT: usize = 100_000;
 
+/// One (user, content)'s state at a version, to teach the cache: an event published without
+/// it, or a change it confirmed lately.
 #[derive(Debug, Clone, Copy)]
-struct Missed {
+struct Change {
     user: UserId,
     content: ContentId,
     liked: bool,
     version: u64,
 }
 
+impl Change {
+    fn new((user, content): (UserId, ContentId), (liked, version): (bool, u64)) -> Self {
+        Change {
+            user,
+            content,
+            liked,
+            version,
+        }
+    }
+}
+
 /// The events, and the last time the cache answered before the first of them (wall ms).
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<Missed>,
+    events: VecDeque<Change>,
     since_ms: u64,
 }
 
 pub struct MissedEvents {
     queue: Mutex<Queue>,
     /// Changes the cache confirmed lately, with when (wall ms), oldest first.
-    recent: Mutex<VecDeque<(u64, Missed)>>,
+    recent: Mutex<VecDeque<(u64, Change)>>,
     /// `queue` is not empty: checked on every call, without the lock.
     pending: AtomicBool,
     /// One task hands them over at a time; the others wait for it.
@@ -81,12 +94,7 @@ impl MissedEvents {
 
     /// A change the cache confirmed at `now_ms`: kept for [`RECENT_WINDOW_MS`], in case the
     /// cache comes back from a snapshot taken before it.
-    pub fn confirmed(
-        &self,
-        (user, content): (UserId, ContentId),
-        (liked, version): (bool, u64),
-        now_ms: u64,
-    ) {
+    pub fn confirmed(&self, pair: (UserId, ContentId), state: (bool, u64), now_ms: u64) {
         let mut recent = self.recent.lock();
         while recent.len() >= MAX_RECENT
             || recent
@@ -95,23 +103,12 @@ impl MissedEvents {
         {
             recent.pop_front();
         }
-        let change = Missed {
-            user,
-            content,
-            liked,
-            version,
-        };
-        recent.push_back((now_ms, change));
+        recent.push_back((now_ms, Change::new(pair, state)));
     }
 
     /// `answered_ms`: when the cache last answered (the fence, if this starts a run of misses).
     /// The first miss of a run puts the changes confirmed lately ahead of it, to be taught again.
-    pub fn record(
-        &self,
-        (user, content): (UserId, ContentId),
-        (liked, version): (bool, u64),
-        answered_ms: u64,
-    ) {
+    pub fn record(&self, pair: (UserId, ContentId), state: (bool, u64), answered_ms: u64) {
         let mut queue = self.queue.lock();
         if queue.events.is_empty() {
             queue.since_ms = answered_ms;
@@ -124,12 +121,7 @@ impl MissedEvents {
             queue.events.pop_front();
             self.dropped.inc();
         }
-        queue.events.push_back(Missed {
-            user,
-            content,
-            liked,
-            version,
-        });
+        queue.events.push_back(Change::new(pair, state));
         self.gauge.set(queue.events.len() as i64);
         self.pending.store(true, Ordering::Release);
     }
