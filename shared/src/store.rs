@@ -48,6 +48,10 @@ pub enum StoreError {
     /// Worth retrying: connection lost, deadlock, write conflict, timeout.
     #[error("transient store error: {0}")]
     Transient(String),
+    /// Another transaction wrote the same rows first (TiDB's optimistic write conflict, a
+    /// deadlock): transient, and counted apart, since a rising rate means workers share rows.
+    #[error("write conflict: {0}")]
+    Conflict(String),
     /// Retrying cannot help: the batch itself is bad or the schema refuses it.
     #[error("permanent store error: {0}")]
     Permanent(String),
@@ -55,7 +59,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(self, StoreError::Transient(_) | StoreError::Conflict(_))
     }
 }
 

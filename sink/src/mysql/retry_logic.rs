@@ -18,6 +18,14 @@ use sqlx::mysql::MySqlDatabaseError;
 
 /// Transient or permanent, by the error kind and the server's error number (see the module docs).
 pub fn classify(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        let number = db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number);
+        if number.is_some_and(is_conflict_number) || db.code().as_deref() == Some("40001") {
+            return StoreError::Conflict(e.to_string());
+        }
+    }
     crate::retry_logic::classify_with(e, |db| {
         let number = db
             .try_downcast_ref::<MySqlDatabaseError>()
@@ -29,6 +37,11 @@ pub fn classify(e: sqlx::Error) -> StoreError {
                 .as_deref()
                 .is_some_and(|s| s.starts_with("08") || s == "40001")
     })
+}
+
+/// Another transaction got to the same rows first; retried like any outage, counted apart.
+fn is_conflict_number(number: u16) -> bool {
+    matches!(number, 1020 | 1213 | 8002 | 8005 | 8022 | 9007)
 }
 
 /// Server error numbers that describe the moment, not the data.
@@ -101,5 +114,17 @@ mod tests {
         for n in [1264, 1292, 1048, 3819, 1146, 1064, 1105] {
             assert!(!is_outage_number(n), "{n}");
         }
+    }
+
+    #[test]
+    fn conflicts_are_outages_counted_apart() {
+        for n in [1020, 1213, 8002, 8005, 8022, 9007] {
+            assert!(is_conflict_number(n) && is_outage_number(n), "{n}");
+        }
+        // A lock wait timeout and a busy TiKV are outages, not another writer's commit.
+        for n in [1205, 9003, 2013] {
+            assert!(!is_conflict_number(n), "{n}");
+        }
+        assert!(StoreError::Conflict("9007".into()).is_transient());
     }
 }

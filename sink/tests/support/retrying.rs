@@ -15,7 +15,7 @@ pub async fn apply_retrying(store: &MySqlStore, window: &[LikeChange], retries: 
     for attempt in 0..200 {
         match store.apply_window(window).await {
             Ok(_) => return,
-            Err(StoreError::Transient(_)) => {
+            Err(StoreError::Transient(_) | StoreError::Conflict(_)) => {
                 retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff.delay(attempt)).await;
             }
