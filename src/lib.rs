@@ -8,9 +8,10 @@
 
 use anyhow::Context as _;
 use likes_ingest::memory_cache::MemoryStateCache;
+use likes_ingest::metrics::Metrics;
 use likes_ingest::{Application, Backends, IngestConfig};
 use likes_pipeline::operators::WindowConfig;
-use likes_pipeline::{Worker, WorkerConfig, WorkerStats};
+use likes_pipeline::{Worker, WorkerCollector, WorkerConfig, WorkerStats};
 use likes_shared::log::LogConfig;
 use likes_shared::retry::Backoff;
 use likes_shared::shutdown::{self, ShutdownTrigger};
@@ -118,7 +119,15 @@ impl Embedded {
             // The embedded cache is in memory already: a local cache in front would add nothing.
             hot_counts: None,
         };
-        let app = Application::build(&config.ingest, backends, shutdown).await?;
+        // One `/metrics` for the process: ingest's, with the worker's counters beside them.
+        let metrics = Metrics::new().context("metrics")?;
+        metrics
+            .registry
+            .register(Box::new(WorkerCollector::new(worker_stats.clone())?))
+            .context("registering the worker's metrics")?;
+        let app =
+            Application::build_with_metrics(&config.ingest, backends, shutdown, Arc::new(metrics))
+                .await?;
         let addr = app.local_addr();
         let server = tokio::spawn(app.run_until_stopped());
         Ok(Embedded {

@@ -419,7 +419,10 @@ on_every_backend! {
             .await
             .expect("text");
         assert!(
-            metrics.contains("likes_ingest_requests_total{route=\"like\",status=\"200\"} 1"),
+            metrics.contains(
+                "http_server_request_duration_seconds_count{http_request_method=\"PUT\",\
+                 http_response_status_code=\"200\",http_route=\"like\"} 1"
+            ),
             "{metrics}"
         );
         assert!(

@@ -103,7 +103,7 @@ impl Application {
                 config.auth.trusted_user_header.clone(),
             )
             .with_max_lifetime_secs(config.auth.max_token_lifetime_secs),
-            admission: Admission::new(&config.rate),
+            admission: Admission::new(&config.rate, metrics.rate_limited.clone()),
             metrics,
             body_limit: config.body_limit_bytes,
             client_addr,

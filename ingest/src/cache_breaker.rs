@@ -75,23 +75,23 @@ impl BreakerMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         Ok(BreakerMetrics {
             open: IntGauge::new(
-                "cache_breaker_open",
+                "likes_ingest_cache_breaker_open",
                 "1 while the state cache breaker is open",
             )?,
             opened: IntCounter::new(
-                "cache_breaker_opened_total",
+                "likes_ingest_cache_breaker_opened_total",
                 "Times the state cache breaker opened",
             )?,
             rejected: IntCounter::new(
-                "cache_breaker_rejected_total",
+                "likes_ingest_cache_breaker_rejected_total",
                 "State cache calls failed fast by the open breaker",
             )?,
             missed_pending: IntGauge::new(
-                "cache_missed_events",
+                "likes_ingest_cache_missed_events",
                 "Events published around the state cache that it has not learned yet",
             )?,
             missed_dropped: IntCounter::new(
-                "cache_missed_events_dropped_total",
+                "likes_ingest_cache_missed_events_dropped_total",
                 "Missed events dropped past the bound; run likes-pipeline reconcile",
             )?,
         })

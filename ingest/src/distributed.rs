@@ -110,8 +110,10 @@ impl Distributed {
             url: pulsar_url.clone(),
             source,
         };
+        let metrics = Arc::new(Metrics::new().map_err(BuildError::from)?);
         let pulsar = PulsarPublisher::new(publisher_config)
-            .map_err(|e| pulsar_error(BusError::Unavailable(e.to_string())))?;
+            .map_err(|e| pulsar_error(BusError::Unavailable(e.to_string())))?
+            .with_call_metrics(metrics.calls.clone());
         while let Err(error) = pulsar.connect_now().await {
             if Instant::now() >= give_up {
                 return Err(pulsar_error(error));
@@ -125,7 +127,6 @@ impl Distributed {
             dir: config.data_dir.join("spool"),
             ..config.spool.clone()
         };
-        let metrics = Arc::new(Metrics::new().map_err(BuildError::from)?);
         let (spool, drainer) = SpooledPublisher::open_with_metrics(
             pulsar.clone(),
             spool_config,
@@ -146,7 +147,8 @@ impl Distributed {
         );
         let progress =
             Arc::new(AgeBound::new(config.max_pipeline_lag_ms).behind(spool.clone(), held));
-        let cache = RedisStateCache::with_connection(conn, config.redis.clone(), progress);
+        let cache = RedisStateCache::with_connection(conn, config.redis.clone(), progress)
+            .with_call_metrics(metrics.calls.clone());
         cache
             .ping()
             .await

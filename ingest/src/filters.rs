@@ -294,12 +294,8 @@ pub fn routes(
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method(), info.path());
             observed
-                .requests
-                .with_label_values(&[route, info.status().as_str()])
-                .inc();
-            observed
-                .latency
-                .with_label_values(&[route])
+                .http
+                .with_label_values(&[route, info.method().as_str(), info.status().as_str()])
                 .observe(info.elapsed().as_secs_f64());
         }))
 }

@@ -68,7 +68,7 @@ impl HotCountsMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let lookups = IntCounterVec::new(
             Opts::new(
-                "hot_counts_lookups_total",
+                "likes_ingest_hot_counts_lookups_total",
                 "Count reads by whether the local hot-key cache answered them",
             ),
             &["result"],

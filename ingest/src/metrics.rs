@@ -1,16 +1,22 @@
-//! Prometheus metrics served on `/metrics`. No user ids in labels: cardinality stays fixed.
+//! Prometheus metrics served on `/metrics` (the crate, and why it is the one for every binary:
+//! `likes_shared::metrics`). No user or content id in any label: cardinality stays fixed.
+//!
+//! HTTP is `http_server_request_duration_seconds` by `http_route`, `http_request_method` and
+//! `http_response_status_code`, as OpenTelemetry's semantic conventions name it: its `_count`
+//! is the request rate, its 5xx series the errors. Ingest's own numbers are `likes_ingest_*`.
 
 use crate::cache_breaker::BreakerMetrics;
 use crate::hot_counts::HotCountsMetrics;
+use likes_shared::metrics::{register_process_metrics, ClientMetrics};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: IntCounterVec,
-    pub latency: HistogramVec,
+    /// `http_server_request_duration_seconds{http_route, http_request_method,
+    /// http_response_status_code}`.
+    pub http: HistogramVec,
     pub events_published: IntCounter,
     pub publish_failures: IntCounter,
     /// The spool's counters; hand them to `SpooledPublisher::open_with_metrics`.
@@ -23,6 +29,41 @@ pub struct Metrics {
     pub stale_answers: IntCounter,
     /// Client connections open now (at most `http.max_connections`).
     pub connections_open: IntGauge,
+    /// Requests refused by admission control, by which limit; hand them to `Admission::new`.
+    pub rate_limited: RateLimitMetrics,
+    /// Calls to Redis and Pulsar (and the store, when ingest reads it), by operation and error.
+    pub calls: ClientMetrics,
+}
+
+/// `likes_ingest_rate_limited_total{limit}`: which bound refused a request (429). Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimitMetrics {
+    /// The per-user token bucket.
+    pub user: IntCounter,
+    /// The per-client-address token bucket.
+    pub client: IntCounter,
+    /// The bound on requests in flight.
+    pub in_flight: IntCounter,
+    family: IntCounterVec,
+}
+
+impl RateLimitMetrics {
+    /// Unregistered metrics; [`Metrics::new`] registers its own.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let family = IntCounterVec::new(
+            Opts::new(
+                "likes_ingest_rate_limited_total",
+                "Requests refused with 429, by the limit that refused them",
+            ),
+            &["limit"],
+        )?;
+        Ok(RateLimitMetrics {
+            user: family.with_label_values(&["user"]),
+            client: family.with_label_values(&["client"]),
+            in_flight: family.with_label_values(&["in_flight"]),
+            family,
+        })
+    }
 }
 
 /// The spool's metrics (DESIGN section 8): how much went to the local spool, how much of it the
@@ -42,14 +83,17 @@ impl SpoolMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         Ok(SpoolMetrics {
             spooled: IntCounter::new(
-                "spool_events_total",
+                "likes_ingest_spool_events_total",
                 "Events spooled locally while the bus was down or the spool draining",
             )?,
             drained: IntCounter::new(
-                "spool_drained_total",
+                "likes_ingest_spool_drained_total",
                 "Spooled events published to the bus and acked",
             )?,
-            depth: IntGauge::new("spool_depth", "Spooled events not yet acked by the bus")?,
+            depth: IntGauge::new(
+                "likes_ingest_spool_depth",
+                "Spooled events not yet acked by the bus",
+            )?,
         })
     }
 
@@ -62,25 +106,31 @@ impl SpoolMetrics {
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("likes_ingest".into()), None)?;
-        let requests = IntCounterVec::new(
-            Opts::new("requests_total", "HTTP requests by route and status"),
-            &["route", "status"],
-        )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new("request_seconds", "HTTP request latency by route").buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        let registry = Registry::new();
+        register_process_metrics(&registry)?;
+        let http = HistogramVec::new(
+            HistogramOpts::new(
+                "http_server_request_duration_seconds",
+                "Duration of HTTP server requests",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
-            &["route"],
+            &[
+                "http_route",
+                "http_request_method",
+                "http_response_status_code",
+            ],
         )?;
-        let events_published =
-            IntCounter::new("events_published_total", "Like events made durable")?;
+        let events_published = IntCounter::new(
+            "likes_ingest_events_published_total",
+            "Like events made durable",
+        )?;
         let publish_failures = IntCounter::new(
-            "publish_failures_total",
+            "likes_ingest_publish_failures_total",
             "Publishes refused or failed (503)",
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(http.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
         registry.register(Box::new(publish_failures.clone()))?;
         let spool = SpoolMetrics::new()?;
@@ -90,17 +140,22 @@ impl Metrics {
         let hot_counts = HotCountsMetrics::new()?;
         hot_counts.register(&registry)?;
         let stale_answers = IntCounter::new(
-            "stale_answers_total",
+            "likes_ingest_stale_answers_total",
             "Answers given without the state cache, marked stale",
         )?;
         registry.register(Box::new(stale_answers.clone()))?;
-        let connections_open =
-            IntGauge::new("http_connections_open", "Client connections open now")?;
+        let connections_open = IntGauge::new(
+            "likes_ingest_http_connections_open",
+            "Client connections open now",
+        )?;
         registry.register(Box::new(connections_open.clone()))?;
+        let rate_limited = RateLimitMetrics::new()?;
+        registry.register(Box::new(rate_limited.family.clone()))?;
+        let calls = ClientMetrics::new()?;
+        calls.register(&registry)?;
         Ok(Metrics {
             registry,
-            requests,
-            latency,
+            http,
             events_published,
             publish_failures,
             spool,
@@ -108,14 +163,12 @@ impl Metrics {
             hot_counts,
             stale_answers,
             connections_open,
+            rate_limited,
+            calls,
         })
     }
 
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::warn!(%error, "metrics encoding failed");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        likes_shared::metrics::render(&self.registry)
     }
 }

@@ -46,6 +46,7 @@ pub use config::{EventCompression, PublisherConfigError, PulsarPublisherConfig};
 
 use async_trait::async_trait;
 use likes_shared::bus::{BusError, DurableMark, EventPublisher, WallClockMarks};
+use likes_shared::metrics::ClientMetrics;
 use likes_shared::topics::event_key;
 use likes_shared::LikeEvent;
 use likes_sink::pulsar_client::{self, PulsarClient};
@@ -68,6 +69,8 @@ pub struct PulsarPublisher {
     /// Whether the last attempt (build, send, ack) worked; `/readyz` reads it.
     healthy: AtomicBool,
     marks: WallClockMarks,
+    /// Where each publish's duration goes (`messaging_client_operation_duration_seconds`).
+    calls: Option<ClientMetrics>,
 }
 
 #[derive(Default)]
@@ -94,7 +97,14 @@ impl PulsarPublisher {
             slot: Mutex::new(ProducerSlot::default()),
             healthy: AtomicBool::new(false),
             marks: WallClockMarks::default(),
+            calls: None,
         })
+    }
+
+    /// Times every publish, from its start to the broker's ack or the failure, into `calls`.
+    pub fn with_call_metrics(mut self, calls: ClientMetrics) -> Self {
+        self.calls = Some(calls);
+        self
     }
 
     /// Like [`Self::new`], then connects and builds the producer, so that a start with an
@@ -124,23 +134,42 @@ impl PulsarPublisher {
         event: &LikeEvent,
         properties: &[(&str, &str)],
     ) -> Result<DurableMark, BusError> {
-        let _permit = self.in_flight.try_acquire().map_err(|_| BusError::Full)?;
-        let deadline = Instant::now() + self.config.send_timeout();
-        let (receipt, generation) = self.enqueue(event, properties, deadline).await?;
+        let started = Instant::now();
+        let (result, error_type) = self.send(event, properties, started).await;
+        if let Some(calls) = &self.calls {
+            calls.messaging_call("pulsar", "send", started.elapsed(), error_type);
+        }
+        result
+    }
+
+    /// One publish under one deadline from `started`; the error's `error_type` label beside it.
+    async fn send(
+        &self,
+        event: &LikeEvent,
+        properties: &[(&str, &str)],
+        started: Instant,
+    ) -> (Result<DurableMark, BusError>, Option<&'static str>) {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            return (Err(BusError::Full), Some("full"));
+        };
+        let deadline = started + self.config.send_timeout();
+        let (receipt, generation) = match self.enqueue(event, properties, deadline).await {
+            Ok(enqueued) => enqueued,
+            Err(error) => return (Err(error), Some("unavailable")),
+        };
         match timeout_at(deadline, receipt).await {
             Ok(Ok(_)) => {
                 self.healthy.store(true, Ordering::Release);
-                Ok(self.marks.next(0))
+                (Ok(self.marks.next(0)), None)
             }
-            Ok(Err(error)) => Err(self
-                .discard(generation, format!("send failed: {error}"))
-                .await),
-            Err(_) => Err(self
-                .discard(
-                    generation,
-                    format!("no broker ack within {:?}", self.config.send_timeout()),
-                )
-                .await),
+            Ok(Err(error)) => {
+                let reason = format!("send failed: {error}");
+                (Err(self.discard(generation, reason).await), Some("send"))
+            }
+            Err(_) => {
+                let reason = format!("no broker ack within {:?}", self.config.send_timeout());
+                (Err(self.discard(generation, reason).await), Some("timeout"))
+            }
         }
     }
 

@@ -47,7 +47,7 @@ mod scripts;
 
 pub use age_bound::{AgeBound, SpoolHold};
 pub use config::RedisCacheConfig;
-use connection::{cache_error, unavailable};
+use connection::{cache_error, error_type, unavailable};
 pub use connection::{connection, RedisCacheError};
 use known_counts::KnownCounts;
 
@@ -56,19 +56,21 @@ use layout::{durable, like_delta, parse_version, settled, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
+use likes_shared::metrics::ClientMetrics;
 use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
 use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, RedisResult, Script};
 use scripts::{
     APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FENCE_SCRIPT,
     FILL_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT,
     REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct RedisStateCache {
     conn: ConnectionManager,
@@ -80,6 +82,8 @@ pub struct RedisStateCache {
     /// scripts take it as an argument (one Redis reads the key in the script itself).
     fence: AtomicU64,
     fence_read_ms: AtomicU64,
+    /// Where each call's duration goes, by operation (`db_client_operation_duration_seconds`).
+    calls: Option<ClientMetrics>,
 }
 
 impl RedisStateCache {
@@ -112,7 +116,29 @@ impl RedisStateCache {
             fence_read_ms: AtomicU64::new(0),
             config,
             progress,
+            calls: None,
         }
+    }
+
+    /// Times every Redis call into `calls`, labelled by operation.
+    pub fn with_call_metrics(mut self, calls: ClientMetrics) -> Self {
+        self.calls = Some(calls);
+        self
+    }
+
+    /// Awaits one Redis call, timed.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        let started = Instant::now();
+        let result = call.await;
+        if let Some(calls) = &self.calls {
+            let error = result.as_ref().err().map(error_type);
+            calls.db_call("redis", operation, started.elapsed(), error);
+        }
+        result
     }
 
     /// Warns loudly unless Redis runs with `maxmemory-policy noeviction` (see the module docs).
@@ -136,13 +162,14 @@ impl RedisStateCache {
         delta: i64,
         changed: bool,
     ) -> Result<Option<i64>, CacheError> {
-        let count: Option<i64> = MOVE_COUNT_SCRIPT
-            .key(self.keys.count(content))
+        let mut invocation = MOVE_COUNT_SCRIPT.key(self.keys.count(content));
+        invocation
             .key(self.keys.changed(content))
             .arg(delta)
             .arg(if changed { now_ms() } else { 0 })
-            .arg(self.config.count_ttl_secs)
-            .invoke_async(&mut self.conn())
+            .arg(self.config.count_ttl_secs);
+        let count: Option<i64> = self
+            .timed("move_count", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)?;
         self.known_counts.record(content, count.is_some());
@@ -154,6 +181,7 @@ impl RedisStateCache {
     /// `liked` moved, the count follows by `delta`.
     async fn settle(
         &self,
+        operation: &'static str,
         (split, counted): (&Script, &Script),
         (user, content): (UserId, ContentId),
         (liked, version): (bool, u64),
@@ -175,8 +203,8 @@ impl RedisStateCache {
                 .arg(now_ms())
                 .arg(self.config.count_ttl_secs);
         }
-        let moved: i64 = invocation
-            .invoke_async(&mut self.conn())
+        let moved: i64 = self
+            .timed(operation, invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)?;
         if moved == 1 && self.config.cluster {
@@ -190,7 +218,9 @@ impl RedisStateCache {
         let now = now_ms();
         if now.saturating_sub(self.fence_read_ms.load(Ordering::Relaxed)) >= 1_000 {
             self.fence_read_ms.store(now, Ordering::Relaxed);
-            let read: Result<Option<u64>, _> = self.conn().get(self.keys.fence()).await;
+            let mut conn = self.conn();
+            let read: RedisResult<Option<u64>> =
+                self.timed("read_fence", conn.get(self.keys.fence())).await;
             if let Ok(Some(fence)) = read {
                 self.fence.fetch_max(fence, Ordering::Relaxed);
             }
@@ -215,8 +245,7 @@ impl RedisStateCache {
         for (content, state) in states {
             invocation.arg(content.get()).arg(settled(state));
         }
-        invocation
-            .invoke_async(&mut self.conn())
+        self.timed("seed", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)
     }
@@ -260,14 +289,13 @@ impl StateCache for RedisStateCache {
         }
         let mut conn = self.conn();
         let reply: Option<(i64, String, i64, Option<i64>)> = if self.config.cluster {
-            let reply: Option<(i64, String, i64)> = invocation
-                .invoke_async(&mut conn)
+            let reply: Option<(i64, String, i64)> = self
+                .timed("apply", invocation.invoke_async(&mut conn))
                 .await
                 .map_err(cache_error)?;
             reply.map(|(changed, version, pending)| (changed, version, pending, None))
         } else {
-            invocation
-                .invoke_async(&mut conn)
+            self.timed("apply", invocation.invoke_async(&mut conn))
                 .await
                 .map_err(cache_error)?
         };
@@ -299,6 +327,7 @@ impl StateCache for RedisStateCache {
         _mark: DurableMark,
     ) -> Result<(), CacheError> {
         self.settle(
+            "confirm",
             (&CONFIRM_SCRIPT, &CONFIRM_COUNTED_SCRIPT),
             (user, content),
             (applied.liked, applied.version),
@@ -318,6 +347,7 @@ impl StateCache for RedisStateCache {
             return Ok(());
         }
         self.settle(
+            "revert",
             (&REVERT_SCRIPT, &REVERT_COUNTED_SCRIPT),
             (user, content),
             (applied.liked, applied.version),
@@ -328,10 +358,10 @@ impl StateCache for RedisStateCache {
     }
 
     async fn fence(&self, before_ms: u64) -> Result<(), CacheError> {
-        let fence: u64 = FENCE_SCRIPT
-            .key(self.keys.fence())
-            .arg(before_ms.saturating_add(self.config.fence_margin_ms))
-            .invoke_async(&mut self.conn())
+        let mut invocation = FENCE_SCRIPT.key(self.keys.fence());
+        invocation.arg(before_ms.saturating_add(self.config.fence_margin_ms));
+        let fence: u64 = self
+            .timed("fence", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)?;
         self.fence.fetch_max(fence, Ordering::Relaxed);
@@ -346,6 +376,7 @@ impl StateCache for RedisStateCache {
         version: u64,
     ) -> Result<(), CacheError> {
         self.settle(
+            "learn",
             (&LEARN_SCRIPT, &LEARN_COUNTED_SCRIPT),
             (user, content),
             (liked, version),
@@ -366,13 +397,14 @@ impl StateCache for RedisStateCache {
         let key = self.keys.user(user);
         let mut fields: Vec<String> = contents.iter().map(|c| c.get().to_string()).collect();
         fields.push(FILLED_FIELD.to_owned());
-        let (mut values,): (Vec<Option<String>>,) = redis::pipe()
-            .cmd("HMGET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
             .arg(&key)
             .arg(fields)
             .expire(&key, self.config.state_ttl_secs as i64)
-            .ignore()
-            .query_async(&mut self.conn())
+            .ignore();
+        let (mut values,): (Vec<Option<String>>,) = self
+            .timed("states", pipe.query_async(&mut self.conn()))
             .await
             .map_err(cache_error)?;
         let complete = values.pop().flatten().as_deref() == Some("1");
@@ -392,10 +424,13 @@ impl StateCache for RedisStateCache {
     }
 
     async fn is_filled(&self, user: UserId) -> Result<bool, CacheError> {
-        self.conn()
-            .hexists(self.keys.user(user), FILLED_FIELD)
-            .await
-            .map_err(cache_error)
+        let mut conn = self.conn();
+        self.timed(
+            "is_filled",
+            conn.hexists(self.keys.user(user), FILLED_FIELD),
+        )
+        .await
+        .map_err(cache_error)
     }
 
     async fn seed_user(
@@ -428,9 +463,9 @@ impl StateCache for RedisStateCache {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = contents.iter().map(|c| self.keys.count(*c)).collect();
-        redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut self.conn())
+        let mut mget = redis::cmd("MGET");
+        mget.arg(keys);
+        self.timed("counts", mget.query_async(&mut self.conn()))
             .await
             .map_err(cache_error)
     }
@@ -441,20 +476,20 @@ impl StateCache for RedisStateCache {
         count: i64,
         ticket: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
-        FILL_COUNT_SCRIPT
-            .key(self.keys.count(content))
+        let mut invocation = FILL_COUNT_SCRIPT.key(self.keys.count(content));
+        invocation
             .key(self.keys.changed(content))
             .arg(count)
             .arg(ticket.0)
-            .arg(self.config.count_ttl_secs)
-            .invoke_async(&mut self.conn())
+            .arg(self.config.count_ttl_secs);
+        self.timed("fill_count", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn())
+        let ping = redis::cmd("PING");
+        self.timed("ping", ping.query_async::<String>(&mut self.conn()))
             .await
             .map(drop)
             .map_err(unavailable)

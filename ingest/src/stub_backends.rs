@@ -133,7 +133,7 @@ pub fn context(backends: Backends) -> Arc<Context> {
     Arc::new(Context {
         service: LikeService::new(backends, "stub".into(), metrics.clone()),
         auth: Authenticator::new(&[7; 32], None),
-        admission: Admission::new(&RateLimitConfig::default()),
+        admission: Admission::new(&RateLimitConfig::default(), metrics.rate_limited.clone()),
         metrics,
         body_limit: 16 * 1024,
         client_addr: ClientAddrSource::Peer,

@@ -63,6 +63,8 @@ pub enum StartError {
     },
     #[error("the dead-letter topic")]
     DeadLetters(#[from] DeadLetterError),
+    #[error("metrics registry")]
+    Metrics(#[source] prometheus::Error),
     #[error("cannot listen on LIKES_ADMIN_ADDR ({addr})")]
     AdminAddr {
         addr: String,
@@ -77,7 +79,11 @@ pub struct DistributedWorker {
     partitions: u32,
     rebuilds: Arc<AtomicU64>,
     /// `/metrics`, when `LIKES_ADMIN_ADDR` is set: bound at build, served by `run`.
-    metrics: Option<(tokio::net::TcpListener, metrics::LagPoll)>,
+    metrics: Option<(
+        tokio::net::TcpListener,
+        prometheus::Registry,
+        metrics::LagPoll,
+    )>,
 }
 
 impl DistributedWorker {
@@ -160,7 +166,10 @@ impl DistributedWorker {
                     consumer_name: consumer_name.clone(),
                     lag: Arc::default(),
                 };
-                Some((listener, poll))
+                let registry =
+                    metrics::registry(worker.stats(), rebuilds.clone(), poll.lag.clone())
+                        .map_err(StartError::Metrics)?;
+                Some((listener, registry, poll))
             }
         };
         Ok(DistributedWorker {
@@ -176,7 +185,7 @@ impl DistributedWorker {
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|(listener, _, _)| listener.local_addr().ok())
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -201,18 +210,9 @@ impl DistributedWorker {
     /// Runs until `shutdown`; then commits and acks the open window and closes the consumer,
     /// so the partitions move to another worker at once.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
-        let served = self.metrics.map(|(listener, poll)| {
-            let lag = poll.lag.clone();
-            let stats = self.worker.stats();
-            let rebuilds = self.rebuilds.clone();
+        let served = self.metrics.map(|(listener, registry, poll)| {
             (
-                tokio::spawn(metrics::serve(
-                    listener,
-                    stats,
-                    rebuilds,
-                    lag,
-                    shutdown.clone(),
-                )),
+                tokio::spawn(metrics::serve(listener, registry, shutdown.clone())),
                 tokio::spawn(poll.run(shutdown.clone())),
             )
         });

@@ -20,4 +20,4 @@ pub mod pulsar_source;
 pub mod runtime;
 
 pub use config::PipelineConfig;
-pub use runtime::{Worker, WorkerConfig, WorkerStats};
+pub use runtime::{Worker, WorkerCollector, WorkerConfig, WorkerStats};

@@ -11,6 +11,9 @@
 
 pub mod event_lag;
 mod poison;
+pub(crate) mod stats;
+
+pub use stats::{WorkerCollector, WorkerStats};
 
 use crate::operators::{
     ContentDeltas, CountOrTimeWindow, Operator, PerUserCollapse, TrendingConfig, TrendingTopK,
@@ -24,8 +27,7 @@ use likes_shared::store::{LikeChange, LikeStore};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_sink::dead_letter::{DeadLetter, DeadLetterPublisher};
 use poison::{Applied, PoisonChange, RetryingStore};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::time::sleep_until;
@@ -69,38 +71,6 @@ pub enum WorkerError {
     Source(#[from] BusError),
     #[error("dead-letter publish failed: {0}")]
     DeadLetter(#[from] likes_sink::dead_letter::DeadLetterError),
-}
-
-/// Running totals, readable while the worker runs (tests, metrics).
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    pub events: AtomicU64,
-    pub windows: AtomicU64,
-    pub rows_written: AtomicU64,
-    /// Store calls repeated after an outage (a transient error).
-    pub retries: AtomicU64,
-    /// Letters published: one per window with refused changes, one per undecodable record.
-    pub dead_letters: AtomicU64,
-    /// Windows the store refused for good, searched for the changes it refuses.
-    pub bisections: AtomicU64,
-    /// Changes the store refused on their own, whose events were dead-lettered.
-    pub poison_changes: AtomicU64,
-    /// Time from a window's close to its ack, summed over `windows` (microseconds): with it,
-    /// the mean commit latency.
-    pub commit_micros: AtomicU64,
-    /// Events in committed windows, summed (with `windows`: the mean window size), and the
-    /// largest committed window.
-    pub window_events: AtomicU64,
-    pub largest_window: AtomicU64,
-    /// From the oldest event of the last committed window (its ingest time) to the commit, in
-    /// milliseconds: how far the store lags the likes, in event time.
-    pub event_lag_ms: AtomicU64,
-    /// The same per partition, from the last committed window that held events of it: a
-    /// partition whose owner falls behind shows here while the others stay low. Entries stay
-    /// after the partition moves away; readers keep those of the partitions they own.
-    pub partition_event_lag_ms: parking_lot::Mutex<BTreeMap<u32, u64>>,
-    /// Every committed event by its lag from ingest time to commit (`runtime/event_lag.rs`).
-    pub event_commit_lag: event_lag::EventLagHistogram,
 }
 
 pub struct Worker<S: EventSource> {
@@ -296,12 +266,10 @@ impl<S: EventSource> Worker<S> {
         self.changes = changes;
         self.source.ack(window.acks.clone()).await?;
         self.stats.windows.fetch_add(1, Ordering::Relaxed);
-        let micros = now().saturating_duration_since(started).as_micros();
-        self.stats
-            .commit_micros
-            .fetch_add(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let took = now().saturating_duration_since(started);
+        self.stats.commit_durations.observe(took.as_secs_f64());
         let size = window.events.len() as u64;
-        self.stats.window_events.fetch_add(size, Ordering::Relaxed);
+        self.stats.window_sizes.observe(size as f64);
         self.stats.largest_window.fetch_max(size, Ordering::Relaxed);
         let committed_ms = now_ms();
         if let Some(oldest) = window.oldest_by_partition.iter().map(|(_, ts)| *ts).min() {

@@ -13,6 +13,7 @@
 //!   [`fast_hash`] — the integer hashing it and the pipeline's maps use.
 //! - [`trending`] — `TrendingBoard`, where pipeline workers post their top-k.
 //! - [`topics`] — the Pulsar topic names, partitions and the event key every process agrees on.
+//! - [`metrics`] — the process, runtime and dependency-call metrics every binary serves.
 //! - [`config`], [`telemetry`], [`shutdown`], [`retry`] — plumbing every binary uses.
 
 pub mod bus;
@@ -24,6 +25,7 @@ pub mod heavy_keeper;
 pub mod hlc;
 pub mod ids;
 pub mod log;
+pub mod metrics;
 pub mod retry;
 pub mod shutdown;
 pub mod store;

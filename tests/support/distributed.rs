@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 pub struct DistributedApp {
     pub ingest: Distributed,
     pub store: MySqlStore,
+    /// The worker's `/metrics` address (`LIKES_ADMIN_ADDR` on port 0).
+    pub worker_metrics: Option<std::net::SocketAddr>,
     worker_stop: ShutdownTrigger,
     worker: JoinHandle<Result<(), WorkerError>>,
     _data_dir: tempfile::TempDir,
@@ -43,6 +45,7 @@ impl DistributedApp {
             redis_url: env.get("LIKES_REDIS_URL"),
             pulsar: topics.clone(),
             window_max_age_ms: 5,
+            admin_addr: "127.0.0.1:0".into(),
             ..PipelineConfig::default()
         };
         let admin = PulsarAdmin::new(&admin_url, DEFAULT_WAIT).expect("admin URL");
@@ -62,6 +65,7 @@ impl DistributedApp {
         let worker = DistributedWorker::build(&worker_config)
             .await
             .expect("the worker starts");
+        let worker_metrics = worker.metrics_addr();
         let (worker_stop, worker_shutdown) = shutdown::channel();
         let worker = tokio::spawn(worker.run(worker_shutdown));
         let data_dir = tempfile::tempdir().expect("tempdir");
@@ -89,6 +93,7 @@ impl DistributedApp {
         DistributedApp {
             ingest,
             store,
+            worker_metrics,
             worker_stop,
             worker,
             _data_dir: data_dir,

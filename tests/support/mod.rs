@@ -188,6 +188,18 @@ impl TestApp {
         body
     }
 
+    /// The pipeline's `/metrics`: the worker's own in the distributed deployment, the one of
+    /// the process in the embedded one.
+    pub fn pipeline_metrics_url(&self) -> String {
+        match &self.running {
+            Running::Embedded(_) => format!("{}/metrics", self.base),
+            Running::Distributed(app) => match app.worker_metrics {
+                Some(addr) => format!("http://{addr}/metrics"),
+                None => panic!("the worker serves no /metrics"),
+            },
+        }
+    }
+
     pub async fn send(&self, request: RequestBuilder) -> Response {
         request.send().await.expect("request")
     }

@@ -40,6 +40,17 @@ pub(super) fn cache_error(e: RedisError) -> CacheError {
     }
 }
 
+/// The `error_type` label of a failed call (`db_client_operation_duration_seconds`).
+pub(super) fn error_type(e: &RedisError) -> &'static str {
+    match e.code() {
+        Some("OOM") => "oom",
+        Some("LIKESFULL") => "full",
+        _ if e.is_timeout() => "timeout",
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => "io",
+        _ => "redis",
+    }
+}
+
 /// Warns loudly unless Redis runs with `maxmemory-policy noeviction` (an evicted pending state
 /// would break "pending until durable"); fails only when Redis cannot be reached.
 pub(super) async fn check_eviction_policy(conn: &mut ConnectionManager) -> Result<(), CacheError> {

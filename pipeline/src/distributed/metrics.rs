@@ -1,25 +1,24 @@
-//! `/metrics` on `LIKES_ADMIN_ADDR`: the worker's counters and, per partition it owns, the
-//! subscription's backlog (its lag in entries: the broker counts a producer batch, up to 1000
-//! events, as one) and the event-time lag of its last commit, in Prometheus' text format. The
+//! `/metrics` on `LIKES_ADMIN_ADDR`: the process, the worker's counters ([`WorkerCollector`])
+//! and, per partition it owns, the subscription's backlog (its lag in entries: the broker counts
+//! a producer batch, up to 1000 events, as one) and the event-time lag of its last commit. The
 //! broker has no count of the messages behind a batched backlog; the event-time lag is the
 //! measure of how far behind a partition is.
-//!
-//! Why rendered by hand: the worker already counts in atomics ([`WorkerStats`]), which the
-//! runtime shares with tests; the text format of a few counters and gauges is a handful of lines,
-//! and mirroring the atomics into a registry would add a second set of numbers to keep in step.
 //!
 //! Why the backlog comes from the admin API: pulsar-rs does not expose the partitions' last
 //! message ids, and the broker's count is the one an operator alerts on. A poll every
 //! [`LAG_EVERY`] keeps only the partitions the broker dispatches to this worker, so summing the
 //! workers' gauges never counts a partition twice.
 
-use crate::WorkerStats;
+use crate::runtime::stats::{family, sample};
+use crate::{WorkerCollector, WorkerStats};
 use likes_shared::shutdown::Shutdown;
 use likes_shared::topics::TopicName;
 use likes_sink::pulsar_admin::PulsarAdmin;
 use parking_lot::Mutex;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -75,26 +74,36 @@ impl LagPoll {
     }
 }
 
+/// The registry a worker serves: the process, the runtime, [`WorkerCollector`] and the
+/// partitions' lag.
+pub(super) fn registry(
+    stats: Arc<WorkerStats>,
+    rebuilds: Arc<AtomicU64>,
+    lag: Arc<PartitionLag>,
+) -> Result<Registry, prometheus::Error> {
+    let registry = Registry::new();
+    likes_shared::metrics::register_process_metrics(&registry)?;
+    registry.register(Box::new(WorkerCollector::new(stats.clone())?))?;
+    registry.register(Box::new(PartitionCollector::new(stats, rebuilds, lag)?))?;
+    Ok(registry)
+}
+
 /// Serves `/metrics` on `listener` until `shutdown`. Built here, outside any `async fn`, so the
 /// server future is `Send` (warp's path filters trip rustc's higher-ranked `Send` check when held
 /// across an await).
 pub(super) fn serve(
     listener: tokio::net::TcpListener,
-    stats: Arc<WorkerStats>,
-    rebuilds: Arc<AtomicU64>,
-    lag: Arc<PartitionLag>,
+    registry: Registry,
     mut shutdown: Shutdown,
 ) -> impl std::future::Future<Output = ()> + Send {
-    warp::serve(routes(stats, rebuilds, lag))
+    warp::serve(routes(registry))
         .incoming(listener)
         .graceful(async move { shutdown.wait().await })
         .run()
 }
 
 fn routes(
-    stats: Arc<WorkerStats>,
-    rebuilds: Arc<AtomicU64>,
-    lag: Arc<PartitionLag>,
+    registry: Registry,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
 {
     warp::path("metrics")
@@ -102,147 +111,131 @@ fn routes(
         .and(warp::get())
         .map(move || {
             warp::reply::with_header(
-                render(&stats, rebuilds.load(Relaxed), &lag),
+                likes_shared::metrics::render(&registry),
                 warp::http::header::CONTENT_TYPE,
                 warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
             )
         })
 }
 
-fn render(stats: &WorkerStats, rebuilds: u64, lag: &PartitionLag) -> String {
-    let mut out = String::new();
-    let counters: [(&str, &str, u64); 9] = [
-        (
-            "events_total",
-            "Events received from the bus",
-            stats.events.load(Relaxed),
-        ),
-        (
-            "windows_total",
-            "Windows committed and acked",
-            stats.windows.load(Relaxed),
-        ),
-        (
-            "rows_written_total",
-            "Rows the store wrote",
-            stats.rows_written.load(Relaxed),
-        ),
-        (
-            "retries_total",
-            "Store calls repeated after an outage",
-            stats.retries.load(Relaxed),
-        ),
-        (
-            "dead_letters_total",
-            "Dead letters published",
-            stats.dead_letters.load(Relaxed),
-        ),
-        (
-            "bisections_total",
-            "Windows the store refused for good, searched for poison",
-            stats.bisections.load(Relaxed),
-        ),
-        (
-            "poison_changes_total",
-            "Changes the store refused on their own",
-            stats.poison_changes.load(Relaxed),
-        ),
-        (
-            "consumer_rebuilds_total",
-            "Pulsar consumers dropped and subscribed anew (errors, stalls)",
+const REBUILDS: (&str, &str) = (
+    "likes_pipeline_consumer_rebuilds_total",
+    "Pulsar consumers dropped and subscribed anew (errors, stalls)",
+);
+const BACKLOG: (&str, &str) = (
+    "likes_pipeline_partition_backlog",
+    "Entries not acked yet (a producer batch is one), per partition this worker owns",
+);
+const PARTITION_EVENT_LAG: (&str, &str) = (
+    "likes_pipeline_partition_event_lag_seconds",
+    "From the oldest event of the partition in the last window that held any (ingest time) to \
+     its commit, per partition this worker owns",
+);
+
+/// The consumer's rebuilds and, per partition this worker owns (as last polled), its backlog
+/// and event-time lag.
+struct PartitionCollector {
+    stats: Arc<WorkerStats>,
+    rebuilds: Arc<AtomicU64>,
+    lag: Arc<PartitionLag>,
+    descs: Vec<Desc>,
+}
+
+impl PartitionCollector {
+    fn new(
+        stats: Arc<WorkerStats>,
+        rebuilds: Arc<AtomicU64>,
+        lag: Arc<PartitionLag>,
+    ) -> Result<Self, prometheus::Error> {
+        let descs = [(REBUILDS, vec![]), (BACKLOG, vec!["partition".to_owned()])]
+            .into_iter()
+            .chain([(PARTITION_EVENT_LAG, vec!["partition".to_owned()])])
+            .map(|((name, help), labels)| {
+                Desc::new(name.into(), help.into(), labels, Default::default())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PartitionCollector {
+            stats,
             rebuilds,
-        ),
-        (
-            "commit_seconds_count",
-            "Windows timed from close to ack",
-            stats.windows.load(Relaxed),
-        ),
-    ];
-    for (name, help, value) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP likes_pipeline_{name} {help}\n# TYPE likes_pipeline_{name} counter\nlikes_pipeline_{name} {value}"
-        );
+            lag,
+            descs,
+        })
     }
-    let seconds = stats.commit_micros.load(Relaxed) as f64 / 1e6;
-    let _ = writeln!(
-        out,
-        "# HELP likes_pipeline_commit_seconds_sum Time from a window's close to its ack, summed\n\
-         # TYPE likes_pipeline_commit_seconds_sum counter\nlikes_pipeline_commit_seconds_sum {seconds}"
-    );
-    let gauges = [
-        (
-            "window_events_sum",
-            "counter",
-            "Events in committed windows (over windows_total: the mean window size)",
-            stats.window_events.load(Relaxed) as f64,
-        ),
-        (
-            "largest_window_events",
-            "gauge",
-            "Events in the largest window committed",
-            stats.largest_window.load(Relaxed) as f64,
-        ),
-        (
-            "event_lag_seconds",
-            "gauge",
-            "From the oldest event of the last committed window (ingest time) to its commit",
-            stats.event_lag_ms.load(Relaxed) as f64 / 1e3,
-        ),
-    ];
-    for (name, kind, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP likes_pipeline_{name} {help}\n# TYPE likes_pipeline_{name} {kind}\nlikes_pipeline_{name} {value}"
-        );
+}
+
+impl Collector for PartitionCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
     }
-    stats.event_commit_lag.snapshot().render(&mut out);
-    let _ = writeln!(
-        out,
-        "# HELP likes_pipeline_partition_backlog Entries not acked yet (a producer batch is one), per partition this worker owns\n\
-         # TYPE likes_pipeline_partition_backlog gauge"
-    );
-    let owned: Vec<(u32, u64)> = lag.backlog.lock().iter().map(|(p, b)| (*p, *b)).collect();
-    for (partition, backlog) in &owned {
-        let _ = writeln!(
-            out,
-            "likes_pipeline_partition_backlog{{partition=\"{partition}\"}} {backlog}"
-        );
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let rebuilds = self.rebuilds.load(Relaxed) as f64;
+        let owned: Vec<(u32, u64)> = self
+            .lag
+            .backlog
+            .lock()
+            .iter()
+            .map(|(p, b)| (*p, *b))
+            .collect();
+        let backlog = owned
+            .iter()
+            .map(|(p, b)| {
+                sample(
+                    MetricType::GAUGE,
+                    *b as f64,
+                    &[("partition", p.to_string())],
+                )
+            })
+            .collect();
+        // Only the partitions the broker dispatches to this worker (as last polled): a partition
+        // that moved keeps its last lag in the stats, and another worker reports it now.
+        let event_lags = self.stats.partition_event_lag_ms.lock();
+        let event_lag = owned
+            .iter()
+            .filter_map(|(p, _)| {
+                let seconds = *event_lags.get(p)? as f64 / 1e3;
+                Some(sample(
+                    MetricType::GAUGE,
+                    seconds,
+                    &[("partition", p.to_string())],
+                ))
+            })
+            .collect();
+        vec![
+            family(
+                REBUILDS.0,
+                REBUILDS.1,
+                MetricType::COUNTER,
+                vec![sample(MetricType::COUNTER, rebuilds, &[])],
+            ),
+            family(BACKLOG.0, BACKLOG.1, MetricType::GAUGE, backlog),
+            family(
+                PARTITION_EVENT_LAG.0,
+                PARTITION_EVENT_LAG.1,
+                MetricType::GAUGE,
+                event_lag,
+            ),
+        ]
     }
-    // Only the partitions the broker dispatches to this worker (as last polled): a partition
-    // that moved keeps its last lag in the stats, and another worker reports it now.
-    let _ = writeln!(
-        out,
-        "# HELP likes_pipeline_partition_event_lag_seconds From the oldest event of the partition \
-         in the last window that held any (ingest time) to its commit, per partition this worker \
-         owns\n# TYPE likes_pipeline_partition_event_lag_seconds gauge"
-    );
-    let event_lags = stats.partition_event_lag_ms.lock();
-    for (partition, _) in &owned {
-        if let Some(ms) = event_lags.get(partition) {
-            let seconds = *ms as f64 / 1e3;
-            let _ = writeln!(
-                out,
-                "likes_pipeline_partition_event_lag_seconds{{partition=\"{partition}\"}} {seconds}"
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
-    #[test]
-    fn counters_and_owned_partitions_are_rendered() {
-        let stats = WorkerStats::default();
+    #[tokio::test]
+    async fn counters_and_owned_partitions_are_rendered() -> Result<(), prometheus::Error> {
+        let stats = Arc::new(WorkerStats::default());
         stats.events.store(42, Relaxed);
         stats.windows.store(2, Relaxed);
-        stats.commit_micros.store(1_500_000, Relaxed);
-        stats.window_events.store(42, Relaxed);
+        stats.commit_durations.observe(1.0);
+        stats.commit_durations.observe(0.5);
+        stats.window_sizes.observe(12.0);
+        stats.window_sizes.observe(30.0);
         stats.largest_window.store(30, Relaxed);
         stats.event_lag_ms.store(250, Relaxed);
+        stats.write_conflicts.store(3, Relaxed);
         stats
             .event_commit_lag
             .record_window(1_000, [900, 100].into_iter());
@@ -251,50 +244,31 @@ mod tests {
             .partition_event_lag_ms
             .lock()
             .extend([(3, 1_250), (5, 40)]);
-        let lag = PartitionLag::default();
+        let lag = Arc::new(PartitionLag::default());
         lag.backlog.lock().insert(3, 7);
-        let text = render(&stats, 1, &lag);
-        assert!(text.contains("likes_pipeline_events_total 42\n"), "{text}");
-        assert!(
-            text.contains("likes_pipeline_window_events_sum 42\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_largest_window_events 30\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_event_lag_seconds 0.25\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_consumer_rebuilds_total 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_commit_seconds_sum 1.5\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_commit_seconds_count 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_partition_backlog{partition=\"3\"} 7\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_partition_event_lag_seconds{partition=\"3\"} 1.25\n"),
-            "{text}"
-        );
+        let registry = registry(stats, Arc::new(AtomicU64::new(1)), lag)?;
+        let text = likes_shared::metrics::render(&registry);
+        for expected in [
+            "likes_pipeline_events_total 42\n",
+            "likes_pipeline_window_events_sum 42\n",
+            "likes_pipeline_window_events_count 2\n",
+            "likes_pipeline_largest_window_events 30\n",
+            "likes_pipeline_event_lag_seconds 0.25\n",
+            "likes_pipeline_consumer_rebuilds_total 1\n",
+            "likes_pipeline_commit_duration_seconds_sum 1.5\n",
+            "likes_pipeline_commit_duration_seconds_count 2\n",
+            "likes_sink_write_conflicts_total 3\n",
+            "likes_sink_transaction_duration_seconds_count 0\n",
+            "likes_pipeline_partition_backlog{partition=\"3\"} 7\n",
+            "likes_pipeline_partition_event_lag_seconds{partition=\"3\"} 1.25\n",
+            "likes_pipeline_event_commit_lag_seconds_bucket{le=\"0.1\"} 1\n",
+            "likes_pipeline_event_commit_lag_seconds_count 2\n",
+            "process_resident_memory_bytes ",
+            "tokio_runtime_alive_tasks ",
+        ] {
+            assert!(text.contains(expected), "no {expected:?} in\n{text}");
+        }
         assert!(!text.contains("partition=\"5\""), "{text}");
-        assert!(
-            text.contains("likes_pipeline_event_commit_lag_seconds_bucket{le=\"0.1\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("likes_pipeline_event_commit_lag_seconds_count 2\n"),
-            "{text}"
-        );
+        Ok(())
     }
 }

@@ -8,7 +8,12 @@
 //! 1000-event one. The count is taken once per window into a local array, then added to the
 //! shared atomics, so the cost per event is a short search in 16 bounds.
 
+use prometheus::proto::{self, MetricFamily, MetricType};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The histogram's name and help on `/metrics`.
+pub const NAME: &str = "likes_pipeline_event_commit_lag_seconds";
+pub const HELP: &str = "From each event's ingest time (ts_ms) to the commit of its window";
 
 /// The buckets' upper bounds, in milliseconds; one more bucket above the last (`+Inf`).
 pub const BOUNDS_MS: [u64; 16] = [
@@ -139,31 +144,32 @@ impl EventLagSnapshot {
         Some(snapshot)
     }
 
-    /// The Prometheus text of this histogram (cumulative buckets, seconds).
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP likes_pipeline_event_commit_lag_seconds From each event's ingest time (ts_ms) \
-             to the commit of its window\n# TYPE likes_pipeline_event_commit_lag_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (i, count) in self.buckets.iter().enumerate() {
-            cumulative += count;
-            let le = match BOUNDS_MS.get(i) {
-                Some(ms) => (*ms as f64 / 1e3).to_string(),
-                None => "+Inf".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "likes_pipeline_event_commit_lag_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "likes_pipeline_event_commit_lag_seconds_sum {}\nlikes_pipeline_event_commit_lag_seconds_count {cumulative}",
-            self.sum_ms as f64 / 1e3
-        );
+    /// This histogram as a Prometheus family (cumulative buckets, seconds).
+    pub fn family(&self) -> MetricFamily {
+        let mut cumulative = 0u64;
+        let buckets = BOUNDS_MS
+            .iter()
+            .zip(self.buckets)
+            .map(|(bound, count)| {
+                cumulative += count;
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(*bound as f64 / 1e3);
+                bucket.set_cumulative_count(cumulative);
+                bucket
+            })
+            .collect();
+        let mut histogram = proto::Histogram::default();
+        histogram.set_bucket(buckets);
+        histogram.set_sample_count(self.count());
+        histogram.set_sample_sum(self.sum_ms as f64 / 1e3);
+        let mut metric = proto::Metric::default();
+        metric.set_histogram(histogram);
+        let mut family = MetricFamily::default();
+        family.set_name(NAME.into());
+        family.set_help(HELP.into());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(vec![metric]);
+        family
     }
 }
 
@@ -204,8 +210,14 @@ mod tests {
     fn rendered_text_reads_back_the_same() {
         let histogram = EventLagHistogram::default();
         histogram.record_window(10_000, [9_999, 9_000, 8_000, 1_000].into_iter());
-        let mut text = String::new();
-        histogram.snapshot().render(&mut text);
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &[histogram.snapshot().family()],
+            &mut text,
+        )
+        .expect("encodes");
+        let text = String::from_utf8(text).expect("utf-8");
         assert!(
             text.contains("likes_pipeline_event_commit_lag_seconds_count 4\n"),
             "{text}"

@@ -93,7 +93,12 @@ impl<'a> RetryingStore<'a> {
     pub async fn apply(&mut self, changes: &[LikeChange], failures: &mut u32) -> Applied {
         let mut attempt = 0u32;
         loop {
-            let error = match self.store.apply_window(changes).await {
+            let started = std::time::Instant::now();
+            let applied = self.store.apply_window(changes).await;
+            self.stats
+                .transactions
+                .observe(started.elapsed().as_secs_f64());
+            let error = match applied {
                 Ok(outcome) => {
                     self.stats
                         .rows_written
@@ -108,6 +113,9 @@ impl<'a> RetryingStore<'a> {
                 return Applied::Refused(error);
             }
             self.stats.retries.fetch_add(1, Relaxed);
+            if matches!(error, StoreError::Conflict(_)) {
+                self.stats.write_conflicts.fetch_add(1, Relaxed);
+            }
             let wait = self.backoff.delay(attempt);
             tracing::warn!(
                 %error,
