@@ -15,7 +15,13 @@ async fn main() -> anyhow::Result<()> {
         println!("{HELP}");
         return Ok(());
     }
-    likes_shared::telemetry::init();
+    let telemetry = likes_shared::telemetry::init("likes");
+    let served = serve().await;
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config: EmbeddedConfig = likes_shared::config::load()?;
     let data_dir = config.data_dir.clone();
     let app = Embedded::start(config).await?;

@@ -10,6 +10,7 @@ use crate::http_server::PeerAddr;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
+use crate::request_span::{self, route_label};
 use crate::service::LikeService;
 use bytes::Bytes;
 use likes_shared::{Action, ContentId, UserId};
@@ -19,7 +20,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
-use warp::http::{HeaderMap, Method};
+use warp::http::HeaderMap;
 use warp::{Filter, Rejection, Reply};
 
 pub struct Context {
@@ -297,27 +298,9 @@ pub fn routes(
                 .http
                 .with_label_values(&[route, info.method().as_str(), info.status().as_str()])
                 .observe(info.elapsed().as_secs_f64());
+            request_span::record_status(info.status());
         }))
-}
-
-/// A fixed label per route: paths carry ids, which must not become label values.
-fn route_label(method: &Method, path: &str) -> &'static str {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method.as_str(), parts.as_slice()) {
-        ("PUT", ["v1", "contents", _, "like"]) => "like",
-        ("DELETE", ["v1", "contents", _, "like"]) => "unlike",
-        ("GET", ["v1", "contents", _]) => "get_content",
-        ("POST", ["v1", "contents:batchGet"]) => "batch_get",
-        ("GET", ["v1", "me", "likes"]) => "my_likes",
-        ("GET", ["v1", "trending"]) => "trending",
-        ("POST", ["v1", "dev", "token"]) => "dev_token",
-        (_, ["healthz"]) => "healthz",
-        (_, ["readyz"]) => "readyz",
-        (_, ["metrics"]) => "metrics",
-        (_, ["openapi.json"]) => "openapi",
-        (_, [""]) => "index",
-        _ => "other",
-    }
+        .with(warp::trace(request_span::request_span))
 }
 
 #[cfg(test)]

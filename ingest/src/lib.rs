@@ -51,6 +51,7 @@ pub mod pulsar_publisher;
 pub mod readiness;
 #[cfg(feature = "redis")]
 pub mod redis_cache;
+pub mod request_span;
 pub mod service;
 pub mod spool;
 #[cfg(test)]

@@ -26,7 +26,13 @@ async fn main() -> ExitCode {
         println!("{HELP}");
         return ExitCode::SUCCESS;
     }
-    likes_shared::telemetry::init();
+    let telemetry = likes_shared::telemetry::init("likes-ingest");
+    let code = serve().await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve() -> ExitCode {
     let config: DistributedConfig = match likes_shared::config::load_in_shared_env() {
         Ok(config) => config,
         Err(error) => {

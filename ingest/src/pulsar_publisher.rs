@@ -47,6 +47,7 @@ pub use config::{EventCompression, PublisherConfigError, PulsarPublisherConfig};
 use async_trait::async_trait;
 use likes_shared::bus::{BusError, DurableMark, EventPublisher, WallClockMarks};
 use likes_shared::metrics::ClientMetrics;
+use likes_shared::telemetry::{self, TraceParent, TRACEPARENT};
 use likes_shared::topics::event_key;
 use likes_shared::LikeEvent;
 use likes_sink::pulsar_client::{self, PulsarClient};
@@ -57,6 +58,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
 
 pub struct PulsarPublisher {
     config: PulsarPublisherConfig,
@@ -127,8 +129,8 @@ impl PulsarPublisher {
         &self.config
     }
 
-    /// Publishes `event` with extra message `properties`: the hook for the trace context of
-    /// DESIGN section 5 (nothing fills it yet). Same promise as [`EventPublisher::publish`].
+    /// Publishes `event` with extra message `properties` (the trace context of DESIGN section 5
+    /// is one). Same promise as [`EventPublisher::publish`].
     pub async fn publish_with_properties(
         &self,
         event: &LikeEvent,
@@ -323,8 +325,30 @@ impl PulsarPublisher {
 
 #[async_trait]
 impl EventPublisher for PulsarPublisher {
+    /// While traces are exported, in a producer span whose context rides in the message's
+    /// `traceparent` property, for the worker's window span to link to.
     async fn publish(&self, event: &LikeEvent) -> Result<DurableMark, BusError> {
-        self.publish_with_properties(event, &[]).await
+        if !telemetry::traces_enabled() {
+            return self.publish_with_properties(event, &[]).await;
+        }
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("send {}", self.topic),
+            otel.kind = "producer",
+            messaging.system = "pulsar",
+            messaging.operation.type = "send",
+            messaging.destination.name = %self.topic,
+        );
+        async {
+            let context = TraceParent::current();
+            let properties: Vec<(&str, &str)> = context
+                .iter()
+                .map(|context| (TRACEPARENT, context.0.as_str()))
+                .collect();
+            self.publish_with_properties(event, &properties).await
+        }
+        .instrument(span)
+        .await
     }
 
     fn is_ready(&self) -> bool {

@@ -26,6 +26,7 @@ use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_shared::{Action, ContentId, LikeEvent, UserId};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// The backends ingest runs on; embedded or real, behind the same traits.
 #[derive(Clone)]
@@ -188,8 +189,10 @@ impl LikeService {
         let applied = *applied;
         // A client that goes away drops this request's future. The publish and its confirm or
         // revert must still run to the end: the entry would otherwise wait for a publish that
-        // nothing resolves, and could never be forgotten.
-        let settle = tokio::spawn(async move {
+        // nothing resolves, and could never be forgotten. The task stays in the request's span,
+        // so the publish is part of the request's trace.
+        let settle = tokio::spawn(
+            async move {
             // A publisher that panics must still resolve the entry: as a failed publish.
             let published = AssertUnwindSafe(publisher.publish(&event))
                 .catch_unwind()
@@ -221,7 +224,9 @@ impl LikeService {
                     })
                 }
             }
-        });
+        }
+            .in_current_span(),
+        );
         settle.await.map_err(|error| {
             tracing::error!(%error, "publish task failed");
             ApiError::unavailable("events cannot be made durable right now")

@@ -55,6 +55,7 @@ fn like_stream() -> Vec<Delivery<u64>> {
                 event,
                 ack: n,
                 partition: 0,
+                trace: None,
             }
         })
         .collect()

@@ -67,11 +67,13 @@ async fn main() -> ExitCode {
         println!("{HELP}");
         return ExitCode::SUCCESS;
     };
-    likes_shared::telemetry::init();
-    match run(command, &args[1..]).await {
+    let telemetry = likes_shared::telemetry::init("likes-pipeline");
+    let code = match run(command, &args[1..]).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 async fn run(command: &str, rest: &[String]) -> Result<(), Failure> {

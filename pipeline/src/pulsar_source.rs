@@ -51,6 +51,7 @@ use consumer::{drain_until_quiet, subscribe, EventConsumer};
 use futures::StreamExt;
 use likes_shared::bus::{BusError, EventSource, Received};
 use likes_shared::retry::Backoff;
+use likes_shared::telemetry::{TraceParent, TRACEPARENT};
 use likes_shared::topics::{TopicName, TopicNameError};
 use likes_sink::pulsar_admin::{AdminError, PulsarAdmin};
 use likes_sink::pulsar_client::{self, ConnectError};
@@ -269,7 +270,13 @@ impl PulsarSource {
         self.partition_topics
             .entry(partition)
             .or_insert_with(|| message.topic.clone());
-        Received::decode(message.payload.data, ack, partition)
+        let trace = message
+            .metadata()
+            .properties
+            .iter()
+            .find(|property| property.key == TRACEPARENT)
+            .map(|property| TraceParent(property.value.clone()));
+        Received::decode(message.payload.data, ack, partition).with_trace(trace)
     }
 }
 

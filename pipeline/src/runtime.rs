@@ -24,6 +24,7 @@ use likes_shared::hlc::now_ms;
 use likes_shared::retry::Backoff;
 use likes_shared::shutdown::Shutdown;
 use likes_shared::store::{LikeChange, LikeStore};
+use likes_shared::telemetry;
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
 use likes_sink::dead_letter::{DeadLetter, DeadLetterPublisher};
 use poison::{Applied, PoisonChange, RetryingStore};
@@ -213,13 +214,28 @@ impl<S: EventSource> Worker<S> {
     /// If the store refuses the window for good, the changes it takes commit in smaller
     /// transactions and only the events of the ones it refuses are dead-lettered
     /// (`runtime/poison.rs`).
-    #[tracing::instrument(skip_all, fields(events = window.events.len()))]
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            otel.name = "commit window",
+            events = window.events.len(),
+            trace_id = tracing::field::Empty,
+        )
+    )]
     async fn commit(
         &mut self,
         window: Window<S::Ack>,
         shutdown: &mut Shutdown,
     ) -> Result<bool, WorkerError> {
         let started = now();
+        if telemetry::traces_enabled() {
+            // A window holds the likes of many requests: it links to their publishes.
+            let span = tracing::Span::current();
+            for trace in &window.traces {
+                trace.link_from(&span);
+            }
+            telemetry::record_trace_id(&span);
+        }
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
         self.collapse.collapse_into(&window.events, &mut changes);

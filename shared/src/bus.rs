@@ -6,6 +6,7 @@
 //! Every record is handed over, decodable or not, so that every record can be acked.
 
 use crate::event::{LikeEvent, WireError};
+use crate::telemetry::TraceParent;
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,8 @@ pub struct Delivery<A> {
     pub ack: A,
     /// The partition the event came from (content-keyed, so one content is in one partition).
     pub partition: u32,
+    /// The trace context of the publish, when the record carried one.
+    pub trace: Option<TraceParent>,
 }
 
 /// A record that arrived intact but does not decode as a [`LikeEvent`] (a newer schema, a
@@ -99,6 +102,14 @@ pub enum Received<A> {
 }
 
 impl<A> Received<A> {
+    /// The publish's trace context, for a source whose records carry one.
+    pub fn with_trace(mut self, trace: Option<TraceParent>) -> Self {
+        if let Received::Event(delivery) = &mut self {
+            delivery.trace = trace;
+        }
+        self
+    }
+
     /// Decodes a record's payload: every source turns bytes into deliveries the same way.
     pub fn decode(payload: Vec<u8>, ack: A, partition: u32) -> Self {
         match LikeEvent::decode(&payload) {
@@ -106,6 +117,7 @@ impl<A> Received<A> {
                 event,
                 ack,
                 partition,
+                trace: None,
             }),
             Err(error) => Received::Undecodable(UndecodableRecord {
                 payload,

@@ -1,19 +1,162 @@
-//! Logging setup for every binary: `tracing` with key/value fields, filtered by `RUST_LOG`
-//! (default `info`). Metrics are served by ingest's `/metrics`.
+//! Logs and traces for every binary.
+//!
+//! Logs: `tracing` with key/value fields, filtered by `RUST_LOG` (default `info`), as text or,
+//! with `LIKES_LOG_FORMAT=json`, one JSON object a line with the fields of the spans around it,
+//! among them the `trace_id` of the request or window being served (see [`record_trace_id`]), so
+//! a log line leads to its trace.
+//!
+//! Traces: OpenTelemetry, exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf` or `http/json`), off otherwise, so a
+//! deployment without a collector pays nothing. Sampling is the SDK's, set by the standard
+//! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: parent-based, always on); the
+//! service name by `OTEL_SERVICE_NAME`, else the binary's. One trace follows a like across the
+//! queue: ingest's request span is the parent of its publish span, whose W3C context rides in
+//! the Pulsar message's properties ([`propagation`]); the worker's window span links to the
+//! context of every message it commits (a window holds thousands of likes from as many
+//! requests, so links, not parents, are the shape).
 
-use tracing_subscriber::EnvFilter;
+pub mod propagation;
 
-/// Installs the global subscriber; a second call (tests) is a no-op.
-pub fn init() {
-    init_with_default("info");
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub use propagation::{record_trace_id, TraceParent, TRACEPARENT};
+
+/// Set once spans are exported: code that builds a span only for the trace asks first.
+static TRACES_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports spans ([`init`] found an OTLP endpoint).
+pub fn traces_enabled() -> bool {
+    TRACES_ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The exporter's settings, all standard OpenTelemetry environment variables.
+pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `json` for JSON log lines; anything else (or unset) for text.
+pub const LOG_FORMAT_VAR: &str = "LIKES_LOG_FORMAT";
+
+/// What becomes a span in a trace, whatever `RUST_LOG` says of logs: this workspace's spans,
+/// not the clients' inner workings (and never the exporter's own HTTP calls).
+const TRACE_FILTER: &str = "info,sqlx=warn,pulsar=warn,hyper=off,hyper_util=off,h2=off,\
+                            opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+
+/// What [`init`] installed. Dropping it does not flush: call [`Telemetry::shutdown`] before the
+/// process exits, or the spans of its last seconds are lost.
+#[must_use = "shut it down at exit, or the last spans are not exported"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exports_traces(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is buffered now (tests wait on it).
+    pub async fn flush(&self) {
+        if let Some(provider) = self.provider.clone() {
+            run_blocking(move || provider.force_flush()).await;
+        }
+    }
+
+    /// Exports what is buffered and stops the exporter.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            run_blocking(move || provider.shutdown_with_timeout(Duration::from_secs(5))).await;
+        }
+    }
+}
+
+/// The SDK's flush and shutdown block until the batch task, which runs on tokio, has answered:
+/// off the runtime's worker threads, or a single-threaded runtime would wait on itself.
+async fn run_blocking(
+    call: impl FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
+) {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "exporting the last spans failed"),
+        Err(error) => tracing::warn!(%error, "exporting the last spans failed"),
+    }
+}
+
+/// Installs the global subscriber for `service` (a second call, in tests, changes nothing and
+/// exports nothing). Must run inside the tokio runtime when traces are exported.
+pub fn init(service: &str) -> Telemetry {
+    init_with_default(service, "info")
 }
 
 /// [`init`] with another filter for when `RUST_LOG` is unset: a command-line tool may quiet a
 /// chatty dependency (pulsar-rs logs every subscribe attempt at `warn`).
-pub fn init_with_default(filter: &str) {
+pub fn init_with_default(service: &str, filter: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+    let json = std::env::var(LOG_FORMAT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_target(false).boxed()
+    };
+    let provider = match std::env::var(OTLP_ENDPOINT_VAR) {
+        Ok(endpoint) if !endpoint.trim().is_empty() => tracer_provider(service),
+        _ => None,
+    };
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service.to_owned()))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init()
+        .is_ok();
+    if !installed {
+        // A subscriber was there first (a second init in one test process): this provider
+        // would receive nothing.
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
+        return Telemetry { provider: None };
+    }
+    if provider.is_some() {
+        TRACES_ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        tracing::info!(service, "exporting traces over OTLP");
+    }
+    Telemetry { provider }
+}
+
+/// The provider exporting over OTLP/HTTP, or `None` (said in a log line) when the exporter
+/// cannot be built from the environment.
+fn tracer_provider(service: &str) -> Option<SdkTracerProvider> {
+    use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+    let exporter = match opentelemetry_otlp::SpanExporter::builder().build() {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            eprintln!("traces are off: cannot build the OTLP exporter: {error}");
+            return None;
+        }
+    };
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    Some(
+        SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(resource)
+            .build(),
+    )
 }

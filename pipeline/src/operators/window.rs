@@ -10,6 +10,7 @@
 
 use super::Operator;
 use likes_shared::bus::Delivery;
+use likes_shared::telemetry::TraceParent;
 use likes_shared::LikeEvent;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,13 @@ pub struct Window<A> {
     /// event-time lag per partition. Kept while filling, so the commit needs no pass over the
     /// events; a worker owns a handful of partitions, so a short list, searched linearly.
     pub oldest_by_partition: Vec<(u32, u64)>,
+    /// The trace contexts of the first [`MAX_TRACE_LINKS`] events that carried one: the window's
+    /// span links to them (an exporter keeps about that many links a span anyway).
+    pub traces: Vec<TraceParent>,
 }
+
+/// Links a window span keeps at most (the OpenTelemetry SDK's default span limit).
+pub const MAX_TRACE_LINKS: usize = 128;
 
 /// The operator that fills a window and closes it by count, by age, or at end of input.
 #[derive(Debug)]
@@ -61,6 +68,7 @@ pub struct CountOrTimeWindow<A> {
     events: Vec<LikeEvent>,
     acks: Vec<A>,
     oldest_by_partition: Vec<(u32, u64)>,
+    traces: Vec<TraceParent>,
     /// `Some` exactly while the open window holds at least one event.
     opened_at: Option<Instant>,
     /// Buffers handed back through [`recycle`](Self::recycle), reused for the next window.
@@ -78,6 +86,7 @@ impl<A> CountOrTimeWindow<A> {
             events: Vec::new(),
             acks: Vec::new(),
             oldest_by_partition: Vec::new(),
+            traces: Vec::new(),
             opened_at: None,
             spare: None,
         }
@@ -119,6 +128,7 @@ impl<A> CountOrTimeWindow<A> {
             acks: std::mem::replace(&mut self.acks, next_acks),
             opened_at,
             oldest_by_partition: std::mem::take(&mut self.oldest_by_partition),
+            traces: std::mem::take(&mut self.traces),
         });
     }
 
@@ -149,6 +159,11 @@ impl<A> Operator for CountOrTimeWindow<A> {
         {
             Some((_, oldest)) => *oldest = (*oldest).min(ts_ms),
             None => self.oldest_by_partition.push((delivery.partition, ts_ms)),
+        }
+        if let Some(trace) = delivery.trace {
+            if self.traces.len() < MAX_TRACE_LINKS {
+                self.traces.push(trace);
+            }
         }
         self.events.push(delivery.event);
         self.acks.push(delivery.ack);
@@ -193,6 +208,7 @@ mod tests {
             event,
             ack: n,
             partition: 0,
+            trace: None,
         }
     }
 

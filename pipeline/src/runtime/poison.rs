@@ -37,6 +37,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The store as the worker calls it: outages waited out with backoff until shutdown.
 pub(super) struct RetryingStore<'a> {
@@ -94,7 +95,17 @@ impl<'a> RetryingStore<'a> {
         let mut attempt = 0u32;
         loop {
             let started = std::time::Instant::now();
-            let applied = self.store.apply_window(changes).await;
+            let transaction = tracing::info_span!(
+                "apply_window",
+                otel.kind = "client",
+                db.operation.name = "apply_window",
+                changes = changes.len(),
+            );
+            let applied = self
+                .store
+                .apply_window(changes)
+                .instrument(transaction)
+                .await;
             self.stats
                 .transactions
                 .observe(started.elapsed().as_secs_f64());

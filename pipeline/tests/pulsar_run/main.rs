@@ -53,7 +53,7 @@ struct Deployment {
 impl Deployment {
     async fn new(partitions: u32) -> Self {
         // Logs on `--nocapture`; quiet unless something goes wrong (RUST_LOG overrides).
-        likes_shared::telemetry::init_with_default("warn");
+        let _logs = likes_shared::telemetry::init_with_default("pulsar_run", "warn");
         let services = ServicesEnv::load();
         let topics = TopicsConfig {
             topic: unique_name("run-events"),

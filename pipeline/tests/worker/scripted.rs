@@ -37,6 +37,7 @@ pub fn delivery_by(n: u64, user: u64, content: u64, action: Action) -> Received<
         event,
         ack: n,
         partition: 0,
+        trace: None,
     })
 }
 
