@@ -42,7 +42,13 @@ pub const LOG_FORMAT_VAR: &str = "LIKES_LOG_FORMAT";
 /// What becomes a span in a trace, whatever `RUST_LOG` says of logs: this workspace's spans,
 /// not the clients' inner workings (and never the exporter's own HTTP calls).
 const TRACE_FILTER: &str = "info,sqlx=warn,pulsar=warn,hyper=off,hyper_util=off,h2=off,\
-                            opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+                            opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,\
+                            warp::filters::trace=warn";
+
+/// warp's request tracing writes two lines per request at `info` ("processing request",
+/// "finished processing"): the request span and the metrics say it all, so they are kept out
+/// of the logs too, whatever `RUST_LOG` says.
+const QUIET: &str = "warp::filters::trace=warn";
 
 /// What [`init`] installed. Dropping it does not flush: call [`Telemetry::shutdown`] before the
 /// process exits, or the spans of its last seconds are lost.
@@ -94,6 +100,10 @@ pub fn init(service: &str) -> Telemetry {
 /// chatty dependency (pulsar-rs logs every subscribe attempt at `warn`).
 pub fn init_with_default(service: &str, filter: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let filter = match QUIET.parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
+    };
     let json = std::env::var(LOG_FORMAT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let logs = if json {
         tracing_subscriber::fmt::layer()
