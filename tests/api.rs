@@ -443,6 +443,21 @@ on_every_backend! {
         }
         let index = t.json(t.request(Method::GET, "/", None), 200).await;
         assert_eq!(index["openapi"], "/openapi.json");
+        // A browser gets the web page at the same URL, its script under the page's policy.
+        let page = t
+            .send(t.request(Method::GET, "/", None).header("accept", "text/html"))
+            .await;
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+        let policy = page.headers()["content-security-policy"].to_str().expect("ascii");
+        assert!(policy.contains("script-src 'self'"), "{policy}");
+        assert!(page.text().await.expect("text").contains("/assets/js/main.js"));
+        let script = t.send(t.request(Method::GET, "/assets/js/main.js", None)).await;
+        assert_eq!(script.status(), 200);
+        assert_eq!(
+            script.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
         t.error(t.request(Method::GET, "/v1/nope", None), 404, "not_found")
             .await;
         t.error(

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
 use crate::request_span::{self, route_label};
 use crate::service::LikeService;
+use crate::web;
 use bytes::Bytes;
 use likes_shared::{Action, ContentId, UserId};
 use serde::de::DeserializeOwned;
@@ -248,17 +249,8 @@ pub fn routes(
         .and(json_body::<handlers::DevTokenRequest>(c.clone()))
         .and(with_ctx(c.clone()))
         .and_then(|_permit, body, ctx| async move { ok(handlers::dev_token(ctx, body).await) });
-    // What a person who opens the printed URL sees: where to go next.
-    let index = warp::path::end().and(warp::get()).map(|| {
-        warp::reply::json(&serde_json::json!({
-            "service": "likes",
-            "api": "/v1",
-            "openapi": "/openapi.json",
-            "health": "/healthz",
-            "ready": "/readyz",
-            "metrics": "/metrics",
-        }))
-    });
+    // What a person who opens the printed URL sees: the page in a browser, else the JSON index.
+    let index = web::index();
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
@@ -291,6 +283,7 @@ pub fn routes(
         .or(metrics)
         .or(openapi)
         .or(index)
+        .or(web::assets())
         .recover(recover)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method(), info.path());

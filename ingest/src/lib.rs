@@ -13,6 +13,8 @@
 //! - [`client_addr`] — the client address limits key on (peer or trusted `X-Forwarded-For`).
 //! - [`http_server`] — the accept loop and connections: header, body and idle timeouts, the
 //!   connection bound; both binaries serve through it.
+//! - [`web`] — the web page at `/` for browsers (the JSON index for other clients) and its
+//!   files under `/assets/`, embedded from `ingest/web/`.
 //! - [`readiness`] — the `/readyz` probe, cached briefly and shared by concurrent callers.
 //! - [`memory_cache`] — the embedded `StateCache`.
 //! - [`cache_breaker`] — `BreakerCache`: a circuit breaker in front of the state cache, so an
@@ -56,6 +58,7 @@ pub mod service;
 pub mod spool;
 #[cfg(test)]
 mod stub_backends;
+pub mod web;
 
 pub use app::Application;
 pub use config::IngestConfig;

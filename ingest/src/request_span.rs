@@ -63,6 +63,7 @@ pub fn route_label(method: &Method, path: &str) -> &'static str {
         (_, ["metrics"]) => "metrics",
         (_, ["openapi.json"]) => "openapi",
         (_, [""]) => "index",
+        (_, ["assets", ..]) => "asset",
         _ => "other",
     }
 }
