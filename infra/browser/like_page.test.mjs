@@ -1,0 +1,270 @@
+// The web page in a real browser: Debian's chromium, headless, driven by playwright-core, against
+// a fresh embedded `likes` (infra/browser/run starts it and sets LIKES_URL). The tests run in
+// order and share the server's state: counts are asserted exactly, on the page and on the API.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { DEMO_USERS } from '../../ingest/web/js/session.js';
+import { titleOf } from '../../ingest/web/js/titles.js';
+
+const BASE = process.env.LIKES_URL;
+const CHROMIUM = process.env.LIKES_CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = process.env.LIKES_BROWSER_ARTIFACTS;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const ITEM = 5; // liked and unliked by users 1 and 2
+const KEY_ITEM = 2; // liked from the keyboard by user 3
+const FAIL_ITEM = 7; // whose like the browser is made to refuse
+
+let browser;
+const opened = []; // every page, to check for script errors and CSP violations at the end
+
+before(async () => {
+  assert.ok(BASE, 'LIKES_URL must name the running likes (infra/browser/run sets it)');
+  assert.ok(ARTIFACTS, 'LIKES_BROWSER_ARTIFACTS must name where screenshots go');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  // As root, chromium's sandbox cannot start.
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `read` until it deep-equals `expected`; fails with the last value after `timeoutMs`. */
+async function eventually(what, read, expected, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await read();
+    try {
+      assert.deepEqual(last, expected);
+      return;
+    } catch {
+      if (Date.now() > deadline) assert.fail(`${what}: wanted ${JSON.stringify(expected)}, still ${JSON.stringify(last)}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** A new browser context on the page, ready (its first read done). */
+async function open(viewport = DESKTOP, prepare = async () => {}) {
+  const context = await browser.newContext({ viewport, isMobile: viewport === PHONE, hasTouch: viewport === PHONE });
+  context.setDefaultTimeout(10000);
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // A 4xx the page expects (the dev-token probe's 400, a refused like) is logged as a failed
+    // load; anything else logged as an error (a CSP refusal included) is a problem.
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+      page.problems.push(`console: ${message.text()}`);
+    }
+  });
+  await prepare(page);
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  opened.push(page);
+  return page;
+}
+
+const feedCard = (page, id) => page.locator(`#feed li.card[data-content-id="${id}"]`);
+
+/** What the feed shows for content `id`: the button's aria-pressed and the count. */
+async function shown(page, id, list = '#feed') {
+  const card = page.locator(`${list} li.card[data-content-id="${id}"]`);
+  return {
+    pressed: await card.locator('button.like').getAttribute('aria-pressed'),
+    count: await card.locator('.number').textContent(),
+  };
+}
+
+/** The count the API answers, outside the browser. */
+async function served(id) {
+  const response = await fetch(`${BASE}/v1/contents/${id}`);
+  assert.equal(response.status, 200);
+  return (await response.json()).count;
+}
+
+async function pickUser(page, userId) {
+  await page.selectOption('#demo-user-id', String(userId));
+  const minted = page.waitForResponse((r) => r.url().endsWith('/v1/dev/token') && r.status() === 200);
+  // The first read as the new user: the page shows the user's states once it is answered.
+  const read = page.waitForResponse((r) => r.url().endsWith('/v1/contents:batchGet')
+    && r.request().headers().authorization !== undefined);
+  await page.click('#demo-user button[type="submit"]');
+  const token = (await (await minted).json()).token;
+  assert.equal((await read).request().headers().authorization, `Bearer ${token}`);
+  await eventually('who am I', () => page.textContent('#whoami'), `Signed in as ${new Map(DEMO_USERS).get(userId)} (user ${userId}).`);
+}
+
+/** Clicks content `id`'s like button and waits for the answer to the PUT or DELETE. */
+async function clickLike(page, id, method) {
+  const answered = page.waitForResponse((r) => r.url().endsWith(`/v1/contents/${id}/like`) && r.request().method() === method);
+  await feedCard(page, id).locator('button.like').click();
+  return answered;
+}
+
+const statusText = (page) => page.textContent('#status');
+
+let first; // user 1's page
+let second; // user 2's page
+
+test('an anonymous visitor sees the counts and is asked to pick a demo user', async () => {
+  const page = await open();
+  assert.deepEqual(await shown(page, ITEM), { pressed: 'false', count: '0' });
+  assert.equal(await page.locator('#feed li.card').count(), 40);
+  let sent = 0;
+  page.on('request', (r) => { if (r.url().includes('/like')) sent += 1; });
+  await feedCard(page, ITEM).locator('button.like').click();
+  await eventually('the hint', () => statusText(page), 'To like, first pick a demo user at the top of the page.');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'demo-user-id');
+  assert.equal(sent, 0, 'an anonymous click sends nothing');
+  assert.deepEqual(await shown(page, ITEM), { pressed: 'false', count: '0' });
+});
+
+test('a user likes an item and sees the count move', async () => {
+  first = await open();
+  await pickUser(first, 1);
+  assert.deepEqual(await shown(first, ITEM), { pressed: 'false', count: '0' });
+  const answer = await clickLike(first, ITEM, 'PUT');
+  assert.equal(answer.status(), 200);
+  assert.deepEqual(await shown(first, ITEM), { pressed: 'true', count: '1' });
+  assert.equal(await served(ITEM), 1);
+  await eventually('the announcement', () => statusText(first), `Liked "${titleOf(ITEM)}": 1 like.`);
+});
+
+test('the state is kept across a reload', async () => {
+  await first.reload();
+  await first.waitForSelector('body[data-ready="true"]');
+  assert.equal(await first.textContent('#whoami'), `Signed in as ${new Map(DEMO_USERS).get(1)} (user 1).`);
+  assert.deepEqual(await shown(first, ITEM), { pressed: 'true', count: '1' });
+});
+
+test('a second user sees the count, and the first sees theirs move without a reload', async () => {
+  second = await open();
+  await pickUser(second, 2);
+  assert.deepEqual(await shown(second, ITEM), { pressed: 'false', count: '1' });
+  await clickLike(second, ITEM, 'PUT');
+  assert.deepEqual(await shown(second, ITEM), { pressed: 'true', count: '2' });
+  assert.equal(await served(ITEM), 2);
+  // The page reads the counts again every 5 s.
+  await eventually('user 1 sees 2', () => shown(first, ITEM), { pressed: 'true', count: '2' }, 8000);
+});
+
+test('"my likes" lists what the user liked', async () => {
+  await first.goto(`${BASE}/#/mine`);
+  await first.waitForSelector('#mine li.card');
+  assert.equal(await first.isHidden('#feed-view'), true);
+  assert.deepEqual(await first.locator('#mine li.card').evaluateAll((cards) => cards.map((c) => c.dataset.contentId)), [String(ITEM)]);
+  assert.deepEqual(await shown(first, ITEM, '#mine'), { pressed: 'true', count: '2' });
+  await first.goto(`${BASE}/#/`);
+  await first.waitForSelector('#feed-view:not([hidden])');
+});
+
+test('trending shows the liked item', async () => {
+  // The embedded pipeline posts trending every second; the page reads it every 5 s.
+  await first.locator(`#trending li[data-trending-id="${ITEM}"]`).waitFor({ timeout: 12000 });
+  assert.match(await first.textContent(`#trending li[data-trending-id="${ITEM}"]`), new RegExp(titleOf(ITEM)));
+});
+
+test('unlike', async () => {
+  const answer = await clickLike(second, ITEM, 'DELETE');
+  assert.equal(answer.status(), 200);
+  assert.deepEqual(await shown(second, ITEM), { pressed: 'false', count: '1' });
+  assert.equal(await served(ITEM), 1);
+  await eventually('user 1 sees 1', () => shown(first, ITEM), { pressed: 'true', count: '1' }, 8000);
+});
+
+test('liking works from the keyboard alone', async () => {
+  const page = await open();
+  await pickUser(page, 3);
+  await page.reload(); // focus starts at the top of the page again
+  await page.waitForSelector('body[data-ready="true"]');
+  const target = `#feed li.card[data-content-id="${KEY_ITEM}"] button.like`;
+  let tabs = 0;
+  while (!(await page.evaluate((selector) => document.activeElement === document.querySelector(selector), target))) {
+    tabs += 1;
+    assert.ok(tabs <= 20, `Tab did not reach the like button of ${KEY_ITEM}`);
+    await page.keyboard.press('Tab');
+  }
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'the focused button shows its focus');
+  // A press while the last one is unanswered is ignored (the button is aria-busy): wait.
+  const press = async (key, method) => {
+    const answered = page.waitForResponse((r) => r.url().endsWith(`/v1/contents/${KEY_ITEM}/like`) && r.request().method() === method);
+    await page.keyboard.press(key);
+    assert.equal((await answered).status(), 200);
+    await page.locator(`${target}:not([aria-busy])`).waitFor();
+  };
+  await press('Space', 'PUT');
+  assert.deepEqual(await shown(page, KEY_ITEM), { pressed: 'true', count: '1' });
+  assert.equal(await served(KEY_ITEM), 1);
+  await press('Enter', 'DELETE');
+  assert.deepEqual(await shown(page, KEY_ITEM), { pressed: 'false', count: '0' });
+  assert.equal(await served(KEY_ITEM), 0);
+});
+
+test('a 503 and a 429 roll the like back and say when to try again', async () => {
+  const page = await open();
+  await pickUser(page, 4);
+  let refusals = 0;
+  let answer = { status: 503, retryAfter: '1', code: 'unavailable' };
+  await page.route(`**/v1/contents/${FAIL_ITEM}/like`, (route) => {
+    refusals += 1;
+    route.fulfill({
+      status: answer.status,
+      headers: { 'retry-after': answer.retryAfter },
+      contentType: 'application/json',
+      body: JSON.stringify({ error: { code: answer.code, message: 'refused by the test' } }),
+    });
+  });
+  await clickLike(page, FAIL_ITEM, 'PUT');
+  await eventually('rolled back', () => shown(page, FAIL_ITEM), { pressed: 'false', count: '0' });
+  await eventually('503 said', () => statusText(page), 'The service is busy and did not save that. Please try again in 1 s.');
+  await sleep(1100); // Retry-After: 1
+  answer = { status: 429, retryAfter: '3', code: 'rate_limited' };
+  await clickLike(page, FAIL_ITEM, 'PUT');
+  await eventually('rolled back', () => shown(page, FAIL_ITEM), { pressed: 'false', count: '0' });
+  await eventually('429 said', () => statusText(page), 'Lots of activity right now. Please try again in 3 s.');
+  // Within Retry-After the page waits instead of asking again.
+  await feedCard(page, FAIL_ITEM).locator('button.like').click();
+  await eventually('still waiting', () => statusText(page), 'Lots of activity right now. Please try again in 3 s.');
+  assert.equal(refusals, 2);
+  assert.deepEqual(await shown(page, FAIL_ITEM), { pressed: 'false', count: '0' });
+  assert.equal(await served(FAIL_ITEM), 0);
+});
+
+test('without dev tokens there is no user picker, and liking asks to sign in', async () => {
+  const page = await open(DESKTOP, (p) => p.route('**/v1/dev/token', (route) => route.fulfill({
+    status: 404,
+    contentType: 'application/json',
+    body: '{"error":{"code":"not_found","message":"no such route"}}',
+  })));
+  assert.equal(await page.isHidden('#demo-user'), true);
+  assert.equal(await page.isVisible('#token-form'), true);
+  await feedCard(page, ITEM).locator('button.like').click();
+  await eventually('the hint', () => statusText(page), 'To like, please sign in first.');
+});
+
+test('screenshots at desktop and phone widths; nothing overflows the phone', async () => {
+  await first.screenshot({ path: join(ARTIFACTS, 'desktop-1280x800.png') });
+  await first.screenshot({ path: join(ARTIFACTS, 'desktop-1280x800-full.png'), fullPage: true });
+  const phone = await open(PHONE);
+  await pickUser(phone, 1);
+  const widths = await phone.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(widths[0] <= widths[1], `the page is ${widths[0]} px wide on a ${widths[1]} px screen`);
+  await eventually('user 1 on the phone', () => shown(phone, ITEM), { pressed: 'true', count: '1' });
+  await phone.screenshot({ path: join(ARTIFACTS, 'phone-390x844.png') });
+  await phone.screenshot({ path: join(ARTIFACTS, 'phone-390x844-full.png'), fullPage: true });
+  console.log(`screenshots in ${ARTIFACTS}`);
+});
+
+test('no page had a script error or a Content-Security-Policy refusal', () => {
+  assert.deepEqual(opened.flatMap((page) => page.problems), []);
+});
