@@ -104,6 +104,7 @@ on_every_backend! {
         assert!(value(&worker, "likes_pipeline_windows_total") >= 1.0);
         assert_eq!(value(&worker, "likes_pipeline_window_events_sum"), 5.0);
         assert!(value(&worker, "likes_pipeline_commit_duration_seconds_count") >= 1.0);
+        assert!(value(&worker, "likes_pipeline_window_duration_seconds_count") >= 1.0);
         assert!(value(&worker, "likes_sink_transaction_duration_seconds_count") >= 1.0);
         assert!(value(&worker, "likes_pipeline_rows_written_total") >= 3.0);
         assert_eq!(value(&worker, "likes_pipeline_dead_letters_total"), 0.0);

@@ -228,6 +228,11 @@ impl<S: EventSource> Worker<S> {
         shutdown: &mut Shutdown,
     ) -> Result<bool, WorkerError> {
         let started = now();
+        self.stats.window_durations.observe(
+            started
+                .saturating_duration_since(window.opened_at)
+                .as_secs_f64(),
+        );
         if telemetry::traces_enabled() {
             // A window holds the likes of many requests: it links to their publishes.
             let span = tracing::Span::current();

@@ -32,6 +32,8 @@ pub struct WorkerStats {
     pub poison_changes: AtomicU64,
     /// Events per committed window.
     pub window_sizes: Histogram,
+    /// How long each window stayed open, from its first event to its close, in seconds.
+    pub window_durations: Histogram,
     /// From a window's close to its ack, in seconds.
     pub commit_durations: Histogram,
     /// Each call of the store's `apply_window` (one transaction), in seconds, failed ones too.
@@ -73,6 +75,11 @@ impl Default for WorkerStats {
                 &[
                     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
                 ],
+            ),
+            window_durations: histogram(
+                "likes_pipeline_window_duration_seconds",
+                "From a window's first event to its close (its age or the count closed it)",
+                &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             ),
             commit_durations: histogram(
                 "likes_pipeline_commit_duration_seconds",

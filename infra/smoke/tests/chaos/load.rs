@@ -94,11 +94,18 @@ pub enum Outcome {
     Other(String),
 }
 
+/// Past ingest's own bound on one like: a publish may wait the whole send timeout (5 s) for a
+/// broker that is going away, then append to the spool and fsync. With a 5 s client timeout,
+/// one CI run had one request of 34 838 end in "error sending request" with no status while
+/// Pulsar was stopping, most likely that timeout. A request still open after this long is a
+/// hang, which the test must still see.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl Client {
     pub fn new(url: &str, secret: &str) -> Client {
         Client {
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
+                .timeout(REQUEST_TIMEOUT)
                 .build()
                 .expect("http client"),
             url: url.to_owned(),
