@@ -167,6 +167,33 @@ test('"my likes" lists what the user liked', async () => {
   await first.waitForSelector('#feed-view:not([hidden])');
 });
 
+test('"my likes" pages through next_cursor', async () => {
+  // User 5 likes 11 contents through the API; the view shows 10, then the 11th on "Show more".
+  const minted = await fetch(`${BASE}/v1/dev/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user_id: 5 }),
+  });
+  const { token } = await minted.json();
+  const liked = Array.from({ length: 11 }, (_, i) => 11 + i);
+  for (const id of liked) {
+    const answer = await fetch(`${BASE}/v1/contents/${id}/like`, { method: 'PUT', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(answer.status, 200);
+  }
+  const page = await open();
+  await pickUser(page, 5);
+  await page.goto(`${BASE}/#/mine`);
+  const ids = () => page.locator('#mine li.card').evaluateAll((cards) => cards.map((c) => Number(c.dataset.contentId)));
+  const newestFirst = [...liked].reverse();
+  await eventually('the first page', ids, newestFirst.slice(0, 10));
+  assert.equal(await page.isVisible('#mine-more'), true);
+  await page.click('#mine-more');
+  await eventually('both pages', ids, newestFirst);
+  assert.equal(await page.isHidden('#mine-more'), true);
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.contentId), '11', 'focus moves to the first new card');
+  assert.deepEqual(await shown(page, 11, '#mine'), { pressed: 'true', count: '1' });
+});
+
 test('trending shows the liked item', async () => {
   // The embedded pipeline posts trending every second; the page reads it every 5 s.
   await first.locator(`#trending li[data-trending-id="${ITEM}"]`).waitFor({ timeout: 12000 });
