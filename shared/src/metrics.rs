@@ -39,23 +39,24 @@ pub struct ClientMetrics {
 impl ClientMetrics {
     /// Unregistered; [`Self::register`] puts them in a registry.
     pub fn new() -> Result<Self, MetricsError> {
-        let db = HistogramVec::new(
-            HistogramOpts::new(
+        let calls = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(CALL_BUCKETS.to_vec()),
+                labels,
+            )
+        };
+        Ok(ClientMetrics {
+            db: calls(
                 "db_client_operation_duration_seconds",
                 "Duration of calls to a database or cache, by system and operation",
-            )
-            .buckets(CALL_BUCKETS.to_vec()),
-            &["db_system_name", "db_operation_name", "error_type"],
-        )?;
-        let messaging = HistogramVec::new(
-            HistogramOpts::new(
+                &["db_system_name", "db_operation_name", "error_type"],
+            )?,
+            messaging: calls(
                 "messaging_client_operation_duration_seconds",
                 "Duration of calls to the message broker, by operation",
-            )
-            .buckets(CALL_BUCKETS.to_vec()),
-            &["messaging_system", "messaging_operation_name", "error_type"],
-        )?;
-        Ok(ClientMetrics { db, messaging })
+                &["messaging_system", "messaging_operation_name", "error_type"],
+            )?,
+        })
     }
 
     pub fn register(&self, registry: &Registry) -> Result<(), MetricsError> {

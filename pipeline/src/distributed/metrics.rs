@@ -233,6 +233,7 @@ mod tests {
         stats.commit_durations.observe(0.5);
         stats.window_sizes.observe(12.0);
         stats.window_sizes.observe(30.0);
+        stats.window_durations.observe(0.05);
         stats.largest_window.store(30, Relaxed);
         stats.event_lag_ms.store(250, Relaxed);
         stats.write_conflicts.store(3, Relaxed);
@@ -252,6 +253,7 @@ mod tests {
             "likes_pipeline_events_total 42\n",
             "likes_pipeline_window_events_sum 42\n",
             "likes_pipeline_window_events_count 2\n",
+            "likes_pipeline_window_duration_seconds_count 1\n",
             "likes_pipeline_largest_window_events 30\n",
             "likes_pipeline_event_lag_seconds 0.25\n",
             "likes_pipeline_consumer_rebuilds_total 1\n",

@@ -103,6 +103,18 @@ impl Default for WorkerStats {
     }
 }
 
+impl WorkerStats {
+    /// The histograms the crate keeps, for [`WorkerCollector`].
+    fn histograms(&self) -> [&Histogram; 4] {
+        [
+            &self.window_sizes,
+            &self.window_durations,
+            &self.commit_durations,
+            &self.transactions,
+        ]
+    }
+}
+
 /// Serves a worker's [`WorkerStats`] to a Prometheus registry, read at each scrape.
 pub struct WorkerCollector {
     stats: Arc<WorkerStats>,
@@ -199,11 +211,7 @@ impl WorkerCollector {
                 Default::default(),
             )?);
         }
-        for histogram in [
-            &stats.window_sizes,
-            &stats.commit_durations,
-            &stats.transactions,
-        ] {
+        for histogram in stats.histograms() {
             descs.extend(histogram.desc().into_iter().cloned());
         }
         Ok(WorkerCollector { stats, descs })
@@ -224,11 +232,7 @@ impl Collector for WorkerCollector {
             })
             .collect();
         families.push(stats.event_commit_lag.snapshot().family());
-        for histogram in [
-            &stats.window_sizes,
-            &stats.commit_durations,
-            &stats.transactions,
-        ] {
+        for histogram in stats.histograms() {
             families.extend(histogram.collect());
         }
         families
