@@ -43,12 +43,13 @@ pub const LOG_FORMAT_VAR: &str = "LIKES_LOG_FORMAT";
 /// not the clients' inner workings (and never the exporter's own HTTP calls).
 const TRACE_FILTER: &str = "info,sqlx=warn,pulsar=warn,hyper=off,hyper_util=off,h2=off,\
                             opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,\
-                            warp::filters::trace=warn";
+                            warp::filters::trace=off";
 
-/// warp's request tracing writes two lines per request at `info` ("processing request",
-/// "finished processing"): the request span and the metrics say it all, so they are kept out
-/// of the logs too, whatever `RUST_LOG` says.
-const QUIET: &str = "warp::filters::trace=warn";
+/// warp's request tracing writes a line or two for every request (`info`; `warn` for each
+/// 4xx, a client's mistake, not the server's): the request span and the metrics say it all,
+/// and a server error is logged where it happens, so they are kept out of the logs too,
+/// whatever `RUST_LOG` says.
+const QUIET: &str = "warp::filters::trace=off";
 
 /// What [`init`] installed. Dropping it does not flush: call [`Telemetry::shutdown`] before the
 /// process exits, or the spans of its last seconds are lost.

@@ -91,7 +91,7 @@ async fn load(client: Arc<Client>, url: &str, length: Duration) {
     while Instant::now() < until {
         let token = &tokens[(n % 20) as usize];
         let content = run + n % 7;
-        client.act(token, content, n % 3 != 0).await;
+        client.act(token, content, !n.is_multiple_of(3)).await;
         let _ = client.count(content).await;
         let _ = http
             .post(format!("{url}/v1/contents:batchGet"))
