@@ -7,7 +7,7 @@ mod support;
 
 use reqwest::Method;
 use std::collections::BTreeMap;
-use support::{spawn, Backend};
+use support::{spawn, spawn_embedded, Backend};
 
 /// Every sample of a Prometheus text page: the series (name and labels, as written) → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -117,6 +117,85 @@ on_every_backend! {
             assert!(
                 !series.contains("user") || series.contains("limit=\"user\""),
                 "a user id must never be a label: {series}"
+            );
+        }
+    }
+}
+
+/// The labels a series of ours may carry: a fixed set of names, each with values from a fixed
+/// set (routes, methods, statuses, limits, operations, partitions), never an id or a string a
+/// client chose.
+const ALLOWED_LABELS: [&str; 12] = [
+    "http_route",
+    "http_request_method",
+    "http_response_status_code",
+    "limit",
+    "result",
+    "le",
+    "partition",
+    "db_system_name",
+    "db_operation_name",
+    "messaging_system",
+    "messaging_operation_name",
+    "error_type",
+];
+
+/// The label names of a series as written (`name{a="x",b="y"}`).
+fn label_names(series: &str) -> Vec<&str> {
+    let Some((_, labels)) = series.split_once('{') else {
+        return Vec::new();
+    };
+    labels
+        .trim_end_matches('}')
+        .split("\",")
+        .filter_map(|pair| {
+            pair.split_once('=')
+                .map(|(name, _)| name.trim_start_matches(','))
+        })
+        .collect()
+}
+
+/// A client picks the HTTP method; the method label must not become a series per method it
+/// invents (I7: every label's values are bounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_a_client_invents_do_not_become_series() {
+    let t = spawn_embedded(|_| {}).await;
+    for method in ["FOO1", "FOO2", "BREW", "PROPFIND"] {
+        let method = Method::from_bytes(method.as_bytes()).expect("a method token");
+        let answer = t
+            .client
+            .request(method, format!("{}/v1/contents/1", t.base))
+            .send()
+            .await
+            .expect("answer");
+        assert!(answer.status().is_client_error(), "{}", answer.status());
+    }
+    let ingest = scrape(&t.client, &format!("{}/metrics", t.base)).await;
+    let invented: Vec<&String> = ingest
+        .keys()
+        .filter(|series| {
+            ["FOO1", "FOO2", "BREW", "PROPFIND"]
+                .iter()
+                .any(|m| series.contains(m))
+        })
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "series per invented method: {invented:#?}"
+    );
+    assert_eq!(
+        sum(
+            &ingest,
+            "http_server_request_duration_seconds_count",
+            "http_request_method=\"_OTHER\""
+        ),
+        4.0
+    );
+    for series in ingest.keys() {
+        for label in label_names(series) {
+            assert!(
+                ALLOWED_LABELS.contains(&label),
+                "{series}: label {label} is not one of ours"
             );
         }
     }
