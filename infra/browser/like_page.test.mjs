@@ -279,6 +279,31 @@ test('without dev tokens there is no user picker, and liking asks to sign in', a
   await eventually('the hint', () => statusText(page), 'To like, please sign in first.');
 });
 
+test('an id above 2^53 (the largest u64) is kept exactly: panel, card, batchGet and PUT', async () => {
+  const BIG = '18446744073709551615'; // a Number would round it to ...552000
+  const answer = (body) => (route) => route.fulfill({ status: 200, contentType: 'application/json', body });
+  const page = await open(DESKTOP, async (p) => {
+    await p.route('**/v1/trending?*', answer(`{"items":[{"content_id":${BIG},"score":3}]}`));
+    await p.route('**/v1/me/likes?*', answer(`{"items":[{"content_id":${BIG},"liked_at_ms":1700000000000}],"next_cursor":null}`));
+  });
+  assert.match(await page.textContent(`#trending li[data-trending-id="${BIG}"]`), new RegExp(`#${BIG} · 3 recent likes`));
+  await pickUser(page, 6);
+  const read = page.waitForRequest((r) => r.url().endsWith('/v1/contents:batchGet') && r.postData().includes(`${BIG}]`));
+  await page.goto(`${BASE}/#/mine`);
+  await read;
+  const card = page.locator('#mine li.card');
+  await eventually('the card', () => card.evaluateAll((cards) => cards.map((c) => c.dataset.contentId)), [BIG]);
+  assert.equal(await card.locator('.title').textContent(), `Content ${BIG}`);
+  assert.match(await card.locator('.meta').textContent(), new RegExp(`#${BIG} · liked`));
+  await eventually('its count, from the real batchGet', () => shown(page, BIG, '#mine'), { pressed: 'false', count: '0' });
+  const put = page.waitForResponse((r) => r.request().method() === 'PUT');
+  await card.locator('button.like').click();
+  assert.equal((await put).url(), `${BASE}/v1/contents/${BIG}/like`);
+  assert.equal((await put).status(), 200);
+  await eventually('liked', () => shown(page, BIG, '#mine'), { pressed: 'true', count: '1' });
+  assert.equal(await served(BIG), 1);
+});
+
 test('screenshots at desktop and phone widths; nothing overflows the phone', async () => {
   await first.screenshot({ path: join(ARTIFACTS, 'desktop-1280x800.png') });
   await first.screenshot({ path: join(ARTIFACTS, 'desktop-1280x800-full.png'), fullPage: true });
