@@ -10,7 +10,7 @@ use crate::http_server::PeerAddr;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::readiness::ReadinessProbe;
-use crate::request_span::{self, route_label};
+use crate::request_span::{self, method_label, route_label};
 use crate::service::LikeService;
 use crate::web;
 use bytes::Bytes;
@@ -289,7 +289,7 @@ pub fn routes(
             let route = route_label(info.method(), info.path());
             observed
                 .http
-                .with_label_values(&[route, info.method().as_str(), info.status().as_str()])
+                .with_label_values(&[route, method_label(info.method()), info.status().as_str()])
                 .observe(info.elapsed().as_secs_f64());
             request_span::record_status(info.status());
         }))

@@ -11,17 +11,34 @@ use tracing::field::Empty;
 use tracing::Span;
 use warp::http::{Method, StatusCode};
 
+/// The method as a label or span attribute: one of the methods the API knows, else `_OTHER`
+/// (OpenTelemetry's convention). A client may send any token as a method, and each would
+/// otherwise become a series of its own (I7).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
 /// For `warp::trace`: the request's span, or a disabled one while traces are off.
 pub fn request_span(info: warp::trace::Info<'_>) -> Span {
     if !telemetry::traces_enabled() {
         return Span::none();
     }
     let route = route_label(info.method(), info.path());
+    let method = method_label(info.method());
     let span = tracing::info_span!(
         "http.request",
-        otel.name = %format_args!("{} {}", info.method(), route),
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
-        http.request.method = %info.method(),
+        http.request.method = method,
         http.route = route,
         http.response.status_code = Empty,
         otel.status_code = Empty,
