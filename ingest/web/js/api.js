@@ -1,5 +1,9 @@
 // The HTTP API of likes (README "Using the API"): one fetch wrapper that sends the caller's
 // token, reads the JSON error shape, and honours Retry-After for every later call.
+//
+// Content ids are u64s (DESIGN), past what a JS number holds exactly (2^53): the page keeps
+// every id as its decimal string. Answers are read as text and each `"content_id": <digits>`
+// is quoted before JSON.parse; ids go out as those digits, spliced into URLs and JSON text.
 
 /** An answer other than 2xx, or no answer at all (status 0). */
 export class ApiError extends Error {
@@ -28,6 +32,24 @@ export function secondsToWait() {
   return Math.max(0, Math.ceil((quietUntil - Date.now()) / 1000));
 }
 
+const ID = /^[1-9][0-9]*$/;
+const ID_FIELD = /("content_id"\s*:\s*)([0-9]+)/g;
+
+/** The decimal text of a content id (a string, or a number below 2^53); throws for anything else. */
+export function idText(id) {
+  const text = String(id);
+  if (!ID.test(text)) throw new TypeError(`not a content id: ${text}`);
+  return text;
+}
+
+/**
+ * JSON text parsed with every `content_id` as a string. Only a key can match: inside a JSON
+ * string a quote is escaped, so `"content_id"` followed by `:` is never part of a value.
+ */
+export function parseJson(text) {
+  return JSON.parse(text.replace(ID_FIELD, '$1"$2"'));
+}
+
 function retryAfterSecs(header) {
   if (!header) return null;
   const secs = Number(header);
@@ -36,6 +58,7 @@ function retryAfterSecs(header) {
   return Number.isNaN(when) ? null : Math.max(0, Math.ceil((when - Date.now()) / 1000));
 }
 
+/** `body`, when given, is JSON text. */
 async function call(method, path, body) {
   const wait = secondsToWait();
   if (wait > 0) throw new ApiError(429, 'waiting', 'waiting for the service', wait);
@@ -47,13 +70,18 @@ async function call(method, path, body) {
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body,
       cache: 'no-store',
     });
   } catch {
     throw new ApiError(0, 'network', 'the service could not be reached', null);
   }
-  const data = await response.json().catch(() => null);
+  let data = null;
+  try {
+    data = parseJson(await response.text());
+  } catch {
+    data = null;
+  }
   if (!response.ok) {
     const after = retryAfterSecs(response.headers.get('retry-after'));
     if (response.status === 429 || response.status === 503) {
@@ -68,12 +96,12 @@ async function call(method, path, body) {
 
 /** Counts (and, for a signed-in caller, states) of up to 100 contents. */
 export function batchGet(ids) {
-  return call('POST', '/v1/contents:batchGet', { content_ids: ids });
+  return call('POST', '/v1/contents:batchGet', `{"content_ids":[${ids.map(idText).join(',')}]}`);
 }
 
 /** Likes (liked = true) or unlikes a content: `{content_id, liked, count, changed}`. */
 export function setLiked(id, liked) {
-  return call(liked ? 'PUT' : 'DELETE', `/v1/contents/${id}/like`);
+  return call(liked ? 'PUT' : 'DELETE', `/v1/contents/${idText(id)}/like`);
 }
 
 export function trending(limit) {
@@ -87,7 +115,7 @@ export function myLikes(cursor, limit) {
 }
 
 export function devToken(userId) {
-  return call('POST', '/v1/dev/token', { user_id: userId });
+  return call('POST', '/v1/dev/token', JSON.stringify({ user_id: userId }));
 }
 
 /**
@@ -96,7 +124,7 @@ export function devToken(userId) {
  */
 export async function devTokensOffered() {
   try {
-    await call('POST', '/v1/dev/token', {});
+    await call('POST', '/v1/dev/token', '{}');
     return true;
   } catch (error) {
     return !(error.status === 404 || error.status === 403);

@@ -30,7 +30,10 @@ function thumb() {
   return svg;
 }
 
-/** A new `<li>` card for content `id`; `note` is an optional extra line (e.g. when liked). */
+/**
+ * A new `<li>` card for content `id` (its decimal text); `note` is an optional extra line
+ * (e.g. when liked).
+ */
 export function card(id, note) {
   const li = element('li', 'card');
   li.dataset.contentId = String(id);
@@ -68,5 +71,6 @@ function draw(li, id) {
 
 /** Redraws every card of content `id`. */
 export function update(id) {
-  for (const li of document.querySelectorAll(`li.card[data-content-id="${id}"]`)) draw(li, id);
+  const selector = `li.card[data-content-id="${CSS.escape(String(id))}"]`;
+  for (const li of document.querySelectorAll(selector)) draw(li, id);
 }

@@ -94,7 +94,7 @@ async function changedUser(message) {
 function wire() {
   document.addEventListener('click', (event) => {
     const button = event.target.closest('button.like');
-    if (button) like(Number(button.dataset.contentId));
+    if (button) like(button.dataset.contentId);
   });
   $('demo-user').addEventListener('submit', async (event) => {
     event.preventDefault();

@@ -3,7 +3,8 @@
 
 import * as api from './api.js';
 
-// id -> { count, liked } (liked is undefined while the caller is anonymous)
+// id (its decimal text, as api.js reads it) -> { count, liked } (liked is undefined while the
+// caller is anonymous)
 const items = new Map();
 // ids with a like or unlike in flight: a refresh must not overwrite their optimistic state
 const inFlight = new Set();

@@ -7,10 +7,10 @@ const NOUNS = ['harbour', 'robot', 'garden', 'recipe', 'comet', 'lighthouse', 'b
   'kite', 'tram', 'volcano'];
 const FORMATS = ['video', 'photo', 'post', 'review', 'song'];
 
-/** The ids of the demo feed: 1 to 40. */
-export const FEED_IDS = Array.from({ length: 40 }, (_, i) => i + 1);
+/** The ids of the demo feed: 1 to 40, as strings (the page keeps every id as its text). */
+export const FEED_IDS = Array.from({ length: 40 }, (_, i) => String(i + 1));
 
-/** A stable made-up title for a content id (a number). */
+/** A stable made-up title for a content id (its decimal text; a number below 2^53 too). */
 export function titleOf(id) {
   const n = Number(id);
   if (!Number.isSafeInteger(n) || n < 1) return `Content ${id}`;
@@ -21,5 +21,9 @@ export function titleOf(id) {
 
 /** What kind of content the demo pretends an id is. */
 export function formatOf(id) {
-  return FORMATS[Number(id) % FORMATS.length] || 'post';
+  try {
+    return FORMATS[Number(BigInt(id) % BigInt(FORMATS.length))] || 'post';
+  } catch {
+    return 'post';
+  }
 }
