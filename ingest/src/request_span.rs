@@ -3,7 +3,7 @@
 //! (never the path, which holds ids), and records the status when the answer is written. Its
 //! `trace_id` field puts the id on every log line written while serving it.
 //!
-//! Only while traces are exported: without an exporter nothing reads the span, and a span per
+//! Probes, scrapes and the page's files get none. Only while traces are exported: without an exporter nothing reads the span, and a span per
 //! request is a cost the hot path does not need.
 
 use likes_shared::telemetry::{self, record_trace_id, TraceParent, TRACEPARENT};
@@ -33,6 +33,13 @@ pub fn request_span(info: warp::trace::Info<'_>) -> Span {
         return Span::none();
     }
     let route = route_label(info.method(), info.path());
+    // Probes, scrapes and static files: a trace each every few seconds would bury the likes.
+    if matches!(
+        route,
+        "healthz" | "readyz" | "metrics" | "openapi" | "asset" | "index"
+    ) {
+        return Span::none();
+    }
     let method = method_label(info.method());
     let span = tracing::info_span!(
         "http.request",

@@ -51,7 +51,7 @@ use consumer::{drain_until_quiet, subscribe, EventConsumer};
 use futures::StreamExt;
 use likes_shared::bus::{BusError, EventSource, Received};
 use likes_shared::retry::Backoff;
-use likes_shared::telemetry::{TraceParent, TRACEPARENT};
+use likes_shared::telemetry::{self, TraceParent, TRACEPARENT};
 use likes_shared::topics::{TopicName, TopicNameError};
 use likes_sink::pulsar_admin::{AdminError, PulsarAdmin};
 use likes_sink::pulsar_client::{self, ConnectError};
@@ -270,12 +270,17 @@ impl PulsarSource {
         self.partition_topics
             .entry(partition)
             .or_insert_with(|| message.topic.clone());
-        let trace = message
-            .metadata()
-            .properties
-            .iter()
-            .find(|property| property.key == TRACEPARENT)
-            .map(|property| TraceParent(property.value.clone()));
+        // Read only when this worker traces: a string per message otherwise for nothing.
+        let trace = telemetry::traces_enabled()
+            .then(|| {
+                message
+                    .metadata()
+                    .properties
+                    .iter()
+                    .find(|property| property.key == TRACEPARENT)
+                    .map(|property| TraceParent(property.value.clone()))
+            })
+            .flatten();
         Received::decode(message.payload.data, ack, partition).with_trace(trace)
     }
 }

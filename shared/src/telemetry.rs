@@ -100,6 +100,22 @@ pub fn init(service: &str) -> Telemetry {
 /// [`init`] with another filter for when `RUST_LOG` is unset: a command-line tool may quiet a
 /// chatty dependency (pulsar-rs logs every subscribe attempt at `warn`).
 pub fn init_with_default(service: &str, filter: &str) -> Telemetry {
+    install(Some(service), filter)
+}
+
+/// Logs only, never an exporter: for command-line tools, whose output is their report.
+pub fn init_logs(filter: &str) {
+    let _ = install(None, filter);
+}
+
+/// The global subscriber: logs, and spans exported for `service` when it is given and an OTLP
+/// endpoint is set.
+fn install(service: Option<&str>, filter: &str) -> Telemetry {
+    if tracing::dispatcher::has_been_set() {
+        // A second init in one process (tests): the first subscriber stays, and no exporter is
+        // built that nothing would feed.
+        return Telemetry { provider: None };
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     let filter = match QUIET.parse() {
         Ok(quiet) => filter.add_directive(quiet),
@@ -110,18 +126,22 @@ pub fn init_with_default(service: &str, filter: &str) -> Telemetry {
         tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            // Every span around the line, so one inside the publish or the transaction still
+            // carries the `trace_id` of the request or window it serves.
+            .with_span_list(true)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer().with_target(false).boxed()
     };
-    let provider = match std::env::var(OTLP_ENDPOINT_VAR) {
-        Ok(endpoint) if !endpoint.trim().is_empty() => tracer_provider(service),
+    let provider = match (service, std::env::var(OTLP_ENDPOINT_VAR)) {
+        (Some(service), Ok(endpoint)) if !endpoint.trim().is_empty() => {
+            tracer_provider(service).map(|provider| (service, provider))
+        }
         _ => None,
     };
-    let traces = provider.as_ref().map(|provider| {
+    let traces = provider.as_ref().map(|(service, provider)| {
         tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service.to_owned()))
+            .with_tracer(provider.tracer(service.to_string()))
             .with_filter(EnvFilter::new(TRACE_FILTER))
     });
     let installed = tracing_subscriber::registry()
@@ -129,21 +149,14 @@ pub fn init_with_default(service: &str, filter: &str) -> Telemetry {
         .with(traces)
         .try_init()
         .is_ok();
-    if !installed {
-        // A subscriber was there first (a second init in one test process): this provider
-        // would receive nothing.
-        if let Some(provider) = provider {
-            let _ = provider.shutdown();
-        }
-        return Telemetry { provider: None };
-    }
-    if provider.is_some() {
+    let provider = provider.filter(|_| installed).map(|(service, provider)| {
         TRACES_ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
         tracing::info!(service, "exporting traces over OTLP");
-    }
+        provider
+    });
     Telemetry { provider }
 }
 

@@ -53,8 +53,8 @@ pub struct Window<A> {
     /// event-time lag per partition. Kept while filling, so the commit needs no pass over the
     /// events; a worker owns a handful of partitions, so a short list, searched linearly.
     pub oldest_by_partition: Vec<(u32, u64)>,
-    /// The trace contexts of the first [`MAX_TRACE_LINKS`] events that carried one: the window's
-    /// span links to them (an exporter keeps about that many links a span anyway).
+    /// The trace contexts of the first [`MAX_TRACE_LINKS`] events that carried a sampled one: the
+    /// window's span links to them (an exporter keeps about that many links a span anyway).
     pub traces: Vec<TraceParent>,
 }
 
@@ -160,7 +160,7 @@ impl<A> Operator for CountOrTimeWindow<A> {
             Some((_, oldest)) => *oldest = (*oldest).min(ts_ms),
             None => self.oldest_by_partition.push((delivery.partition, ts_ms)),
         }
-        if let Some(trace) = delivery.trace {
+        if let Some(trace) = delivery.trace.filter(TraceParent::is_sampled) {
             if self.traces.len() < MAX_TRACE_LINKS {
                 self.traces.push(trace);
             }

@@ -35,6 +35,16 @@ impl TraceParent {
         })
     }
 
+    /// Whether the caller sampled its span (the `01` flag): only those are worth a link, since
+    /// an unsampled span is never exported.
+    pub fn is_sampled(&self) -> bool {
+        self.0
+            .rsplit('-')
+            .next()
+            .and_then(|flags| u8::from_str_radix(flags, 16).ok())
+            .is_some_and(|flags| flags & 1 == 1)
+    }
+
     /// The trace id part (32 hex digits), if the value is well formed.
     pub fn trace_id(&self) -> Option<&str> {
         let id = self.0.split('-').nth(1)?;
@@ -85,6 +95,10 @@ mod tests {
         let parent =
             TraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
         assert_eq!(parent.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert!(parent.is_sampled());
+        let unsampled =
+            TraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".to_owned());
+        assert!(!unsampled.is_sampled());
         assert!(parent.extract().span().span_context().is_valid());
         let garbage = TraceParent("not-a-context".to_owned());
         assert!(!garbage.extract().span().span_context().is_valid());

@@ -85,8 +85,8 @@ async fn run() -> anyhow::Result<()> {
     // pulsar-rs logs every subscribe attempt at `warn`, each connection retry and a consumer
     // closed twice at exit at `error`; what matters reaches the user as this binary's one-line
     // error. `RUST_LOG=pulsar=debug` shows it all.
-    // No spans worth a trace here: a command-line tool, whose output is the report.
-    let _logs = likes_shared::telemetry::init_with_default("likes-dlq", "info,pulsar=off");
+    // Logs only: a command-line tool, whose output is the report.
+    likes_shared::telemetry::init_logs("info,pulsar=off");
     let config: DlqConfig = likes_shared::config::load()?;
     let env_url = config.pulsar_url.clone().filter(|url| !url.is_empty());
     let pulsar_url = match invocation.target {
