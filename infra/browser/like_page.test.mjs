@@ -279,6 +279,20 @@ test('without dev tokens there is no user picker, and liking asks to sign in', a
   await eventually('the hint', () => statusText(page), 'To like, please sign in first.');
 });
 
+test('a 503 to the dev-token probe offers no picker and holds back no read', async () => {
+  // Only a 400 (the route is there and refused the empty body) means demo tokens are offered;
+  // the probe's 503 and its Retry-After must not stop the first read of the counts either.
+  const page = await open(DESKTOP, (p) => p.route('**/v1/dev/token', (route) => route.fulfill({
+    status: 503,
+    headers: { 'retry-after': '30' },
+    contentType: 'application/json',
+    body: '{"error":{"code":"unavailable","message":"refused by the test"}}',
+  }), { times: 1 }));
+  assert.deepEqual(await shown(page, ITEM), { pressed: 'false', count: '1' });
+  assert.equal(await page.isHidden('#demo-user'), true);
+  assert.equal(await page.isVisible('#token-form'), true);
+});
+
 test('an id above 2^53 (the largest u64) is kept exactly: panel, card, batchGet and PUT', async () => {
   const BIG = '18446744073709551615'; // a Number would round it to ...552000
   const answer = (body) => (route) => route.fulfill({ status: 200, contentType: 'application/json', body });
