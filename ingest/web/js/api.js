@@ -120,13 +120,20 @@ export function devToken(userId) {
 
 /**
  * Whether this server mints demo tokens, without minting one: a body without `user_id` is a
- * 400 where the route exists and a 404 (or 403) where it does not.
+ * 400 where the route exists. Anything else (404 or 403 where it does not, a 429 or 5xx, no
+ * answer) means no picker. A plain fetch, not `call`: its 429 or 503 must not make the other
+ * calls wait.
  */
 export async function devTokensOffered() {
   try {
-    await call('POST', '/v1/dev/token', '{}');
-    return true;
-  } catch (error) {
-    return !(error.status === 404 || error.status === 403);
+    const response = await fetch('/v1/dev/token', {
+      method: 'POST',
+      headers: { accept: 'application/json', 'content-type': 'application/json' },
+      body: '{}',
+      cache: 'no-store',
+    });
+    return response.status === 400;
+  } catch {
+    return false;
   }
 }
