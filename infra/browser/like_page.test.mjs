@@ -18,6 +18,7 @@ const PHONE = { width: 390, height: 844 };
 const ITEM = 5; // liked and unliked by users 1 and 2
 const KEY_ITEM = 2; // liked from the keyboard by user 3
 const FAIL_ITEM = 7; // whose like the browser is made to refuse
+const HELD_ITEM = 9; // whose like the browser holds back, to see the page before the answer
 
 let browser;
 const opened = []; // every page, to check for script errors and CSP violations at the end
@@ -235,6 +236,37 @@ test('liking works from the keyboard alone', async () => {
   await press('Enter', 'DELETE');
   assert.deepEqual(await shown(page, KEY_ITEM), { pressed: 'false', count: '0' });
   assert.equal(await served(KEY_ITEM), 0);
+});
+
+test('a like shows at once, busy, while its PUT is in flight', async () => {
+  const page = await open();
+  await pickUser(page, 7);
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let arrived;
+  const sent = new Promise((resolve) => { arrived = resolve; });
+  let puts = 0;
+  await page.route(`**/v1/contents/${HELD_ITEM}/like`, async (route) => {
+    puts += 1;
+    arrived();
+    await held;
+    await route.continue();
+  });
+  const button = feedCard(page, HELD_ITEM).locator('button.like');
+  const state = async () => ({ ...(await shown(page, HELD_ITEM)), busy: await button.getAttribute('aria-busy') });
+  assert.deepEqual(await state(), { pressed: 'false', count: '0', busy: null });
+  await button.click();
+  await sent;
+  assert.deepEqual(await state(), { pressed: 'true', count: '1', busy: 'true' });
+  assert.equal(await served(HELD_ITEM), 0, 'the PUT has not reached the service yet');
+  await button.click(); // ignored while busy
+  assert.deepEqual(await state(), { pressed: 'true', count: '1', busy: 'true' });
+  const answered = page.waitForResponse((r) => r.url().endsWith(`/v1/contents/${HELD_ITEM}/like`));
+  release();
+  assert.equal((await answered).status(), 200);
+  await eventually('the answer shown', state, { pressed: 'true', count: '1', busy: null });
+  assert.equal(puts, 1);
+  assert.equal(await served(HELD_ITEM), 1);
 });
 
 test('a 503 and a 429 roll the like back and say when to try again', async () => {
