@@ -1,8 +1,10 @@
 //! The Grafana dashboard cannot drift from the metrics: with the stack of `infra/dev/services up
 //! stack` and its Prometheus up (started here, stopped at the end), a short load through Nginx,
 //! then every PromQL expression of `infra/grafana/dashboards/likes.json`, read from the file,
-//! must return data when Prometheus is asked through its HTTP API. A renamed metric, a label
-//! that is not there, or a panel over a series nothing exports fails here.
+//! must return data when Prometheus is asked through its HTTP API, and so must every metric an
+//! expression selects, on its own (`errors or vector(0)` has data even if `errors` does not
+//! exist). A renamed metric, a label that is not there, or a panel over a series nothing
+//! exports fails here.
 //!
 //! Its own test binary, as the chaos test: it starts and stops the stack on the shared services.
 
@@ -81,6 +83,23 @@ fn dashboard_expressions() -> Vec<(String, String)> {
     found
 }
 
+/// The metric names an expression selects (`name{...}`): each must exist on its own, since an
+/// expression like `errors or vector(0)` returns data whether `errors` exists or not.
+fn selected_metrics(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, _) in expr.match_indices('{') {
+        let before = &expr[..at];
+        let start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let name = &before[start..];
+        if !name.is_empty() && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
 /// Likes, unlikes, reads and pages of reads through Nginx for `length`.
 async fn load(client: Arc<Client>, url: &str, length: Duration) {
     let http = reqwest::Client::new();
@@ -104,6 +123,16 @@ async fn load(client: Arc<Client>, url: &str, length: Duration) {
     }
 }
 
+#[test]
+fn the_metrics_an_expression_selects_are_found() {
+    let expr = "sum(rate(a_total{job=\"x\"}[1m])) / sum(rate(b_seconds_count{job=\"x\",le=\"1\"}[1m])) or vector(0)";
+    assert_eq!(selected_metrics(expr), ["a_total", "b_seconds_count"]);
+    assert_eq!(
+        selected_metrics("count({__name__=\"up\"})"),
+        Vec::<String>::new()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_panel_returns_data_from_prometheus() {
     let expressions = dashboard_expressions();
@@ -119,11 +148,33 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
     // Rates over [1m] need two scrapes (every 5 s) inside the load.
     load(client, &url, Duration::from_secs(20)).await;
 
+    let mut metrics: Vec<String> = expressions
+        .iter()
+        .flat_map(|(_, expr)| selected_metrics(expr))
+        .collect();
+    metrics.sort();
+    metrics.dedup();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m == "messaging_client_operation_duration_seconds_count"),
+        "{metrics:?}"
+    );
+    let checks: Vec<(String, String)> = expressions
+        .iter()
+        .cloned()
+        .chain(metrics.iter().map(|name| {
+            (
+                format!("metric {name}"),
+                format!("count({{__name__=\"{name}\"}})"),
+            )
+        }))
+        .collect();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut empty = Vec::new();
-        for (panel, expr) in &expressions {
+        for (panel, expr) in &checks {
             match prometheus.query(&http, expr).await {
                 Ok(result) if !result.is_empty() => {}
                 Ok(_) => empty.push(format!("{panel}: no data for {expr}")),
@@ -135,9 +186,9 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {} dashboard expressions return nothing:\n{}",
+            "{} of {} dashboard expressions and metrics return nothing:\n{}",
             empty.len(),
-            expressions.len(),
+            checks.len(),
             empty.join("\n")
         );
         tokio::time::sleep(Duration::from_secs(5)).await;
