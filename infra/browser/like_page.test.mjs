@@ -104,6 +104,22 @@ async function pickUser(page, userId) {
   await eventually('who am I', () => page.textContent('#whoami'), `Signed in as ${new Map(DEMO_USERS).get(userId)} (user ${userId}).`);
 }
 
+/** A demo token for `userId`, minted outside the browser. */
+async function mint(userId) {
+  const answer = await fetch(`${BASE}/v1/dev/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user_id: userId }),
+  });
+  assert.equal(answer.status, 200);
+  return (await answer.json()).token;
+}
+
+const SESSION = 'likes.session';
+/** Where the page keeps its session: [localStorage's, sessionStorage's], parsed. */
+const stored = (page) => page.evaluate((key) => [localStorage, sessionStorage]
+  .map((storage) => JSON.parse(storage.getItem(key) || 'null')), SESSION);
+
 /** Clicks content `id`'s like button and waits for the answer to the PUT or DELETE. */
 async function clickLike(page, id, method) {
   const answered = page.waitForResponse((r) => r.url().endsWith(`/v1/contents/${id}/like`) && r.request().method() === method);
@@ -144,6 +160,10 @@ test('the state is kept across a reload', async () => {
   await first.reload();
   await first.waitForSelector('body[data-ready="true"]');
   assert.equal(await first.textContent('#whoami'), `Signed in as ${new Map(DEMO_USERS).get(1)} (user 1).`);
+  // A demo token is worth nothing elsewhere: it stays in localStorage, for every tab.
+  const [kept, tabOnly] = await stored(first);
+  assert.equal(kept.userId, 1);
+  assert.equal(tabOnly, null);
   assert.deepEqual(await shown(first, ITEM), { pressed: 'true', count: '1' });
 });
 
@@ -170,12 +190,7 @@ test('"my likes" lists what the user liked', async () => {
 
 test('"my likes" pages through next_cursor', async () => {
   // User 5 likes 11 contents through the API; the view shows 10, then the 11th on "Show more".
-  const minted = await fetch(`${BASE}/v1/dev/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ user_id: 5 }),
-  });
-  const { token } = await minted.json();
+  const token = await mint(5);
   const liked = Array.from({ length: 11 }, (_, i) => 11 + i);
   for (const id of liked) {
     const answer = await fetch(`${BASE}/v1/contents/${id}/like`, { method: 'PUT', headers: { authorization: `Bearer ${token}` } });
@@ -309,6 +324,36 @@ test('without dev tokens there is no user picker, and liking asks to sign in', a
   assert.equal(await page.isVisible('#token-form'), true);
   await feedCard(page, ITEM).locator('button.like').click();
   await eventually('the hint', () => statusText(page), 'To like, please sign in first.');
+});
+
+test('a pasted token is kept for this tab only (sessionStorage), never in localStorage', async () => {
+  const token = await mint(8);
+  const noDemo = (p) => p.route('**/v1/dev/token', (route) => route.fulfill({ status: 404, body: '' }));
+  const page = await open(DESKTOP, noDemo);
+  await page.fill('#token-input', token);
+  await page.click('#token-form button[type="submit"]');
+  const me = 'Signed in as User 8 (user 8).';
+  await eventually('who am I', () => page.textContent('#whoami'), me);
+  const [kept, tabOnly] = await stored(page);
+  assert.equal(kept, null, 'nothing in localStorage');
+  assert.equal(tabOnly.token, token);
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+  assert.equal(await page.textContent('#whoami'), me, 'a reload keeps it');
+  const tab = await page.context().newPage();
+  await tab.goto(`${BASE}/`);
+  await tab.waitForSelector('body[data-ready="true"]');
+  assert.equal(await tab.textContent('#whoami'), 'You are browsing anonymously.', 'another tab does not');
+  await tab.close();
+  // A token an older page left in localStorage moves to sessionStorage.
+  const old = await open(DESKTOP, async (p) => {
+    await noDemo(p);
+    await p.addInitScript(([key, value]) => {
+      if (!sessionStorage.getItem(key)) localStorage.setItem(key, value);
+    }, [SESSION, JSON.stringify({ token, userId: '8', name: 'User 8' })]);
+  });
+  assert.equal(await old.textContent('#whoami'), me);
+  assert.deepEqual((await stored(old)).map((s) => s && s.token), [null, token]);
 });
 
 test('a 503 to the dev-token probe offers no picker and holds back no read', async () => {
