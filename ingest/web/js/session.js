@@ -1,6 +1,8 @@
 // Who the visitor is: anonymous, a demo user (a dev token from POST /v1/dev/token, offered only
-// by the loopback demo), or someone with a token of their own. Kept in localStorage, so a
-// reload keeps the user.
+// by the loopback demo), or someone with a token of their own. A demo session is kept in
+// localStorage (its token is worth nothing elsewhere), so a reload or another tab keeps the
+// user; a pasted token is a real credential and is kept in sessionStorage only: this tab, until
+// it is closed.
 
 import * as api from './api.js';
 
@@ -10,17 +12,23 @@ export const DEMO_USERS = [
   [5, 'Alan'], [6, 'Barbara'], [7, 'Ken'], [8, 'Radia'],
 ];
 
-let current = null; // { token, userId, name } or null
+let current = null; // { token, userId, name, demo } or null
 
-/** The stored session, if any, made current. */
-export function restore() {
+function stored(storage) {
   try {
-    const saved = JSON.parse(localStorage.getItem(KEY) || 'null');
-    if (saved && typeof saved.token === 'string') current = saved;
+    const saved = JSON.parse(storage.getItem(KEY) || 'null');
+    return saved && typeof saved.token === 'string' ? saved : null;
   } catch {
-    current = null;
+    return null;
   }
-  api.setToken(current && current.token);
+}
+
+/**
+ * The stored session, if any, made current. One in localStorage without `demo` (an older page
+ * kept pasted tokens there) moves to sessionStorage.
+ */
+export function restore() {
+  adopt(stored(sessionStorage) || stored(localStorage));
   return current;
 }
 
@@ -31,15 +39,16 @@ export function user() {
 function adopt(session) {
   current = session;
   api.setToken(session && session.token);
-  if (session) localStorage.setItem(KEY, JSON.stringify(session));
-  else localStorage.removeItem(KEY);
+  localStorage.removeItem(KEY);
+  sessionStorage.removeItem(KEY);
+  if (session) (session.demo ? localStorage : sessionStorage).setItem(KEY, JSON.stringify(session));
 }
 
 /** Becomes demo user `userId` (throws the `ApiError` of the token call). */
 export async function becomeDemoUser(userId) {
   const answer = await api.devToken(userId);
   const named = DEMO_USERS.find(([id]) => id === userId);
-  adopt({ token: answer.token, userId, name: named ? named[1] : `User ${userId}` });
+  adopt({ token: answer.token, userId, name: named ? named[1] : `User ${userId}`, demo: true });
   return current;
 }
 
