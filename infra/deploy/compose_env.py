@@ -1,50 +1,85 @@
 """infra/deploy/compose_env.py — the services' environment and how they find each other: the
-LIKES_* settings, what each binary needs, URLs, Nginx's upstreams, Prometheus's targets, Grafana's
-provisioning variables."""
+LIKES_* settings (against the keys of the binaries' config structs, rust_config.py, and the
+variables their scripts read), what each binary needs, URLs, Nginx's upstreams, Prometheus's
+targets, Grafana's provisioning variables."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from compose_common import (
     INFRA, PROJECT_DIR, ROOT, addr_port, command_of, env_of, fail, ingests, mounts_of, ok, rel, url_host, workers,
 )
+from rust_config import Keys, env_key, lookup, rust_env_reads, settings, shell_reads
 
 
-def source_corpus() -> str:
-    parts = []
-    for d in ("shared/src", "ingest/src", "pipeline/src", "sink/src", "src"):
-        for f in sorted((ROOT / d).rglob("*.rs")):
-            parts.append(f.read_text(errors="replace"))
-    for f in ("README.md", "infra/docker/likes-entrypoint", "infra/deploy/nginx-start.sh"):
-        parts.append((ROOT / f).read_text(errors="replace"))
-    for f in sorted((ROOT / "infra/grafana/provisioning").rglob("*.y*ml")):
-        parts.append(f.read_text(errors="replace"))
-    return "\n".join(parts)
+# The config struct each likes binary loads (shared/src/config.rs: defaults, file, LIKES_* with `__`
+# for nesting), the loader's own variables, and the image's entrypoint, which reads some more.
+BINARY_CONFIGS = {
+    "likes-ingest": ("ingest/src/distributed/config.rs", "DistributedConfig"),
+    "likes-pipeline": ("pipeline/src/config.rs", "PipelineConfig"),
+}
+LOADER = "shared/src/config.rs"
+IMAGE_ENTRYPOINT = "infra/docker/likes-entrypoint"
+
+
+def scripts_run(svc: dict) -> list[Path]:
+    """The repository's files a service runs: bind-mounted files its entrypoint or command names."""
+    mounts = {dst: (PROJECT_DIR / src).resolve() for src, dst, bind in mounts_of(svc) if bind}
+    entry = svc.get("entrypoint") or []
+    words = (entry.split() if isinstance(entry, str) else [str(w) for w in entry]) + command_of(svc)
+    return [mounts[w] for w in words if w in mounts and mounts[w].is_file()]
+
+
+def provisioning_reads(svc: dict) -> set[str]:
+    """The variables the YAML files a service mounts expand (`${NAME}`, as Grafana's provisioning)."""
+    names: set[str] = set()
+    for src, _, bind in mounts_of(svc):
+        path = (PROJECT_DIR / src).resolve()
+        if not bind:
+            continue
+        files = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
+        for f in files:
+            if f.suffix in (".yml", ".yaml"):
+                names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", f.read_text(errors="replace")))
+    return names
 
 
 def check_env(c: dict) -> None:
     services = c["services"]
-    corpus = source_corpus()
+    keys = Keys(ROOT)
+    trees = {b: keys.tree(*where) for b, where in BINARY_CONFIGS.items()}
+    loader = rust_env_reads((ROOT / LOADER).read_text())
+    entrypoint = shell_reads((ROOT / IMAGE_ENTRYPOINT).read_text())
     seen_vars = 0
     for name, svc in services.items():
         env = env_of(svc)
+        cmd = command_of(svc)
+        if "build" in svc:
+            binary = cmd[0] if cmd else "?"
+            tree = trees.get(binary)
+            if tree is None:
+                fail(f"service {name}: runs {binary}, whose config struct this check does not know")
+            readers = f"{binary}'s {BINARY_CONFIGS.get(binary, ('', '?'))[1]}, {LOADER} or {IMAGE_ENTRYPOINT}"
+            extra = loader | entrypoint
+        else:
+            tree = None
+            scripts = scripts_run(svc)
+            extra = set().union(*(shell_reads(f.read_text(errors="replace")) for f in scripts)) | provisioning_reads(svc)
+            readers = ", ".join(rel(f) for f in scripts) or "no script of the repository"
+            readers = f"the scripts it runs ({readers}) or the YAML it mounts"
         for var, value in env.items():
             if var.startswith("LIKES_"):
                 seen_vars += 1
-                if not re.search(rf"\b{re.escape(var)}\b", corpus):
-                    fail(f"service {name}: {var} is read by no binary or script (a typo?)")
+                why = "" if tree is None else lookup(tree, env_key(var))
+                if var not in extra and why is not None:
+                    fail(f"service {name}: {var} is read by none of {readers}" + (f" ({why})" if why else ""))
             if var.endswith("_URL"):
                 host = url_host(value)
                 if host and host not in services and host not in ("localhost", "127.0.0.1"):
                     fail(f"service {name}: {var}={value} names {host!r}, not a service of the file")
-            if var == "LIKES_AUTH__JWT_SECRET" and not value.startswith("<"):
-                fail(f"service {name}: LIKES_AUTH__JWT_SECRET is written in the file; use a secret")
-        if var_file := env.get("LIKES_JWT_SECRET_FILE"):
-            mine = {s if isinstance(s, str) else s.get("source") for s in svc.get("secrets") or []}
-            if not any(var_file == f"/run/secrets/{s}" for s in mine):
-                fail(f"service {name}: LIKES_JWT_SECRET_FILE={var_file} is none of its secrets")
         cmd = command_of(svc)
         needs = []
         if cmd[:1] == ["likes-ingest"]:
@@ -65,8 +100,10 @@ def check_env(c: dict) -> None:
         values = [env_of(s)[var] for s in services.values() if var in env_of(s)]
         if len(values) != len(set(values)):
             fail(f"{label} repeat: {values}")
-    ok(f"{seen_vars} LIKES_* settings are names the binaries or scripts read; every binary has what it "
-       "needs; URLs name services of the file; no JWT secret in the file")
+    counts = ", ".join(f"{BINARY_CONFIGS[b][1]} {len(settings(t))}" for b, t in trees.items())
+    ok(f"{seen_vars} LIKES_* settings: each a key of its binary's config struct (read from the Rust source, "
+       f"`__` nesting: {counts} settings) or a variable of the entrypoint or start script it runs; every "
+       "binary has what it needs; URLs name services of the file")
 
 
 def check_wiring(c: dict) -> None:
