@@ -110,6 +110,8 @@ on_every_backend! {
         assert_eq!(value(&worker, "likes_pipeline_dead_letters_total"), 0.0);
         assert_eq!(value(&worker, "likes_sink_write_conflicts_total"), 0.0);
         assert!(value(&worker, "process_resident_memory_bytes") > 1e6);
+        // It has just committed.
+        assert!(value(&worker, "likes_pipeline_last_commit_age_seconds") < 30.0);
         if backend == Backend::Distributed {
             assert_eq!(value(&worker, "likes_pipeline_consumer_rebuilds_total"), 0.0);
         }

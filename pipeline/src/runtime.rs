@@ -293,6 +293,9 @@ impl<S: EventSource> Worker<S> {
         self.stats.window_sizes.observe(size as f64);
         self.stats.largest_window.fetch_max(size, Ordering::Relaxed);
         let committed_ms = now_ms();
+        self.stats
+            .last_commit_ms
+            .store(committed_ms, Ordering::Relaxed);
         if let Some(oldest) = window.oldest_by_partition.iter().map(|(_, ts)| *ts).min() {
             let lag = committed_ms.saturating_sub(oldest);
             self.stats.event_lag_ms.store(lag, Ordering::Relaxed);

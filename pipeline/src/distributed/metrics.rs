@@ -32,6 +32,9 @@ pub const LAG_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct PartitionLag {
     backlog: Mutex<BTreeMap<u32, u64>>,
+    /// Polls of a partition's stats the admin API did not answer: while it fails, the
+    /// backlog gauges of the partitions it did not answer are missing, and this says why.
+    poll_errors: AtomicU64,
 }
 
 /// What the lag poll asks about.
@@ -47,12 +50,14 @@ pub(super) struct LagPoll {
 impl LagPoll {
     pub(super) async fn run(self, mut shutdown: Shutdown) {
         let mut ticks = tokio::time::interval(LAG_EVERY);
+        let mut was_failing = false;
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = ticks.tick() => {}
             }
             let mut owned = BTreeMap::new();
+            let mut failed = None;
             for partition in 0..self.partitions {
                 let topic = self.topic.partition(partition);
                 match self
@@ -66,9 +71,21 @@ impl LagPoll {
                         owned.insert(partition, state.backlog);
                     }
                     Ok(_) => {}
-                    Err(error) => tracing::debug!(%error, partition, "lag poll: no stats"),
+                    Err(error) => {
+                        self.lag.poll_errors.fetch_add(1, Relaxed);
+                        failed = Some((partition, error));
+                    }
                 }
             }
+            // Said once when polls start failing and once when they work again, not each tick.
+            match (&failed, was_failing) {
+                (Some((partition, error)), false) => {
+                    tracing::warn!(%error, partition, "lag poll: the admin API gave no stats")
+                }
+                (None, true) => tracing::info!("lag poll: the admin API answers again"),
+                _ => {}
+            }
+            was_failing = failed.is_some();
             *self.lag.backlog.lock() = owned;
         }
     }
@@ -122,6 +139,10 @@ const REBUILDS: (&str, &str) = (
     "likes_pipeline_consumer_rebuilds_total",
     "Pulsar consumers dropped and subscribed anew (errors, stalls)",
 );
+const POLL_ERRORS: (&str, &str) = (
+    "likes_pipeline_lag_poll_errors_total",
+    "Partition stats the Pulsar admin API did not give (their backlog gauges are missing)",
+);
 const BACKLOG: (&str, &str) = (
     "likes_pipeline_partition_backlog",
     "Entries not acked yet (a producer batch is one), per partition this worker owns",
@@ -147,13 +168,17 @@ impl PartitionCollector {
         rebuilds: Arc<AtomicU64>,
         lag: Arc<PartitionLag>,
     ) -> Result<Self, prometheus::Error> {
-        let descs = [(REBUILDS, vec![]), (BACKLOG, vec!["partition".to_owned()])]
-            .into_iter()
-            .chain([(PARTITION_EVENT_LAG, vec!["partition".to_owned()])])
-            .map(|((name, help), labels)| {
-                Desc::new(name.into(), help.into(), labels, Default::default())
-            })
-            .collect::<Result<_, _>>()?;
+        let descs = [
+            (REBUILDS, vec![]),
+            (POLL_ERRORS, vec![]),
+            (BACKLOG, vec!["partition".to_owned()]),
+            (PARTITION_EVENT_LAG, vec!["partition".to_owned()]),
+        ]
+        .into_iter()
+        .map(|((name, help), labels)| {
+            Desc::new(name.into(), help.into(), labels, Default::default())
+        })
+        .collect::<Result<_, _>>()?;
         Ok(PartitionCollector {
             stats,
             rebuilds,
@@ -170,6 +195,7 @@ impl Collector for PartitionCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let rebuilds = self.rebuilds.load(Relaxed) as f64;
+        let poll_errors = self.lag.poll_errors.load(Relaxed) as f64;
         let owned: Vec<(u32, u64)> = self
             .lag
             .backlog
@@ -207,6 +233,12 @@ impl Collector for PartitionCollector {
                 REBUILDS.1,
                 MetricType::COUNTER,
                 vec![sample(MetricType::COUNTER, rebuilds, &[])],
+            ),
+            family(
+                POLL_ERRORS.0,
+                POLL_ERRORS.1,
+                MetricType::COUNTER,
+                vec![sample(MetricType::COUNTER, poll_errors, &[])],
             ),
             family(BACKLOG.0, BACKLOG.1, MetricType::GAUGE, backlog),
             family(
@@ -257,6 +289,8 @@ mod tests {
             "likes_pipeline_largest_window_events 30\n",
             "likes_pipeline_event_lag_seconds 0.25\n",
             "likes_pipeline_consumer_rebuilds_total 1\n",
+            "likes_pipeline_lag_poll_errors_total 0\n",
+            "likes_pipeline_last_commit_age_seconds ",
             "likes_pipeline_commit_duration_seconds_sum 1.5\n",
             "likes_pipeline_commit_duration_seconds_count 2\n",
             "likes_sink_write_conflicts_total 3\n",

@@ -7,6 +7,7 @@
 //! (`distributed/metrics.rs`).
 
 use super::event_lag::{self, EventLagHistogram};
+use likes_shared::hlc::now_ms;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Histogram, HistogramOpts};
@@ -40,6 +41,10 @@ pub struct WorkerStats {
     pub transactions: Histogram,
     /// The largest committed window.
     pub largest_window: AtomicU64,
+    /// When the last window committed (wall ms), or when the worker started: a worker that
+    /// stops committing shows as the age of this, which grows, while its lag gauges keep the
+    /// values of their last commit.
+    pub last_commit_ms: AtomicU64,
     /// From the oldest event of the last committed window (its ingest time) to the commit, in
     /// milliseconds: how far the store lags the likes, in event time.
     pub event_lag_ms: AtomicU64,
@@ -96,6 +101,7 @@ impl Default for WorkerStats {
                 ],
             ),
             largest_window: AtomicU64::default(),
+            last_commit_ms: AtomicU64::new(now_ms()),
             event_lag_ms: AtomicU64::default(),
             partition_event_lag_ms: parking_lot::Mutex::default(),
             event_commit_lag: EventLagHistogram::default(),
@@ -129,7 +135,7 @@ type Reading = (
     fn(&WorkerStats) -> f64,
 );
 
-const READINGS: [Reading; 10] = [
+const READINGS: [Reading; 11] = [
     (
         "likes_pipeline_events_total",
         "Events received from the bus",
@@ -183,6 +189,12 @@ const READINGS: [Reading; 10] = [
         "Events in the largest window committed",
         MetricType::GAUGE,
         |s| s.largest_window.load(Relaxed) as f64,
+    ),
+    (
+        "likes_pipeline_last_commit_age_seconds",
+        "Since the last window committed (or the worker started); grows while nothing commits",
+        MetricType::GAUGE,
+        |s| now_ms().saturating_sub(s.last_commit_ms.load(Relaxed)) as f64 / 1e3,
     ),
     (
         "likes_pipeline_event_lag_seconds",
