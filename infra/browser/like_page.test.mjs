@@ -1,133 +1,25 @@
 // The web page in a real browser: Debian's chromium, headless, driven by playwright-core, against
 // a fresh embedded `likes` (infra/browser/run starts it and sets LIKES_URL). The tests run in
 // order and share the server's state: counts are asserted exactly, on the page and on the API.
+// The helpers (opening a page, reading a card, picking a user...) are in pages.mjs.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { DEMO_USERS } from '../../ingest/web/js/session.js';
 import { titleOf } from '../../ingest/web/js/titles.js';
+import {
+  ARTIFACTS, BASE, DESKTOP, PHONE, SESSION, clickLike, closeBrowser, eventually, feedCard,
+  launch, mint, open, opened, pickUser, served, shown, sleep, statusText, stored,
+} from './pages.mjs';
 
-const BASE = process.env.LIKES_URL;
-const CHROMIUM = process.env.LIKES_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.LIKES_BROWSER_ARTIFACTS;
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 const ITEM = 5; // liked and unliked by users 1 and 2
 const KEY_ITEM = 2; // liked from the keyboard by user 3
 const FAIL_ITEM = 7; // whose like the browser is made to refuse
 const HELD_ITEM = 9; // whose like the browser holds back, to see the page before the answer
 
-let browser;
-const opened = []; // every page, to check for script errors and CSP violations at the end
-
-before(async () => {
-  assert.ok(BASE, 'LIKES_URL must name the running likes (infra/browser/run sets it)');
-  assert.ok(ARTIFACTS, 'LIKES_BROWSER_ARTIFACTS must name where screenshots go');
-  mkdirSync(ARTIFACTS, { recursive: true });
-  // As root, chromium's sandbox cannot start.
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `read` until it deep-equals `expected`; fails with the last value after `timeoutMs`. */
-async function eventually(what, read, expected, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await read();
-    try {
-      assert.deepEqual(last, expected);
-      return;
-    } catch {
-      if (Date.now() > deadline) assert.fail(`${what}: wanted ${JSON.stringify(expected)}, still ${JSON.stringify(last)}`);
-    }
-    await sleep(100);
-  }
-}
-
-/** A new browser context on the page, ready (its first read done). */
-async function open(viewport = DESKTOP, prepare = async () => {}) {
-  const context = await browser.newContext({ viewport, isMobile: viewport === PHONE, hasTouch: viewport === PHONE });
-  context.setDefaultTimeout(10000);
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // A 4xx the page expects (the dev-token probe's 400, a refused like) is logged as a failed
-    // load; anything else logged as an error (a CSP refusal included) is a problem.
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-      page.problems.push(`console: ${message.text()}`);
-    }
-  });
-  await prepare(page);
-  await page.goto(`${BASE}/`);
-  await page.waitForSelector('body[data-ready="true"]');
-  opened.push(page);
-  return page;
-}
-
-const feedCard = (page, id) => page.locator(`#feed li.card[data-content-id="${id}"]`);
-
-/** What the feed shows for content `id`: the button's aria-pressed and the count. */
-async function shown(page, id, list = '#feed') {
-  const card = page.locator(`${list} li.card[data-content-id="${id}"]`);
-  return {
-    pressed: await card.locator('button.like').getAttribute('aria-pressed'),
-    count: await card.locator('.number').textContent(),
-  };
-}
-
-/** The count the API answers, outside the browser. */
-async function served(id) {
-  const response = await fetch(`${BASE}/v1/contents/${id}`);
-  assert.equal(response.status, 200);
-  return (await response.json()).count;
-}
-
-async function pickUser(page, userId) {
-  await page.selectOption('#demo-user-id', String(userId));
-  const minted = page.waitForResponse((r) => r.url().endsWith('/v1/dev/token') && r.status() === 200);
-  // The first read as the new user: the page shows the user's states once it is answered.
-  const read = page.waitForResponse((r) => r.url().endsWith('/v1/contents:batchGet')
-    && r.request().headers().authorization !== undefined);
-  await page.click('#demo-user button[type="submit"]');
-  const token = (await (await minted).json()).token;
-  assert.equal((await read).request().headers().authorization, `Bearer ${token}`);
-  await eventually('who am I', () => page.textContent('#whoami'), `Signed in as ${new Map(DEMO_USERS).get(userId)} (user ${userId}).`);
-}
-
-/** A demo token for `userId`, minted outside the browser. */
-async function mint(userId) {
-  const answer = await fetch(`${BASE}/v1/dev/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ user_id: userId }),
-  });
-  assert.equal(answer.status, 200);
-  return (await answer.json()).token;
-}
-
-const SESSION = 'likes.session';
-/** Where the page keeps its session: [localStorage's, sessionStorage's], parsed. */
-const stored = (page) => page.evaluate((key) => [localStorage, sessionStorage]
-  .map((storage) => JSON.parse(storage.getItem(key) || 'null')), SESSION);
-
-/** Clicks content `id`'s like button and waits for the answer to the PUT or DELETE. */
-async function clickLike(page, id, method) {
-  const answered = page.waitForResponse((r) => r.url().endsWith(`/v1/contents/${id}/like`) && r.request().method() === method);
-  await feedCard(page, id).locator('button.like').click();
-  return answered;
-}
-
-const statusText = (page) => page.textContent('#status');
+before(launch);
+after(closeBrowser);
 
 let first; // user 1's page
 let second; // user 2's page
