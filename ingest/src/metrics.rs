@@ -76,6 +76,10 @@ pub struct SpoolMetrics {
     pub drained: IntCounter,
     /// Events in the spool not yet acked by the primary.
     pub depth: IntGauge,
+    /// Bytes on disk, and the budget past which a publish that needs the spool is refused
+    /// (503): how close an outage has brought the instance to refusing likes.
+    pub bytes: IntGauge,
+    pub max_bytes: IntGauge,
 }
 
 impl SpoolMetrics {
@@ -94,12 +98,31 @@ impl SpoolMetrics {
                 "likes_ingest_spool_depth",
                 "Spooled events not yet acked by the bus",
             )?,
+            bytes: IntGauge::new(
+                "likes_ingest_spool_bytes",
+                "Bytes the spool holds on disk (trimmed a segment at a time once acked)",
+            )?,
+            max_bytes: IntGauge::new(
+                "likes_ingest_spool_max_bytes",
+                "The spool's byte budget: past it, likes that need the spool are refused (503)",
+            )?,
         })
+    }
+
+    /// The gauges from the spool's `depth` (events) and its log's bytes.
+    pub(crate) fn set_from(&self, depth: u64, log: &likes_shared::log::LogPublisher) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (bytes, max_bytes) = log.bytes();
+        self.depth.set(gauge(depth));
+        self.bytes.set(gauge(bytes));
+        self.max_bytes.set(gauge(max_bytes));
     }
 
     fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.spooled.clone()))?;
         registry.register(Box::new(self.drained.clone()))?;
+        registry.register(Box::new(self.bytes.clone()))?;
+        registry.register(Box::new(self.max_bytes.clone()))?;
         registry.register(Box::new(self.depth.clone()))
     }
 }

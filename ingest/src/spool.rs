@@ -124,9 +124,7 @@ impl SpooledPublisher {
             drained: AtomicU64::new(acked),
             drainer_running: AtomicBool::new(true),
         });
-        metrics
-            .depth
-            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        metrics.set_from(backlog, &log);
         let drainer = drainer::Drainer {
             primary: primary.clone(),
             log: log.clone(),
@@ -164,9 +162,7 @@ impl SpooledPublisher {
         match &appended {
             Ok(_) => {
                 self.metrics.spooled.inc();
-                self.metrics
-                    .depth
-                    .set(i64::try_from(self.depth()).unwrap_or(i64::MAX));
+                self.metrics.set_from(self.depth(), &self.log);
             }
             Err(BusError::Full) => tracing::warn!("spool full; refusing the event"),
             Err(error) => tracing::error!(%error, "cannot spool the event"),

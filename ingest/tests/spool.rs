@@ -3,6 +3,7 @@
 //! that records every event it acked, in the order it acked them.
 
 use async_trait::async_trait;
+use likes_ingest::metrics::SpoolMetrics;
 use likes_ingest::spool::{SpoolConfig, SpooledPublisher};
 use likes_shared::bus::{BusError, DurableMark, EventPublisher};
 use likes_shared::event::Action;
@@ -130,9 +131,18 @@ struct Opened {
 }
 
 fn open(primary: &Arc<ScriptedPrimary>, config: SpoolConfig) -> Opened {
+    open_counting(primary, config, SpoolMetrics::new().expect("metrics"))
+}
+
+fn open_counting(
+    primary: &Arc<ScriptedPrimary>,
+    config: SpoolConfig,
+    metrics: SpoolMetrics,
+) -> Opened {
     let (trigger, shutdown) = shutdown::channel();
     let (spool, drainer) =
-        SpooledPublisher::open(primary.clone(), config, shutdown).expect("spool opens");
+        SpooledPublisher::open_with_metrics(primary.clone(), config, shutdown, metrics)
+            .expect("spool opens");
     Opened {
         spool: Arc::new(spool),
         drainer,
@@ -341,13 +351,17 @@ async fn publishing_goes_live_again_while_publishes_keep_arriving() {
 async fn a_full_spool_refuses_with_full() {
     let dir = tempfile::tempdir().expect("tempdir");
     let primary = ScriptedPrimary::new(Mode::Down);
-    let opened = open(
+    let metrics = SpoolMetrics::new().expect("metrics");
+    let opened = open_counting(
         &primary,
         SpoolConfig {
             max_bytes: 1_000,
             ..config(dir.path())
         },
+        metrics.clone(),
     );
+    assert_eq!(metrics.max_bytes.get(), 1_000);
+    assert_eq!(metrics.bytes.get(), 0);
     let mut spooled = 0;
     let refusal = loop {
         match opened.spool.publish(&event(3, spooled)).await {
@@ -359,6 +373,9 @@ async fn a_full_spool_refuses_with_full() {
     assert!(matches!(refusal, BusError::Full), "got {refusal:?}");
     assert!(spooled > 0);
     assert_eq!(opened.spool.depth(), spooled);
+    // What an alert compares: the spool's bytes have reached its budget.
+    assert!(metrics.bytes.get() >= 1_000, "{}", metrics.bytes.get());
+    assert_eq!(metrics.depth.get(), spooled as i64);
 
     // Once the primary is back the spool drains, and its room comes back with it.
     primary.set(Mode::Up);

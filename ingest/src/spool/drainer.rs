@@ -163,9 +163,7 @@ impl Drainer {
     }
 
     fn set_depth(&self) {
-        let depth = depth(&self.log, &self.shared);
         self.metrics
-            .depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+            .set_from(depth(&self.log, &self.shared), &self.log);
     }
 }

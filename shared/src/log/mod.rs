@@ -133,6 +133,11 @@ pub struct LogPublisher {
 }
 
 impl LogPublisher {
+    /// Bytes the log's live segments hold, and the most it takes before refusing appends.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.shared.bytes.load(Ordering::Acquire), self.max_bytes)
+    }
+
     /// One past the last durable offset.
     pub fn durable_offset(&self) -> u64 {
         *self.shared.durable.borrow()
