@@ -1,8 +1,9 @@
 //! One like, one trace across the queue: `likes-ingest` and a pipeline worker on the real
 //! Redis, Pulsar and TiDB export their spans over OTLP/HTTP (JSON) to a receiver in this test,
 //! which must find the caller's trace continued by the HTTP request span, the publish span
-//! under it, and the worker's window span linking to that publish, with the store's transaction inside
-//! the window span.
+//! under it, and the worker's window span linking to that publish, with the store's transaction
+//! inside the window span; all under a sampler that traces nothing a sampled caller did not
+//! start.
 //!
 //! Its own test binary: the tracer is the process's global subscriber, set once.
 
@@ -96,6 +97,10 @@ async fn one_like_is_one_trace_from_the_request_to_the_sink_commit() {
     // Set before the exporter reads them, in this binary's only test.
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
     std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
+    // A ratio of 0: only what a sampled caller started is traced. The request and the publish
+    // follow the caller's sampled flag, and the window follows its link to the publish.
+    std::env::set_var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio");
+    std::env::set_var("OTEL_TRACES_SAMPLER_ARG", "0");
     let telemetry = likes_shared::telemetry::init_with_default("likes-traces-test", "warn");
     assert!(telemetry.exports_traces(), "the OTLP exporter is on");
 

@@ -32,6 +32,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::time::sleep_until;
+use tracing::Instrument;
 
 /// The worker's clock is tokio's, so tests with a paused clock (`start_paused`) move window ages,
 /// trending ticks and backoff sleeps together without waiting in real time. Outside such tests
@@ -209,20 +210,35 @@ impl<S: EventSource> Worker<S> {
         Ok(())
     }
 
+    /// [`Self::commit_window`] in the window's span, which links to the publishes of the likes
+    /// it holds (a window holds the likes of many requests). The links go on before the span
+    /// first starts, so the sampler sees them (`telemetry::FollowsSampledLinks`).
+    async fn commit(
+        &mut self,
+        window: Window<S::Ack>,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool, WorkerError> {
+        let span = tracing::info_span!(
+            "commit",
+            otel.name = "commit window",
+            events = window.events.len(),
+            trace_id = tracing::field::Empty,
+        );
+        if telemetry::traces_enabled() {
+            for trace in &window.traces {
+                trace.link_from(&span);
+            }
+            telemetry::record_trace_id(&span);
+        }
+        self.commit_window(window, shutdown).instrument(span).await
+    }
+
     /// Applies one window and acks it; `Ok(false)` if shutdown interrupted the retries.
     ///
     /// If the store refuses the window for good, the changes it takes commit in smaller
     /// transactions and only the events of the ones it refuses are dead-lettered
     /// (`runtime/poison.rs`).
-    #[tracing::instrument(
-        skip_all,
-        fields(
-            otel.name = "commit window",
-            events = window.events.len(),
-            trace_id = tracing::field::Empty,
-        )
-    )]
-    async fn commit(
+    async fn commit_window(
         &mut self,
         window: Window<S::Ack>,
         shutdown: &mut Shutdown,
@@ -233,14 +249,6 @@ impl<S: EventSource> Worker<S> {
                 .saturating_duration_since(window.opened_at)
                 .as_secs_f64(),
         );
-        if telemetry::traces_enabled() {
-            // A window holds the likes of many requests: it links to their publishes.
-            let span = tracing::Span::current();
-            for trace in &window.traces {
-                trace.link_from(&span);
-            }
-            telemetry::record_trace_id(&span);
-        }
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
         self.collapse.collapse_into(&window.events, &mut changes);

@@ -9,13 +9,15 @@
 //! (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf` or `http/json`), off otherwise, so a
 //! deployment without a collector pays nothing. Sampling is the SDK's, set by the standard
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: parent-based, always on); the
-//! service name by `OTEL_SERVICE_NAME`, else the binary's. One trace follows a like across the
+//! service name by `OTEL_SERVICE_NAME`, else the binary's; a window span linking to a sampled
+//! publish is sampled whatever the ratio (`sampler.rs`). One trace follows a like across the
 //! queue: ingest's request span is the parent of its publish span, whose W3C context rides in
 //! the Pulsar message's properties ([`propagation`]); the worker's window span links to the
 //! context of every message it commits (a window holds thousands of likes from as many
 //! requests, so links, not parents, are the shape).
 
 pub mod propagation;
+mod sampler;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -25,6 +27,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use propagation::{record_trace_id, TraceParent, TRACEPARENT};
+pub use sampler::FollowsSampledLinks;
 
 /// Set once spans are exported: code that builds a span only for the trace asks first.
 static TRACES_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -180,6 +183,7 @@ fn tracer_provider(service: &str) -> Option<SdkTracerProvider> {
     Some(
         SdkTracerProvider::builder()
             .with_span_processor(processor)
+            .with_sampler(FollowsSampledLinks::from_env())
             .with_resource(resource)
             .build(),
     )
