@@ -89,8 +89,60 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// On a failed run, before `down stack` deletes them: every member's log and Pulsar's are
+    /// copied beside the test executable (`chaos-logs/<time>/`), and the warnings and errors
+    /// of the members are printed, so a failure in CI says what the stack saw.
+    fn keep_logs(&self) {
+        let run_dir = match likes_smoke::env_file_path().parent() {
+            Some(dir) => dir.to_path_buf(),
+            None => return,
+        };
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let Some(kept) = exe
+            .parent()
+            .map(|deps| deps.join(format!("chaos-logs/{stamp}")))
+        else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(&kept);
+        eprintln!("chaos: the stack's logs are kept in {}", kept.display());
+        for member in [
+            "ingest1", "ingest2", "worker1", "worker2", "nginx", "pulsar",
+        ] {
+            let log = run_dir.join(member).join(format!("{member}.log"));
+            let Ok(text) = std::fs::read_to_string(&log) else {
+                continue;
+            };
+            let _ = std::fs::write(kept.join(format!("{member}.log")), &text);
+            if member == "pulsar" || member == "nginx" {
+                continue;
+            }
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            eprintln!(
+                "--- {member}: {} warnings and errors, the last 40:",
+                lines.len()
+            );
+            for line in lines.iter().skip(lines.len().saturating_sub(40)) {
+                eprintln!("{}", line.chars().take(300).collect::<String>());
+            }
+        }
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
         let _ = Command::new(repo_root().join("infra/dev/services"))
             .args(["down", "stack"])
             .status();
