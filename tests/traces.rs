@@ -17,6 +17,30 @@ use support::{spawn, Backend};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+/// What the process logged, as the JSON lines of `LIKES_LOG_FORMAT=json`.
+#[derive(Clone, Default)]
+struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.0.lock())
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
 /// Every span exported to the receiver so far, as OTLP JSON spans.
 type Received = Arc<parking_lot::Mutex<Vec<Value>>>;
 
@@ -101,7 +125,15 @@ async fn one_like_is_one_trace_from_the_request_to_the_sink_commit() {
     // follow the caller's sampled flag, and the window follows its link to the publish.
     std::env::set_var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio");
     std::env::set_var("OTEL_TRACES_SAMPLER_ARG", "0");
-    let telemetry = likes_shared::telemetry::init_with_default("likes-traces-test", "warn");
+    // JSON logs, read back below; the worker's "window committed" line is at debug.
+    std::env::set_var("LIKES_LOG_FORMAT", "json");
+    let logs = Logs::default();
+    let written = logs.clone();
+    let telemetry = likes_shared::telemetry::init_writing_logs_to(
+        "likes-traces-test",
+        "warn,likes_pipeline=debug",
+        likes_shared::telemetry::BoxMakeWriter::new(move || written.clone()),
+    );
     assert!(telemetry.exports_traces(), "the OTLP exporter is on");
 
     let t = spawn(Backend::Distributed, |_| {}).await;
@@ -160,6 +192,21 @@ async fn one_like_is_one_trace_from_the_request_to_the_sink_commit() {
     assert!(
         transaction.is_some(),
         "the store's transaction runs inside the window span {window}"
+    );
+    // A log line written inside the window span carries the window's trace id.
+    let logged = logs.lines().into_iter().find(|line| {
+        line["fields"]["message"] == "window committed"
+            && line["spans"].as_array().is_some_and(|spans| {
+                spans
+                    .iter()
+                    .any(|span| span["trace_id"] == window["traceId"])
+            })
+    });
+    assert!(
+        logged.is_some(),
+        "no 'window committed' log line with trace_id {} among {} lines",
+        window["traceId"],
+        logs.lines().len()
     );
     // The request span says what was served.
     let attributes = request["attributes"].to_string();

@@ -22,6 +22,7 @@ mod sampler;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::Duration;
+pub use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -103,17 +104,23 @@ pub fn init(service: &str) -> Telemetry {
 /// [`init`] with another filter for when `RUST_LOG` is unset: a command-line tool may quiet a
 /// chatty dependency (pulsar-rs logs every subscribe attempt at `warn`).
 pub fn init_with_default(service: &str, filter: &str) -> Telemetry {
-    install(Some(service), filter)
+    install(Some(service), filter, BoxMakeWriter::new(std::io::stdout))
+}
+
+/// [`init_with_default`], with the logs written to `logs` instead of stdout (a test reads
+/// what was logged).
+pub fn init_writing_logs_to(service: &str, filter: &str, logs: BoxMakeWriter) -> Telemetry {
+    install(Some(service), filter, logs)
 }
 
 /// Logs only, never an exporter: for command-line tools, whose output is their report.
 pub fn init_logs(filter: &str) {
-    let _ = install(None, filter);
+    let _ = install(None, filter, BoxMakeWriter::new(std::io::stdout));
 }
 
-/// The global subscriber: logs, and spans exported for `service` when it is given and an OTLP
-/// endpoint is set.
-fn install(service: Option<&str>, filter: &str) -> Telemetry {
+/// The global subscriber: logs to `writer`, and spans exported for `service` when it is given
+/// and an OTLP endpoint is set.
+fn install(service: Option<&str>, filter: &str, writer: BoxMakeWriter) -> Telemetry {
     if tracing::dispatcher::has_been_set() {
         // A second init in one process (tests): the first subscriber stays, and no exporter is
         // built that nothing would feed.
@@ -127,6 +134,7 @@ fn install(service: Option<&str>, filter: &str) -> Telemetry {
     let json = std::env::var(LOG_FORMAT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let logs = if json {
         tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .with_current_span(true)
             // Every span around the line, so one inside the publish or the transaction still
@@ -134,7 +142,10 @@ fn install(service: Option<&str>, filter: &str) -> Telemetry {
             .with_span_list(true)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_target(false)
+            .boxed()
     };
     let provider = match (service, std::env::var(OTLP_ENDPOINT_VAR)) {
         (Some(service), Ok(endpoint)) if !endpoint.trim().is_empty() => {
