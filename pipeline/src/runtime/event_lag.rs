@@ -164,12 +164,7 @@ impl EventLagSnapshot {
         histogram.set_sample_sum(self.sum_ms as f64 / 1e3);
         let mut metric = proto::Metric::default();
         metric.set_histogram(histogram);
-        let mut family = MetricFamily::default();
-        family.set_name(NAME.into());
-        family.set_help(HELP.into());
-        family.set_field_type(MetricType::HISTOGRAM);
-        family.set_metric(vec![metric]);
-        family
+        super::stats::family(NAME, HELP, MetricType::HISTOGRAM, vec![metric])
     }
 }
 
