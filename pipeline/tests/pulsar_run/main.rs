@@ -10,6 +10,7 @@
 mod broker_restart;
 mod cli;
 mod failover;
+mod foreign_codec;
 mod one_worker;
 mod stall;
 mod two_processes;
