@@ -24,24 +24,16 @@
 //! - **Closing.** `consumer.rs` subscribes, and drains the receiver queue before a close so the
 //!   last acks and the close itself get through (pulsar-rs queues them behind the messages).
 //!
-//! Known gap, not handled yet: an entry pulsar-rs (6.9.1) cannot unpack (a corrupt LZ4 block, a
-//! codec it was built without such as Snappy or ZSTD, a malformed batch) never reaches the
-//! worker, so it cannot be dead-lettered like bytes that do not decode as an event: the
-//! partition's engine (`consumer/engine.rs`) turns it into an error that carries no message id.
-//! On a topic of several partitions the partitioned consumer (`consumer/multi.rs`) logs
-//! "Unexpected error consuming from pulsar topic …" and drops that partition's consumer; the
-//! stall watch then sees the partition's backlog deliver nothing and rebuilds the whole consumer
-//! every `stall_after`, and the broker redelivers the same entry. (On one partition the error
-//! reaches `recv`, which rebuilds at once, with backoff.) Either way that partition is stuck
-//! behind the entry, nothing reaches the dead-letter topic, and the other partitions are
-//! resubscribed each time. Seen by hand on 2026-11-25 with a Snappy-compressed entry from the
-//! Java client on a 1- and a 2-partition topic (backlog 1 for good, rebuilds every 5 s). A fix
-//! needs the entry's id: from pulsar-rs (a patch that hands the raw entry up) or from the admin
-//! API (the entry after the subscription's mark-delete position, on a partition that stalls
-//! with an error).
+//! - **Entries the consumer cannot unpack** (`passing.rs`). pulsar-rs drops such an entry with
+//!   an error that names no message id, so the partition would stop behind it. The stall watch
+//!   finds the partition stuck and peeks the entry through the admin API; the source hands its
+//!   messages on and, after they commit, moves the subscription past it. First seen by hand on
+//!   2026-11-25 with a Snappy-compressed entry from Pulsar's Java client (backlog 1 for good,
+//!   a rebuild every `stall_after`); `tests/pulsar_run/foreign_codec.rs` covers it.
 
 mod acks;
 mod consumer;
+mod passing;
 mod stall;
 
 pub use acks::PulsarAck;
@@ -55,8 +47,9 @@ use likes_shared::telemetry::{self, TraceParent, TRACEPARENT};
 use likes_shared::topics::{TopicName, TopicNameError};
 use likes_sink::pulsar_admin::{AdminError, PulsarAdmin};
 use likes_sink::pulsar_client::{self, ConnectError};
+use passing::EntryPassing;
 use pulsar::consumer::Message;
-use stall::{PartitionActivity, StallWatch};
+use stall::{PartitionActivity, Stall, StallWatch};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,7 +126,9 @@ pub struct PulsarSource {
     /// Consumers dropped and subscribed anew (errors, ended streams, stalls).
     rebuilds: Arc<AtomicU64>,
     /// Partitions the stall watch found stalled; `None` without an admin URL.
-    stalls: Option<mpsc::Receiver<u32>>,
+    stalls: Option<mpsc::Receiver<Stall>>,
+    /// Entries read through the admin API; `None` without an admin URL.
+    passing: Option<EntryPassing>,
 }
 
 /// What one wait in `recv` ended with. Large, but only ever moved once, never stored.
@@ -141,6 +136,7 @@ pub struct PulsarSource {
 enum Outcome {
     Message(Message<Vec<u8>>),
     Rebuild(String),
+    Stalled(Stall),
 }
 
 impl PulsarSource {
@@ -157,12 +153,19 @@ impl PulsarSource {
                 reason,
             })?;
         let activity = Arc::new(PartitionActivity::new());
-        let stalls = match &config.admin_url {
+        let admin = match &config.admin_url {
+            Some(url) => Some(PulsarAdmin::new(url, config.wait)?),
             None => None,
-            Some(url) => {
+        };
+        let passing = admin
+            .clone()
+            .map(|admin| EntryPassing::new(admin, topic.clone(), config.subscription.clone()));
+        let stalls = match admin {
+            None => None,
+            Some(admin) => {
                 let (report, stalls) = mpsc::channel(1);
                 let watch = StallWatch {
-                    admin: PulsarAdmin::new(url, config.wait)?,
+                    admin,
                     topic: topic.clone(),
                     partitions: config.partitions,
                     subscription: config.subscription.clone(),
@@ -188,6 +191,7 @@ impl PulsarSource {
             activity,
             rebuilds: Arc::default(),
             stalls,
+            passing,
             config,
         })
     }
@@ -199,6 +203,14 @@ impl PulsarSource {
     /// How many times the consumer was rebuilt, readable while the source runs (metrics, tests).
     pub fn rebuilds(&self) -> Arc<AtomicU64> {
         self.rebuilds.clone()
+    }
+
+    /// How many entries the consumer could not read were passed through the admin API.
+    pub fn passed_entries(&self) -> Arc<AtomicU64> {
+        match &self.passing {
+            Some(passing) => passing.passed(),
+            None => Arc::default(),
+        }
     }
 
     /// Drops the consumer (its partitions go to another consumer, what it did not ack comes
@@ -258,6 +270,23 @@ impl PulsarSource {
         }
     }
 
+    /// Acks cumulatively, per partition, what the consumer delivered among `acks`.
+    async fn ack_delivered(&mut self, acks: &[PulsarAck]) {
+        let ConsumerState::Ready(consumer) = &mut self.state else {
+            tracing::debug!(acks = acks.len(), "no consumer; acks left for redelivery");
+            return;
+        };
+        for (partition, ack) in acks::cumulative_acks(acks) {
+            let Some(topic) = self.partition_topics.get(&partition) else {
+                continue; // Unreachable: an ack comes from a delivery, which named its topic.
+            };
+            if let Err(error) = consumer.cumulative_ack_with_id(topic, ack.entry_id()).await {
+                // The partition's consumer is gone (being rebuilt): its messages come again.
+                tracing::warn!(%error, partition, "ack failed; the messages will be redelivered");
+            }
+        }
+    }
+
     fn delivered(&mut self, message: Message<Vec<u8>>) -> Received<PulsarAck> {
         let partition = partition_of(&message.topic);
         self.activity.delivered(partition);
@@ -301,6 +330,10 @@ impl EventSource for PulsarSource {
     async fn recv(&mut self) -> Result<Option<Received<PulsarAck>>, BusError> {
         let _waiting = self.activity.waiting();
         loop {
+            if let Some(record) = self.passing.as_mut().and_then(EntryPassing::next) {
+                self.activity.delivered(record.partition());
+                return Ok(Some(record));
+            }
             if !self.ready().await {
                 return Ok(None);
             }
@@ -320,29 +353,31 @@ impl EventSource for PulsarSource {
                     Some(Err(error)) => Outcome::Rebuild(format!("consumer error: {error}")),
                     None => Outcome::Rebuild("the consumer's stream ended".into()),
                 },
-                Some(partition) = stalled => {
-                    Outcome::Rebuild(format!("partition {partition} stalled"))
-                }
+                Some(stall) = stalled => Outcome::Stalled(stall),
             };
             match outcome {
                 Outcome::Message(message) => return Ok(Some(self.delivered(message))),
                 Outcome::Rebuild(why) => self.rebuild(&why),
+                Outcome::Stalled(Stall { partition, head }) => {
+                    let taken = match (head, &mut self.passing) {
+                        (Some(head), Some(passing)) => passing.take(partition, head),
+                        _ => false,
+                    };
+                    if !taken {
+                        self.rebuild(&format!("partition {partition} stalled"));
+                    }
+                }
             }
         }
     }
 
     async fn ack(&mut self, acks: Vec<PulsarAck>) -> Result<(), BusError> {
-        let ConsumerState::Ready(consumer) = &mut self.state else {
-            tracing::debug!(acks = acks.len(), "no consumer; acks left for redelivery");
-            return Ok(());
-        };
-        for (partition, ack) in acks::cumulative_acks(&acks) {
-            let Some(topic) = self.partition_topics.get(&partition) else {
-                continue; // Unreachable: an ack comes from a delivery, which named its topic.
-            };
-            if let Err(error) = consumer.cumulative_ack_with_id(topic, ack.entry_id()).await {
-                // The partition's consumer is gone (being rebuilt): its messages come again.
-                tracing::warn!(%error, partition, "ack failed; the messages will be redelivered");
+        self.ack_delivered(&acks).await;
+        if let Some(passing) = &mut self.passing {
+            if passing.pass(&acks).await > 0 {
+                // The broker disconnected the moved partition's consumer; a new one starts
+                // after the entry at once (pulsar-rs would wait for its topic refresh).
+                self.rebuild("moved past an entry the consumer could not read");
             }
         }
         Ok(())

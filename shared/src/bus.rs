@@ -102,6 +102,14 @@ pub enum Received<A> {
 }
 
 impl<A> Received<A> {
+    /// The partition the record came from.
+    pub fn partition(&self) -> u32 {
+        match self {
+            Received::Event(delivery) => delivery.partition,
+            Received::Undecodable(record) => record.partition,
+        }
+    }
+
     /// The publish's trace context, for a source whose records carry one.
     pub fn with_trace(mut self, trace: Option<TraceParent>) -> Self {
         if let Received::Event(delivery) = &mut self {

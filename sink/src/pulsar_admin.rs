@@ -14,6 +14,10 @@
 //! subscribed could be deleted. Created at the earliest position, the subscription holds every
 //! letter until it is acknowledged.
 
+mod head_entry;
+
+pub use head_entry::HeadEntry;
+
 use crate::pulsar_client::parse_url;
 use likes_shared::topics::{TopicName, TopicNameError, TopicsConfig};
 use reqwest::{Method, StatusCode, Url};
@@ -289,13 +293,30 @@ impl PulsarAdmin {
     }
 
     /// One call: `Some(body)` on success, `None` on 404, an error otherwise.
-    async fn call(
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<String>,
+        query: &[(&str, &str)],
+    ) -> Result<Option<String>, AdminError> {
+        let Some(response) = self.respond(method, url, body, query).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            response.text().await.map_err(|e| self.unreachable(e))?,
+        ))
+    }
+
+    /// One call whose successful response the caller reads (body and headers): `None` on 404,
+    /// an error (with the start of the broker's answer) otherwise.
+    pub(crate) async fn respond(
         &self,
         method: Method,
         mut url: Url,
         body: Option<String>,
         query: &[(&str, &str)],
-    ) -> Result<Option<String>, AdminError> {
+    ) -> Result<Option<reqwest::Response>, AdminError> {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -305,17 +326,13 @@ impl PulsarAdmin {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let unreachable = |e: reqwest::Error| AdminError::Unreachable {
-            url: self.base.to_string(),
-            reason: with_causes(&e.without_url()),
-        };
-        let response = request.send().await.map_err(unreachable)?;
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
-        let text = response.text().await.map_err(unreachable)?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !status.is_success() {
+            let text = response.text().await.map_err(|e| self.unreachable(e))?;
             return Err(AdminError::Status {
                 method,
                 url: url.to_string(),
@@ -323,11 +340,18 @@ impl PulsarAdmin {
                 body: text.chars().take(300).collect(),
             });
         }
-        Ok(Some(text))
+        Ok(Some(response))
+    }
+
+    pub(crate) fn unreachable(&self, error: reqwest::Error) -> AdminError {
+        AdminError::Unreachable {
+            url: self.base.to_string(),
+            reason: with_causes(&error.without_url()),
+        }
     }
 
     /// `<base>/admin/v2/<domain>/<tenant>/<ns>/<topic>/<rest...>`, each segment escaped.
-    fn topic_url(&self, topic: &TopicName, rest: &[&str]) -> Url {
+    pub(crate) fn topic_url(&self, topic: &TopicName, rest: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);
         if let Ok(mut segments) = url.path_segments_mut() {

@@ -17,6 +17,10 @@
 //! rebuilt, the broker redelivers from its cursor and ids go back; both would be safe (everything
 //! below an id delivered to this worker was delivered to it before), but the delivery order needs
 //! no comparison of ids across ledgers. An ack lower than the cursor is ignored by the broker.
+//!
+//! A message the source read through the admin API (`passing.rs`: an entry the consumer cannot
+//! unpack) is *peeked*: the consumer never delivered it, so it cannot ack it; once its entry's
+//! last message commits, the source moves the subscription past that entry instead.
 
 use pulsar::message::proto::MessageIdData;
 use std::collections::BTreeMap;
@@ -29,6 +33,8 @@ pub struct PulsarAck {
     pub entry_id: u64,
     /// `(index, size)` when the message came in a batch entry of `size` messages.
     pub batch: Option<(i32, i32)>,
+    /// Read through the admin API, not delivered by the consumer.
+    pub peeked: bool,
 }
 
 impl PulsarAck {
@@ -38,6 +44,24 @@ impl PulsarAck {
             ledger_id: id.ledger_id,
             entry_id: id.entry_id,
             batch: id.batch_index.zip(batch_size),
+            peeked: false,
+        }
+    }
+
+    /// Message `index` of the `count` the source peeked from entry `(ledger_id, entry_id)`.
+    pub(crate) fn peeked(
+        partition: u32,
+        (ledger_id, entry_id): (u64, u64),
+        index: usize,
+        count: usize,
+    ) -> Self {
+        let to_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        PulsarAck {
+            partition,
+            ledger_id,
+            entry_id,
+            batch: (count > 1).then(|| (to_i32(index), to_i32(count))),
+            peeked: true,
         }
     }
 
@@ -61,13 +85,22 @@ impl PulsarAck {
 }
 
 /// The cumulative ack each partition may take after `acks` (in delivery order) committed: its
-/// last complete entry, if any.
+/// last complete entry the consumer delivered, if any.
 pub(crate) fn cumulative_acks(acks: &[PulsarAck]) -> BTreeMap<u32, PulsarAck> {
     let mut last = BTreeMap::new();
-    for ack in acks.iter().filter(|a| a.ends_entry()) {
+    for ack in acks.iter().filter(|a| a.ends_entry() && !a.peeked) {
         last.insert(ack.partition, *ack);
     }
     last
+}
+
+/// The peeked entries whose every message is among `acks` (committed): the source moves the
+/// subscription past each.
+pub(crate) fn passed_entries(acks: &[PulsarAck]) -> Vec<PulsarAck> {
+    acks.iter()
+        .filter(|a| a.peeked && a.ends_entry())
+        .copied()
+        .collect()
 }
 
 #[cfg(test)]
@@ -80,6 +113,7 @@ mod tests {
             ledger_id: 7,
             entry_id: entry,
             batch: None,
+            peeked: false,
         }
     }
 
@@ -130,6 +164,23 @@ mod tests {
     fn redelivered_ids_going_back_are_acked_in_delivery_order() {
         let acks = [single(0, 9), single(0, 4), single(0, 5)];
         assert_eq!(entries(&cumulative_acks(&acks)), vec![(0, 5)]);
+    }
+
+    #[test]
+    fn a_peeked_entry_is_passed_only_with_its_last_message_and_never_acked() {
+        let peeked = |index| PulsarAck::peeked(0, (7, 3), index, 3);
+        let first = [single(0, 2), peeked(0), peeked(1)];
+        assert_eq!(entries(&cumulative_acks(&first)), vec![(0, 2)]);
+        assert!(passed_entries(&first).is_empty());
+        let second = [peeked(2), single(1, 8)];
+        assert_eq!(entries(&cumulative_acks(&second)), vec![(1, 8)]);
+        let passed: Vec<_> = passed_entries(&second).iter().map(|a| a.entry_id).collect();
+        assert_eq!(passed, vec![3]);
+        // An entry of one message (not a batch) ends with it.
+        assert_eq!(
+            passed_entries(&[PulsarAck::peeked(2, (7, 9), 0, 1)]).len(),
+            1
+        );
     }
 
     #[test]

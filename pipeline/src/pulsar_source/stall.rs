@@ -11,14 +11,16 @@
 //! A background task looks at the partitions silent for `stall_after` that way and asks the
 //! admin API about each: if the subscription there has a backlog and
 //! the broker dispatches to this worker (or to nobody: our consumer of it is gone), the consumer
-//! is stalled and the source rebuilds it. Rebuilding is safe at any time: what was delivered and
-//! not acked comes again, and the sink makes that harmless (I2).
+//! is stalled. The watch then peeks the entry the partition is stuck on (the one after the
+//! subscription's cursor) and reports both; the source passes that entry through the admin API
+//! (`passing.rs`) or, failing that, rebuilds the consumer. Either is safe at any time: what was
+//! delivered and not acked comes again, and the sink makes that harmless (I2).
 //!
 //! Why a task and not a check inside `recv`: `recv` runs inside the worker's `select!` and is
 //! dropped at every window tick, which would cancel an admin call that takes longer than a tick.
 
 use likes_shared::topics::TopicName;
-use likes_sink::pulsar_admin::PulsarAdmin;
+use likes_sink::pulsar_admin::{HeadEntry, PulsarAdmin};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,6 +119,13 @@ impl PartitionActivity {
     }
 }
 
+/// A partition found stalled, with the entry it is stuck on when the broker could peek it.
+#[derive(Debug)]
+pub(crate) struct Stall {
+    pub partition: u32,
+    pub head: Option<HeadEntry>,
+}
+
 /// The watch over one source's partitions.
 pub(crate) struct StallWatch {
     pub admin: PulsarAdmin,
@@ -131,7 +140,7 @@ pub(crate) struct StallWatch {
 impl StallWatch {
     /// Checks every `stall_after / 2` until the source drops `stalled`'s receiver; sends the
     /// partition found stalled.
-    pub(crate) async fn run(self, stalled: mpsc::Sender<u32>) {
+    pub(crate) async fn run(self, stalled: mpsc::Sender<Stall>) {
         let every = (self.stall_after / 2).max(Duration::from_millis(100));
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,8 +150,12 @@ impl StallWatch {
                 _ = ticks.tick() => {}
             }
             if let Some(partition) = self.find_stalled().await {
+                let stall = Stall {
+                    partition,
+                    head: self.peek(partition).await,
+                };
                 // Full means a report is already waiting for the source.
-                let _ = stalled.try_send(partition);
+                let _ = stalled.try_send(stall);
             }
         }
     }
@@ -171,12 +184,26 @@ impl StallWatch {
                     partition,
                     backlog = state.backlog,
                     silent_for = ?self.stall_after,
-                    "partition has a backlog but delivers nothing; rebuilding the consumer"
+                    "partition has a backlog but delivers nothing"
                 );
                 return Some(partition);
             }
         }
         None
+    }
+
+    /// The entry `partition` is stuck on, if the broker can read it.
+    async fn peek(&self, partition: u32) -> Option<HeadEntry> {
+        let topic = self.topic.partition(partition);
+        match self.admin.head_entry(&topic, &self.subscription).await {
+            Ok(head) => head,
+            Err(error) => {
+                // A broker that cannot unpack the entry either answers 500 here: the consumer is
+                // rebuilt, as for any stall, and the partition stays behind that entry.
+                tracing::warn!(%error, partition, "cannot peek the stalled partition's next entry");
+                None
+            }
+        }
     }
 }
 

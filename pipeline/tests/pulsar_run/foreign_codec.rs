@@ -42,7 +42,7 @@ async fn entries_the_client_cannot_unpack_still_apply_or_are_dead_lettered() {
     let topic = &deployment.config.pulsar.topic;
     let encoded: Vec<Vec<u8>> = foreign.iter().map(LikeEvent::encode).collect();
     java_produce(topic, "SNAPPY", "1", &encoded);
-    java_produce(topic, "SNAPPY", "1", &[garbage.clone()]);
+    java_produce(topic, "SNAPPY", "1", std::slice::from_ref(&garbage));
     publish(&mut producer, &events[2_000..]).await;
 
     deployment.wait_exact(&model, Duration::from_secs(60)).await;
