@@ -114,6 +114,7 @@ on_every_backend! {
         assert!(value(&worker, "likes_pipeline_last_commit_age_seconds") < 30.0);
         if backend == Backend::Distributed {
             assert_eq!(value(&worker, "likes_pipeline_consumer_rebuilds_total"), 0.0);
+            assert_eq!(value(&worker, "likes_pipeline_passed_entries_total"), 0.0);
         }
         for (series, _) in ingest.iter().chain(worker.iter()) {
             assert!(

@@ -17,7 +17,7 @@ mod partitioned_board;
 
 pub use partitioned_board::PartitionedBoard;
 
-use crate::pulsar_source::{PulsarSource, PulsarSourceConfig, PulsarSourceError};
+use crate::pulsar_source::{ConsumerCounters, PulsarSource, PulsarSourceConfig, PulsarSourceError};
 use crate::runtime::WorkerError;
 use crate::{PipelineConfig, Worker, WorkerConfig, WorkerStats};
 use likes_shared::config::redacted_url;
@@ -77,7 +77,7 @@ pub struct DistributedWorker {
     worker: Worker<PulsarSource>,
     consumer_name: String,
     partitions: u32,
-    rebuilds: Arc<AtomicU64>,
+    counters: ConsumerCounters,
     /// `/metrics`, when `LIKES_ADMIN_ADDR` is set: bound at build, served by `run`.
     metrics: Option<(
         tokio::net::TcpListener,
@@ -129,7 +129,7 @@ impl DistributedWorker {
             url: redacted_url(&pulsar_url),
             source,
         })?;
-        let rebuilds = source.rebuilds();
+        let counters = source.counters();
         let worker = Worker::new(
             source,
             Arc::new(store) as Arc<dyn LikeStore>,
@@ -167,7 +167,7 @@ impl DistributedWorker {
                     lag: Arc::default(),
                 };
                 let registry =
-                    metrics::registry(worker.stats(), rebuilds.clone(), poll.lag.clone())
+                    metrics::registry(worker.stats(), counters.clone(), poll.lag.clone())
                         .map_err(StartError::Metrics)?;
                 Some((listener, registry, poll))
             }
@@ -176,7 +176,7 @@ impl DistributedWorker {
             worker,
             consumer_name,
             partitions,
-            rebuilds,
+            counters,
             metrics,
         })
     }
@@ -194,7 +194,12 @@ impl DistributedWorker {
 
     /// How many times the worker's consumer was rebuilt (see `pulsar_source`).
     pub fn consumer_rebuilds(&self) -> Arc<AtomicU64> {
-        self.rebuilds.clone()
+        self.counters.rebuilds.clone()
+    }
+
+    /// How many entries its consumer could not read the worker passed (`pulsar_source/passing.rs`).
+    pub fn passed_entries(&self) -> Arc<AtomicU64> {
+        self.counters.passed_entries.clone()
     }
 
     /// The name this worker has on the subscription.

@@ -99,6 +99,15 @@ pub enum PulsarSourceError {
     },
 }
 
+/// What a [`PulsarSource`] counts.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerCounters {
+    /// Consumers dropped and subscribed anew (errors, ended streams, stalls, passed entries).
+    pub rebuilds: Arc<AtomicU64>,
+    /// Entries the consumer could not read, committed through the admin API and moved past.
+    pub passed_entries: Arc<AtomicU64>,
+}
+
 /// Where the consumer is.
 enum ConsumerState {
     Ready(Box<EventConsumer>),
@@ -200,16 +209,14 @@ impl PulsarSource {
         &self.config.consumer_name
     }
 
-    /// How many times the consumer was rebuilt, readable while the source runs (metrics, tests).
-    pub fn rebuilds(&self) -> Arc<AtomicU64> {
-        self.rebuilds.clone()
-    }
-
-    /// How many entries the consumer could not read were passed through the admin API.
-    pub fn passed_entries(&self) -> Arc<AtomicU64> {
-        match &self.passing {
-            Some(passing) => passing.passed(),
-            None => Arc::default(),
+    /// The consumer's counters, readable while the source runs (metrics, tests).
+    pub fn counters(&self) -> ConsumerCounters {
+        ConsumerCounters {
+            rebuilds: self.rebuilds.clone(),
+            passed_entries: match &self.passing {
+                Some(passing) => passing.passed(),
+                None => Arc::default(),
+            },
         }
     }
 

@@ -9,6 +9,7 @@
 //! [`LAG_EVERY`] keeps only the partitions the broker dispatches to this worker, so summing the
 //! workers' gauges never counts a partition twice.
 
+use crate::pulsar_source::ConsumerCounters;
 use crate::runtime::stats::{family, sample};
 use crate::{WorkerCollector, WorkerStats};
 use likes_shared::shutdown::Shutdown;
@@ -95,13 +96,13 @@ impl LagPoll {
 /// partitions' lag.
 pub(super) fn registry(
     stats: Arc<WorkerStats>,
-    rebuilds: Arc<AtomicU64>,
+    counters: ConsumerCounters,
     lag: Arc<PartitionLag>,
 ) -> Result<Registry, prometheus::Error> {
     let registry = Registry::new();
     likes_shared::metrics::register_process_metrics(&registry)?;
     registry.register(Box::new(WorkerCollector::new(stats.clone())?))?;
-    registry.register(Box::new(PartitionCollector::new(stats, rebuilds, lag)?))?;
+    registry.register(Box::new(PartitionCollector::new(stats, counters, lag)?))?;
     Ok(registry)
 }
 
@@ -139,6 +140,11 @@ const REBUILDS: (&str, &str) = (
     "likes_pipeline_consumer_rebuilds_total",
     "Pulsar consumers dropped and subscribed anew (errors, stalls)",
 );
+const PASSED_ENTRIES: (&str, &str) = (
+    "likes_pipeline_passed_entries_total",
+    "Entries the Pulsar consumer could not unpack, read through the admin API, committed and \
+     moved past",
+);
 const POLL_ERRORS: (&str, &str) = (
     "likes_pipeline_lag_poll_errors_total",
     "Partition stats the Pulsar admin API did not give (their backlog gauges are missing)",
@@ -153,11 +159,11 @@ const PARTITION_EVENT_LAG: (&str, &str) = (
      its commit, per partition this worker owns",
 );
 
-/// The consumer's rebuilds and, per partition this worker owns (as last polled), its backlog
+/// The consumer's counters and, per partition this worker owns (as last polled), its backlog
 /// and event-time lag.
 struct PartitionCollector {
     stats: Arc<WorkerStats>,
-    rebuilds: Arc<AtomicU64>,
+    counters: ConsumerCounters,
     lag: Arc<PartitionLag>,
     descs: Vec<Desc>,
 }
@@ -165,11 +171,12 @@ struct PartitionCollector {
 impl PartitionCollector {
     fn new(
         stats: Arc<WorkerStats>,
-        rebuilds: Arc<AtomicU64>,
+        counters: ConsumerCounters,
         lag: Arc<PartitionLag>,
     ) -> Result<Self, prometheus::Error> {
         let descs = [
             (REBUILDS, vec![]),
+            (PASSED_ENTRIES, vec![]),
             (POLL_ERRORS, vec![]),
             (BACKLOG, vec!["partition".to_owned()]),
             (PARTITION_EVENT_LAG, vec!["partition".to_owned()]),
@@ -181,7 +188,7 @@ impl PartitionCollector {
         .collect::<Result<_, _>>()?;
         Ok(PartitionCollector {
             stats,
-            rebuilds,
+            counters,
             lag,
             descs,
         })
@@ -194,7 +201,8 @@ impl Collector for PartitionCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let rebuilds = self.rebuilds.load(Relaxed) as f64;
+        let rebuilds = self.counters.rebuilds.load(Relaxed) as f64;
+        let passed = self.counters.passed_entries.load(Relaxed) as f64;
         let poll_errors = self.lag.poll_errors.load(Relaxed) as f64;
         let owned: Vec<(u32, u64)> = self
             .lag
@@ -233,6 +241,12 @@ impl Collector for PartitionCollector {
                 REBUILDS.1,
                 MetricType::COUNTER,
                 vec![sample(MetricType::COUNTER, rebuilds, &[])],
+            ),
+            family(
+                PASSED_ENTRIES.0,
+                PASSED_ENTRIES.1,
+                MetricType::COUNTER,
+                vec![sample(MetricType::COUNTER, passed, &[])],
             ),
             family(
                 POLL_ERRORS.0,
@@ -279,7 +293,11 @@ mod tests {
             .extend([(3, 1_250), (5, 40)]);
         let lag = Arc::new(PartitionLag::default());
         lag.backlog.lock().insert(3, 7);
-        let registry = registry(stats, Arc::new(AtomicU64::new(1)), lag)?;
+        let counters = ConsumerCounters {
+            rebuilds: Arc::new(AtomicU64::new(1)),
+            passed_entries: Arc::new(AtomicU64::new(2)),
+        };
+        let registry = registry(stats, counters, lag)?;
         let text = likes_shared::metrics::render(&registry);
         for expected in [
             "likes_pipeline_events_total 42\n",
@@ -289,6 +307,7 @@ mod tests {
             "likes_pipeline_largest_window_events 30\n",
             "likes_pipeline_event_lag_seconds 0.25\n",
             "likes_pipeline_consumer_rebuilds_total 1\n",
+            "likes_pipeline_passed_entries_total 2\n",
             "likes_pipeline_lag_poll_errors_total 0\n",
             "likes_pipeline_last_commit_age_seconds ",
             "likes_pipeline_commit_duration_seconds_sum 1.5\n",

@@ -124,6 +124,7 @@ impl Deployment {
         let name = worker.consumer_name().to_owned();
         let metrics = worker.metrics_addr();
         let rebuilds = worker.consumer_rebuilds();
+        let passed_entries = worker.passed_entries();
         let (trigger, stop) = shutdown::channel();
         RunningWorker {
             task: tokio::spawn(worker.run(stop)),
@@ -132,6 +133,7 @@ impl Deployment {
             name,
             metrics,
             rebuilds,
+            passed_entries,
         }
     }
 
@@ -268,6 +270,8 @@ struct RunningWorker {
     metrics: Option<std::net::SocketAddr>,
     /// How many times its consumer was rebuilt.
     rebuilds: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// How many entries its consumer could not read it passed through the admin API.
+    passed_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RunningWorker {
