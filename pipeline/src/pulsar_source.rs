@@ -132,8 +132,7 @@ pub struct PulsarSource {
     /// `cumulative_ack_with_id` wants.
     partition_topics: HashMap<u32, String>,
     activity: Arc<PartitionActivity>,
-    /// Consumers dropped and subscribed anew (errors, ended streams, stalls).
-    rebuilds: Arc<AtomicU64>,
+    counters: ConsumerCounters,
     /// Partitions the stall watch found stalled; `None` without an admin URL.
     stalls: Option<mpsc::Receiver<Stall>>,
     /// Entries read through the admin API; `None` without an admin URL.
@@ -166,9 +165,15 @@ impl PulsarSource {
             Some(url) => Some(PulsarAdmin::new(url, config.wait)?),
             None => None,
         };
-        let passing = admin
-            .clone()
-            .map(|admin| EntryPassing::new(admin, topic.clone(), config.subscription.clone()));
+        let counters = ConsumerCounters::default();
+        let passing = admin.clone().map(|admin| {
+            EntryPassing::new(
+                admin,
+                topic.clone(),
+                config.subscription.clone(),
+                counters.passed_entries.clone(),
+            )
+        });
         let stalls = match admin {
             None => None,
             Some(admin) => {
@@ -198,7 +203,7 @@ impl PulsarSource {
             failures: 0,
             partition_topics: HashMap::new(),
             activity,
-            rebuilds: Arc::default(),
+            counters,
             stalls,
             passing,
             config,
@@ -211,20 +216,14 @@ impl PulsarSource {
 
     /// The consumer's counters, readable while the source runs (metrics, tests).
     pub fn counters(&self) -> ConsumerCounters {
-        ConsumerCounters {
-            rebuilds: self.rebuilds.clone(),
-            passed_entries: match &self.passing {
-                Some(passing) => passing.passed(),
-                None => Arc::default(),
-            },
-        }
+        self.counters.clone()
     }
 
     /// Drops the consumer (its partitions go to another consumer, what it did not ack comes
     /// again) and starts subscribing anew, on a fresh connection: a client stuck after a
     /// broker restart is the usual reason to get here.
     fn rebuild(&mut self, why: &str) {
-        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
         let wait = match self.failures {
             0 => Duration::ZERO,
             n => self.config.backoff.delay(n - 1),

@@ -293,7 +293,7 @@ impl PulsarAdmin {
     }
 
     /// One call: `Some(body)` on success, `None` on 404, an error otherwise.
-    pub(crate) async fn call(
+    async fn call(
         &self,
         method: Method,
         url: Url,
@@ -310,7 +310,7 @@ impl PulsarAdmin {
 
     /// One call whose successful response the caller reads (body and headers): `None` on 404,
     /// an error (with the start of the broker's answer) otherwise.
-    pub(crate) async fn respond(
+    async fn respond(
         &self,
         method: Method,
         mut url: Url,
@@ -343,7 +343,7 @@ impl PulsarAdmin {
         Ok(Some(response))
     }
 
-    pub(crate) fn unreachable(&self, error: reqwest::Error) -> AdminError {
+    fn unreachable(&self, error: reqwest::Error) -> AdminError {
         AdminError::Unreachable {
             url: self.base.to_string(),
             reason: with_causes(&error.without_url()),
@@ -351,7 +351,7 @@ impl PulsarAdmin {
     }
 
     /// `<base>/admin/v2/<domain>/<tenant>/<ns>/<topic>/<rest...>`, each segment escaped.
-    pub(crate) fn topic_url(&self, topic: &TopicName, rest: &[&str]) -> Url {
+    fn topic_url(&self, topic: &TopicName, rest: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);
         if let Ok(mut segments) = url.path_segments_mut() {

@@ -37,19 +37,21 @@ pub(crate) struct EntryPassing {
 }
 
 impl EntryPassing {
-    pub(crate) fn new(admin: PulsarAdmin, topic: TopicName, subscription: String) -> Self {
+    /// Counts each entry it moves past in `passed`.
+    pub(crate) fn new(
+        admin: PulsarAdmin,
+        topic: TopicName,
+        subscription: String,
+        passed: Arc<AtomicU64>,
+    ) -> Self {
         EntryPassing {
             admin,
             topic,
             subscription,
             queued: VecDeque::new(),
             passing: HashMap::new(),
-            passed: Arc::default(),
+            passed,
         }
-    }
-
-    pub(crate) fn passed(&self) -> Arc<AtomicU64> {
-        self.passed.clone()
     }
 
     /// Queues the messages of `head`, the entry `partition` is stuck on. `false` when that
@@ -86,6 +88,11 @@ impl EntryPassing {
     /// After a commit of `acks`: moves the subscription past every peeked entry whose messages
     /// all committed; returns how many it moved past.
     pub(crate) async fn pass(&mut self, acks: &[PulsarAck]) -> usize {
+        // Every peeked message's entry is in `passing` until its last message passes here, so
+        // with none there a window holds no peeked message: no pass over its acks.
+        if self.passing.is_empty() {
+            return 0;
+        }
         let mut moved = 0;
         for ack in passed_entries(acks) {
             let partition = ack.partition;
