@@ -52,6 +52,9 @@ pub struct PipelineConfig {
     pub window_max_age_ms: u64,
     /// Between retries of an outage.
     pub backoff: Backoff,
+    /// How often `run` gives the heap's free pages back (`LIKES_HEAP_TRIM_MS`; 0: never), so
+    /// the memory of a catch-up does not stay resident (`likes_shared::heap_trim`).
+    pub heap_trim_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -74,6 +77,7 @@ impl Default for PipelineConfig {
             window_max_events: window.max_events,
             window_max_age_ms: window.max_age.as_millis() as u64,
             backoff: Backoff::default(),
+            heap_trim_ms: 5_000,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::pulsar_source::{ConsumerCounters, PulsarSource, PulsarSourceConfig, P
 use crate::runtime::WorkerError;
 use crate::{PipelineConfig, Worker, WorkerConfig, WorkerStats};
 use likes_shared::config::redacted_url;
+use likes_shared::heap_trim::HeapTrim;
 use likes_shared::shutdown::Shutdown;
 use likes_shared::store::{LikeStore, StoreError};
 use likes_shared::topics::TopicName;
@@ -78,6 +79,7 @@ pub struct DistributedWorker {
     consumer_name: String,
     partitions: u32,
     counters: ConsumerCounters,
+    heap_trim: Option<HeapTrim>,
     /// `/metrics`, when `LIKES_ADMIN_ADDR` is set: bound at build, served by `run`.
     metrics: Option<(
         tokio::net::TcpListener,
@@ -177,6 +179,7 @@ impl DistributedWorker {
             consumer_name,
             partitions,
             counters,
+            heap_trim: HeapTrim::every(Duration::from_millis(config.heap_trim_ms)),
             metrics,
         })
     }
@@ -221,11 +224,17 @@ impl DistributedWorker {
                 tokio::spawn(poll.run(shutdown.clone())),
             )
         });
+        let trim = self
+            .heap_trim
+            .map(|trim| tokio::spawn(trim.run(shutdown.clone())));
         let ended = self.worker.run(shutdown).await;
         // They stop with the same signal; an error ends the worker without one.
         if let Some((server, poll)) = served {
             server.abort();
             poll.abort();
+        }
+        if let Some(trim) = trim {
+            trim.abort();
         }
         ended
     }

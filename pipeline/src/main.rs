@@ -51,6 +51,7 @@ SETTINGS (environment):
                                   (default 4096, 50)
   LIKES_STALL_AFTER_MS            a partition with a backlog silent this long gets its consumer
                                   rebuilt (default 30000)
+  LIKES_HEAP_TRIM_MS              how often run gives free heap pages back (default 5000; 0: never)
   LIKES_ADMIN_ADDR                where run serves /metrics, e.g. 0.0.0.0:9464 (default: nowhere)
 
 EXIT CODES: 0 done; 1 failed (the message says why); 2 bad arguments or a missing setting;

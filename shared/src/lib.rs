@@ -14,6 +14,7 @@
 //! - [`trending`] — `TrendingBoard`, where pipeline workers post their top-k.
 //! - [`topics`] — the Pulsar topic names, partitions and the event key every process agrees on.
 //! - [`metrics`] — the process, runtime and dependency-call metrics every binary serves.
+//! - [`heap_trim`] — gives the heap's free pages back, so a past burst does not stay resident.
 //! - [`config`], [`telemetry`], [`shutdown`], [`retry`] — plumbing every binary uses.
 
 pub mod bus;
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod event;
 pub mod fast_hash;
+pub mod heap_trim;
 pub mod heavy_keeper;
 pub mod hlc;
 pub mod ids;
