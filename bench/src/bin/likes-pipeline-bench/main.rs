@@ -6,6 +6,7 @@
 //! time is until every event is acked. The result in TiDB is checked: I1 holds.
 //!
 //! `likes-pipeline-bench [--events N]` (default 200000), with the services' env loaded.
+//! `--receiver-queue M` sets the workers' receiver queue (messages per partition) in either mode.
 //!
 //! `likes-pipeline-bench --rate R --seconds S [--workers N] [--worker-bin PATH]`: instead, a
 //! steady rate offered while N `likes-pipeline run` processes consume (`steady_rate.rs`): the
@@ -202,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
         seconds: 60,
         workers: 2,
         worker_bin: std::env::current_exe()?.with_file_name("likes-pipeline"),
+        receiver_queue: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -212,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
             "--seconds" => steady.seconds = value()?.parse()?,
             "--workers" => steady.workers = value()?.parse()?,
             "--worker-bin" => steady.worker_bin = value()?.into(),
+            "--receiver-queue" => steady.receiver_queue = Some(value()?.parse()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -235,6 +238,9 @@ async fn main() -> anyhow::Result<()> {
             pulsar_admin_url: admin_url.clone(),
             pulsar_url: url.clone(),
             pulsar: topics.clone(),
+            receiver_queue: steady
+                .receiver_queue
+                .unwrap_or(PipelineConfig::default().receiver_queue),
             ..PipelineConfig::default()
         };
         let took = workers(&config, &admin, count).await?;

@@ -35,6 +35,8 @@ pub struct SteadyRate {
     pub workers: usize,
     /// `likes-pipeline`, built with the same profile (default: next to this binary).
     pub worker_bin: PathBuf,
+    /// `--receiver-queue`: the workers' `LIKES_RECEIVER_QUEUE` (default: theirs).
+    pub receiver_queue: Option<u32>,
 }
 
 pub async fn run(

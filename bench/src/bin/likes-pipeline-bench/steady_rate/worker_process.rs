@@ -36,7 +36,11 @@ pub(super) fn spawn_worker(
 ) -> anyhow::Result<WorkerProcess> {
     // A free port now, for the worker to bind: the bench must know where to scrape.
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let child = Command::new(&config.worker_bin)
+    let mut command = Command::new(&config.worker_bin);
+    if let Some(queue) = config.receiver_queue {
+        command.env("LIKES_RECEIVER_QUEUE", queue.to_string());
+    }
+    let child = command
         .arg("run")
         .env("RUST_LOG", "warn")
         .env("LIKES_DATABASE_URL", database_url)
