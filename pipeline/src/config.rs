@@ -40,7 +40,10 @@ pub struct PipelineConfig {
     /// This worker's name on the subscription (`LIKES_CONSUMER_NAME`); empty: one made of the
     /// host name and process id. Names must differ between workers.
     pub consumer_name: String,
-    /// Messages buffered per partition ahead of the worker (`LIKES_RECEIVER_QUEUE`, I7).
+    /// Messages buffered per partition ahead of the worker (`LIKES_RECEIVER_QUEUE`, I7). A
+    /// worker behind holds them all: at 1 000 that was 8 MiB of a 25 MiB worker in pulsar-rs's
+    /// queues (heaptrack, BENCHMARKS.md), so its memory followed every catch-up. 250 is 100 ms of
+    /// a partition at 2 500 events/s, and drains as fast as 1 000 did.
     pub receiver_queue: u32,
     /// A partition with a backlog that delivers nothing this long gets its consumer rebuilt
     /// (`LIKES_STALL_AFTER_MS`).
@@ -71,7 +74,7 @@ impl Default for PipelineConfig {
             pulsar: TopicsConfig::default(),
             subscription: "likes-pipeline".into(),
             consumer_name: String::new(),
-            receiver_queue: 1_000,
+            receiver_queue: 250,
             stall_after_ms: 30_000,
             admin_addr: String::new(),
             window_max_events: window.max_events,

@@ -45,7 +45,7 @@ SETTINGS (environment):
                                   (default likes-pipeline)
   LIKES_CONSUMER_NAME             this worker's name on it (default likes-pipeline-HOST-PID;
                                   must differ between workers)
-  LIKES_RECEIVER_QUEUE            messages buffered per partition (default 1000)
+  LIKES_RECEIVER_QUEUE            messages buffered per partition (default 250)
   LIKES_WINDOW_MAX_EVENTS, LIKES_WINDOW_MAX_AGE_MS
                                   a window commits at this many events or this age
                                   (default 4096, 50)
