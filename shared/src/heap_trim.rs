@@ -2,12 +2,12 @@
 //!
 //! Why: glibc's malloc keeps what a burst freed (in each thread's arena, below the top of each
 //! heap) for reuse, and only gives back a free top above 128 KiB. A pipeline worker that once
-//! caught up on a backlog in full windows (TiDB's auto-analyze on a shared box is enough to make
-//! one) keeps that burst's peak as its resident size for good: the 10-minute runs in
-//! BENCHMARKS.md stepped up by 3–6 MiB once and never came down, and one `malloc_trim(0)` from a
-//! debugger gave back 2.4 of a worker's 29.5 MiB. `malloc_trim(0)` walks every arena and
-//! releases whole free pages anywhere in them (glibc ≥ 2.8), so this is a bound on what a past
-//! burst can cost, not a cure for live memory: what the process holds, it keeps.
+//! caught up on a backlog, its receiver queues full (TiDB's auto-analyze on a shared box is
+//! enough to cause one), keeps that burst's peak as its resident size for good: the 10-minute
+//! runs in BENCHMARKS.md stepped up by 3–6 MiB once and never came down, and one
+//! `malloc_trim(0)` from a debugger gave back 2.4 of a worker's 29.5 MiB. `malloc_trim(0)` walks
+//! every arena and releases whole free pages anywhere in them (glibc ≥ 2.8), so this is a bound
+//! on what a past burst can cost, not a cure for live memory: what the process holds, it keeps.
 //!
 //! A trim costs about as much as what it gives back: 7 ms for a 64 MiB burst freed
 //! (`shared/tests/heap_trim.rs`), next to nothing when there is nothing to give. It runs on
