@@ -218,23 +218,22 @@ impl DistributedWorker {
     /// Runs until `shutdown`; then commits and acks the open window and closes the consumer,
     /// so the partitions move to another worker at once.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
-        let served = self.metrics.map(|(listener, registry, poll)| {
-            (
-                tokio::spawn(metrics::serve(listener, registry, shutdown.clone())),
-                tokio::spawn(poll.run(shutdown.clone())),
-            )
-        });
-        let trim = self
-            .heap_trim
-            .map(|trim| tokio::spawn(trim.run(shutdown.clone())));
+        let mut beside = Vec::new();
+        if let Some((listener, registry, poll)) = self.metrics {
+            beside.push(tokio::spawn(metrics::serve(
+                listener,
+                registry,
+                shutdown.clone(),
+            )));
+            beside.push(tokio::spawn(poll.run(shutdown.clone())));
+        }
+        if let Some(trim) = self.heap_trim {
+            beside.push(tokio::spawn(trim.run(shutdown.clone())));
+        }
         let ended = self.worker.run(shutdown).await;
         // They stop with the same signal; an error ends the worker without one.
-        if let Some((server, poll)) = served {
-            server.abort();
-            poll.abort();
-        }
-        if let Some(trim) = trim {
-            trim.abort();
+        for task in beside {
+            task.abort();
         }
         ended
     }
