@@ -9,6 +9,7 @@
 //! services of the env file, with the binaries `cargo test --workspace` built. It stops and starts
 //! shared services, so it is a test binary of its own (cargo runs test binaries one at a time).
 
+mod diagnose;
 mod load;
 mod stack;
 
@@ -86,6 +87,13 @@ async fn every_answered_like_survives_each_fault_and_the_counts_stay_exact() {
             for (pair, _, _) in &mismatches {
                 report_pair(&db, *pair, &pairs[pair], started_ms).await;
             }
+            let stuck: Vec<Pair> = mismatches.iter().map(|(pair, _, _)| *pair).collect();
+            let workers = [
+                stack.get("LIKES_STACK_WORKER1_ADMIN_URL"),
+                stack.get("LIKES_STACK_WORKER2_ADMIN_URL"),
+            ];
+            let pulsar_url = likes_smoke::ServicesEnv::load().get("LIKES_PULSAR_URL");
+            diagnose::report(&admin, &pulsar_url, &workers, &stuck, started_ms).await;
             panic!("TiDB did not reach the answered states within {DRAIN_LIMIT:?}: {mismatches:?}")
         }
     };
