@@ -282,7 +282,8 @@ impl PulsarSource {
             tracing::debug!(acks = acks.len(), "no consumer; acks left for redelivery");
             return;
         };
-        for (partition, ack) in acks::cumulative_acks(acks) {
+        for ack in acks::cumulative_acks(acks) {
+            let partition = ack.partition;
             let Some(topic) = self.partition_topics.get(&partition) else {
                 continue; // Unreachable: an ack comes from a delivery, which named its topic.
             };

@@ -86,12 +86,12 @@ impl PulsarAck {
 
 /// The cumulative ack each partition may take after `acks` (in delivery order) committed: its
 /// last complete entry the consumer delivered, if any.
-pub(crate) fn cumulative_acks(acks: &[PulsarAck]) -> BTreeMap<u32, PulsarAck> {
+pub(crate) fn cumulative_acks(acks: &[PulsarAck]) -> Vec<PulsarAck> {
     let mut last = BTreeMap::new();
     for ack in acks.iter().filter(|a| a.ends_entry() && !a.peeked) {
         last.insert(ack.partition, *ack);
     }
-    last
+    last.into_values().collect()
 }
 
 /// The peeked entries whose every message is among `acks` (committed): the source moves the
@@ -124,8 +124,23 @@ mod tests {
         }
     }
 
-    fn entries(plan: &BTreeMap<u32, PulsarAck>) -> Vec<(u32, u64)> {
-        plan.values().map(|a| (a.partition, a.entry_id)).collect()
+    fn entries(plan: &[PulsarAck]) -> Vec<(u32, u64)> {
+        plan.iter().map(|a| (a.partition, a.entry_id)).collect()
+    }
+
+    /// Seen in the chaos test (2026-12-07, partition 4): after a broker restart pulsar-rs had two
+    /// consumers of one partition subscribed for this worker, one of them dropped by pulsar-rs
+    /// but still registered with the broker. Entries dispatched to that one never reached the
+    /// worker, and the cumulative ack of a later entry delivered by the other acked them too:
+    /// 807 events acked and never committed. An ack may cover only what was delivered.
+    #[test]
+    fn a_window_acks_only_the_entries_it_was_delivered() {
+        // Entries 6 to 8 went to a consumer the worker never read from.
+        let acks = [single(0, 5), single(0, 9), single(1, 2)];
+        assert_eq!(
+            entries(&cumulative_acks(&acks)),
+            vec![(0, 5), (0, 9), (1, 2)]
+        );
     }
 
     #[test]
