@@ -9,7 +9,7 @@
 //! - [`runtime`] — the [`runtime::Worker`] loop that drives them between source, sink and acks;
 //!   `runtime/poison.rs` finds the changes in a refused window that the store will not take.
 //! - `pulsar_source` (feature `pulsar`) — the worker's source on the partitioned events topic:
-//!   failover-owned partitions, cumulative acks per partition after commit, stall rebuilds.
+//!   failover-owned partitions, acks of each delivered entry after commit, stall rebuilds.
 
 pub mod config;
 #[cfg(feature = "pulsar")]

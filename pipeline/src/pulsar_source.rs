@@ -10,8 +10,9 @@
 //!   and asks the broker for more only as the worker reads: a worker blocked on its sink stops
 //!   reading, and the broker holds the rest.
 //! - **Acks after commit (I2, I3).** The worker hands `ack` a committed window's handles in
-//!   delivery order; each partition is acked cumulatively through its last *complete* entry
-//!   (`acks.rs`: batched entries are acked whole, so never through a window's cut). An ack
+//!   delivery order; each *complete* entry it delivered is acked on its own, never cumulatively
+//!   (`acks.rs`: batched entries are acked whole, so never through a window's cut, and an ack
+//!   never covers an entry the worker did not see). An ack
 //!   that fails, or is ignored because the partition moved to another worker, is only logged:
 //!   the messages come again, to whoever owns the partition, and apply as no-ops.
 //! - **Rebuilding.** A consumer that errors, ends, or stalls (`stall.rs`) is dropped and a new
@@ -129,7 +130,7 @@ pub struct PulsarSource {
     /// consumer that fails right after every rebuild must not spin.
     failures: u32,
     /// Each partition's topic as the consumer names it, learned from its messages: the key
-    /// `cumulative_ack_with_id` wants.
+    /// `ack_with_id` wants.
     partition_topics: HashMap<u32, String>,
     activity: Arc<PartitionActivity>,
     counters: ConsumerCounters,
@@ -276,18 +277,18 @@ impl PulsarSource {
         }
     }
 
-    /// Acks cumulatively, per partition, what the consumer delivered among `acks`.
+    /// Acks each complete entry the consumer delivered among `acks`, on its own (`acks.rs`).
     async fn ack_delivered(&mut self, acks: &[PulsarAck]) {
         let ConsumerState::Ready(consumer) = &mut self.state else {
             tracing::debug!(acks = acks.len(), "no consumer; acks left for redelivery");
             return;
         };
-        for ack in acks::cumulative_acks(acks) {
+        for ack in acks::entry_acks(acks) {
             let partition = ack.partition;
             let Some(topic) = self.partition_topics.get(&partition) else {
                 continue; // Unreachable: an ack comes from a delivery, which named its topic.
             };
-            if let Err(error) = consumer.cumulative_ack_with_id(topic, ack.entry_id()).await {
+            if let Err(error) = consumer.ack_with_id(topic, ack.entry_id()).await {
                 // The partition's consumer is gone (being rebuilt): its messages come again.
                 tracing::warn!(%error, partition, "ack failed; the messages will be redelivered");
             }

@@ -1,29 +1,30 @@
-//! Which cumulative acks a committed run of deliveries allows, one per partition.
+//! Which acks a committed run of deliveries allows: each complete entry the consumer delivered,
+//! acked on its own.
 //!
 //! The broker keeps one cursor per partition and moves it by whole *entries*: ingest batches
 //! events, so one entry holds up to a thousand messages, and Pulsar (with batch-index acks off,
-//! the default) acks a batch message's entry as a whole, cumulative or not. A window closes on a
-//! count or a timer, so it can end in the middle of an entry; acking that entry would ack its
-//! later messages too, which sit in the next, uncommitted window. A crash then would lose them.
+//! the default) acks a batch message's entry as a whole. A window closes on a count or a timer,
+//! so it can end in the middle of an entry; acking that entry would ack its later messages too,
+//! which sit in the next, uncommitted window. A crash then would lose them. So an entry is acked
+//! only with its *last* message: batches are delivered whole and in index order, so by then every
+//! message of the entry has been delivered and (the worker commits windows in order) committed.
 //!
-//! So an entry is acked only through its *last* message. Acks arrive in delivery order and a
-//! partition's entries are delivered in order, each batch whole and in index order, so when the
-//! last message of an entry is handed to `ack`, every message of that entry and of every entry
-//! before it has been delivered and (the worker commits windows in order) committed. The plan
-//! is stateless: a window that holds only the head of an entry acks nothing for it, and the
-//! window holding its tail acks it.
-//!
-//! Why "the last complete entry in delivery order" and not "the highest id": after a consumer is
-//! rebuilt, the broker redelivers from its cursor and ids go back; both would be safe (everything
-//! below an id delivered to this worker was delivered to it before), but the delivery order needs
-//! no comparison of ids across ledgers. An ack lower than the cursor is ignored by the broker.
+//! Why individual acks and not one cumulative ack per partition: a cumulative ack covers every
+//! entry before it, also those this worker never saw. That is not hypothetical. After a broker
+//! restart pulsar-rs can leave a partition with two consumers of this worker registered, one of
+//! them dropped inside pulsar-rs but still known to the broker; entries the broker dispatched to
+//! it never reach the worker. The chaos test caught a cumulative ack of a later entry covering
+//! 807 such events, acked and never committed (2026-12-07). An individual ack covers only what
+//! committed; what went to a lost consumer stays unacked and is redelivered once that consumer is
+//! gone (a rebuild, a restart). The broker's cursor moves over contiguous acked entries, and an
+//! ack of an entry acked before (a redelivery) is ignored.
 //!
 //! A message the source read through the admin API (`passing.rs`: an entry the consumer cannot
 //! unpack) is *peeked*: the consumer never delivered it, so it cannot ack it; once its entry's
 //! last message commits, the source moves the subscription past that entry instead.
 
 use pulsar::message::proto::MessageIdData;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 /// The handle of one delivered message: where to ack it and whether it ends its entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +74,8 @@ impl PulsarAck {
         }
     }
 
-    /// The id of the whole entry, as a cumulative ack sends it: no batch index, so no broker
-    /// setting can read it as "part of the entry".
+    /// The id of the whole entry, as its ack sends it: no batch index, so no broker setting can
+    /// read it as "part of the entry".
     pub(crate) fn entry_id(&self) -> MessageIdData {
         MessageIdData {
             ledger_id: self.ledger_id,
@@ -84,14 +85,15 @@ impl PulsarAck {
     }
 }
 
-/// The cumulative ack each partition may take after `acks` (in delivery order) committed: its
-/// last complete entry the consumer delivered, if any.
-pub(crate) fn cumulative_acks(acks: &[PulsarAck]) -> Vec<PulsarAck> {
-    let mut last = BTreeMap::new();
-    for ack in acks.iter().filter(|a| a.ends_entry() && !a.peeked) {
-        last.insert(ack.partition, *ack);
-    }
-    last.into_values().collect()
+/// The entries the consumer delivered whose every message is among `acks` (committed), each
+/// once, in delivery order: what may be acked.
+pub(crate) fn entry_acks(acks: &[PulsarAck]) -> Vec<PulsarAck> {
+    let mut seen = BTreeSet::new();
+    acks.iter()
+        .filter(|a| a.ends_entry() && !a.peeked)
+        .filter(|a| seen.insert((a.partition, a.ledger_id, a.entry_id)))
+        .copied()
+        .collect()
 }
 
 /// The peeked entries whose every message is among `acks` (committed): the source moves the
@@ -137,16 +139,22 @@ mod tests {
     fn a_window_acks_only_the_entries_it_was_delivered() {
         // Entries 6 to 8 went to a consumer the worker never read from.
         let acks = [single(0, 5), single(0, 9), single(1, 2)];
-        assert_eq!(
-            entries(&cumulative_acks(&acks)),
-            vec![(0, 5), (0, 9), (1, 2)]
-        );
+        assert_eq!(entries(&entry_acks(&acks)), vec![(0, 5), (0, 9), (1, 2)]);
     }
 
     #[test]
-    fn each_partition_acks_its_last_entry() {
-        let acks = [single(0, 1), single(1, 5), single(0, 2), single(1, 6)];
-        assert_eq!(entries(&cumulative_acks(&acks)), vec![(0, 2), (1, 6)]);
+    fn each_delivered_entry_is_acked_once() {
+        let acks = [
+            single(0, 1),
+            single(1, 5),
+            single(0, 2),
+            single(1, 6),
+            single(0, 1),
+        ];
+        assert_eq!(
+            entries(&entry_acks(&acks)),
+            vec![(0, 1), (1, 5), (0, 2), (1, 6)]
+        );
     }
 
     #[test]
@@ -158,37 +166,34 @@ mod tests {
             batched(0, 3, 0, 3),
             batched(0, 3, 1, 3),
         ];
-        assert_eq!(entries(&cumulative_acks(&first)), vec![(0, 2)]);
+        assert_eq!(entries(&entry_acks(&first)), vec![(0, 2)]);
         // Window 2 holds the tail of entry 3.
         let second = [batched(0, 3, 2, 3), batched(0, 4, 0, 2)];
-        assert_eq!(entries(&cumulative_acks(&second)), vec![(0, 3)]);
+        assert_eq!(entries(&entry_acks(&second)), vec![(0, 3)]);
         // A window holding only the middle of an entry acks nothing.
-        assert!(cumulative_acks(&[batched(0, 5, 1, 4)]).is_empty());
+        assert!(entry_acks(&[batched(0, 5, 1, 4)]).is_empty());
     }
 
     #[test]
     fn a_batch_of_one_ends_its_entry() {
         assert!(batched(0, 1, 0, 1).ends_entry());
-        assert_eq!(
-            entries(&cumulative_acks(&[batched(3, 1, 0, 1)])),
-            vec![(3, 1)]
-        );
+        assert_eq!(entries(&entry_acks(&[batched(3, 1, 0, 1)])), vec![(3, 1)]);
     }
 
     #[test]
     fn redelivered_ids_going_back_are_acked_in_delivery_order() {
         let acks = [single(0, 9), single(0, 4), single(0, 5)];
-        assert_eq!(entries(&cumulative_acks(&acks)), vec![(0, 5)]);
+        assert_eq!(entries(&entry_acks(&acks)), vec![(0, 9), (0, 4), (0, 5)]);
     }
 
     #[test]
     fn a_peeked_entry_is_passed_only_with_its_last_message_and_never_acked() {
         let peeked = |index| PulsarAck::peeked(0, (7, 3), index, 3);
         let first = [single(0, 2), peeked(0), peeked(1)];
-        assert_eq!(entries(&cumulative_acks(&first)), vec![(0, 2)]);
+        assert_eq!(entries(&entry_acks(&first)), vec![(0, 2)]);
         assert!(passed_entries(&first).is_empty());
         let second = [peeked(2), single(1, 8)];
-        assert_eq!(entries(&cumulative_acks(&second)), vec![(1, 8)]);
+        assert_eq!(entries(&entry_acks(&second)), vec![(1, 8)]);
         let passed: Vec<_> = passed_entries(&second).iter().map(|a| a.entry_id).collect();
         assert_eq!(passed, vec![3]);
         // An entry of one message (not a batch) ends with it.
