@@ -372,6 +372,8 @@ pub struct SubscriptionState {
     /// The consumer the broker dispatches to (failover and exclusive subscriptions); `None`
     /// when no consumer is connected.
     pub active_consumer: Option<String>,
+    /// The names of the consumers connected to it, one per consumer (a name can repeat).
+    pub consumers: Vec<String>,
 }
 
 fn subscription_state(stats: &str, name: &str) -> Option<SubscriptionState> {
@@ -386,6 +388,16 @@ fn subscription_state(stats: &str, name: &str) -> Option<SubscriptionState> {
             .get("activeConsumerName")
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned),
+        consumers: subscription
+            .get("consumers")
+            .and_then(serde_json::Value::as_array)
+            .map(|consumers| {
+                consumers
+                    .iter()
+                    .filter_map(|c| c.get("consumerName")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -458,19 +470,22 @@ mod tests {
 
     #[test]
     fn a_subscription_state_names_its_active_consumer() {
-        let stats = r#"{"subscriptions":{"w":{"msgBacklog":7,"activeConsumerName":"a"},"x":{}}}"#;
+        let stats = r#"{"subscriptions":{"w":{"msgBacklog":7,"activeConsumerName":"a",
+            "consumers":[{"consumerName":"a"},{"consumerName":"b"},{"consumerName":"a"}]},"x":{}}}"#;
         assert_eq!(
             subscription_state(stats, "w"),
             Some(SubscriptionState {
                 backlog: 7,
-                active_consumer: Some("a".into())
+                active_consumer: Some("a".into()),
+                consumers: vec!["a".into(), "b".into(), "a".into()],
             })
         );
         assert_eq!(
             subscription_state(stats, "x"),
             Some(SubscriptionState {
                 backlog: 0,
-                active_consumer: None
+                active_consumer: None,
+                consumers: Vec::new(),
             })
         );
         assert_eq!(subscription_state(stats, "y"), None);

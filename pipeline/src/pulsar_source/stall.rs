@@ -16,6 +16,14 @@
 //! (`passing.rs`) or, failing that, rebuilds the consumer. Either is safe at any time: what was
 //! delivered and not acked comes again, and the sink makes that harmless (I2).
 //!
+//! The watch also looks for a partition on which the broker lists *two* consumers of this
+//! worker. pulsar-rs can leave one behind after a broker restart: dropped inside pulsar-rs but
+//! still subscribed on a live connection, so what the broker dispatches to it never reaches the
+//! worker. Acks cover only delivered entries (`acks.rs`), so nothing is lost, but those entries
+//! stay unacked until that consumer goes; a rebuild (a fresh connection) ends it at once. A
+//! consumer built less than half of `stall_after` ago is left alone: the broker may not have
+//! dropped the previous one's consumers yet.
+//!
 //! Why a task and not a check inside `recv`: `recv` runs inside the worker's `select!` and is
 //! dropped at every window tick, which would cancel an admin call that takes longer than a tick.
 
@@ -99,6 +107,11 @@ impl PartitionActivity {
         self.inner.lock().built_at = Instant::now();
     }
 
+    /// How long the current consumer has existed.
+    fn built_for(&self) -> Duration {
+        self.inner.lock().built_at.elapsed()
+    }
+
     /// The partitions of `0..partitions` silent for at least `quiet` while the worker waited.
     fn silent(&self, partitions: u32, quiet: Duration) -> Vec<u32> {
         let now = Instant::now();
@@ -124,6 +137,14 @@ impl PartitionActivity {
 pub(crate) struct Stall {
     pub partition: u32,
     pub head: Option<HeadEntry>,
+    /// The broker lists more than one consumer of this worker there: rebuild, do not peek.
+    pub duplicated: bool,
+}
+
+/// What the watch found wrong with a partition.
+enum Finding {
+    Silent(u32),
+    Duplicated(u32),
 }
 
 /// The watch over one source's partitions.
@@ -149,10 +170,18 @@ impl StallWatch {
                 _ = stalled.closed() => return,
                 _ = ticks.tick() => {}
             }
-            if let Some(partition) = self.find_stalled().await {
-                let stall = Stall {
-                    partition,
-                    head: self.peek(partition).await,
+            if let Some(finding) = self.find_stalled().await {
+                let stall = match finding {
+                    Finding::Silent(partition) => Stall {
+                        partition,
+                        head: self.peek(partition).await,
+                        duplicated: false,
+                    },
+                    Finding::Duplicated(partition) => Stall {
+                        partition,
+                        head: None,
+                        duplicated: true,
+                    },
                 };
                 // Full means a report is already waiting for the source.
                 let _ = stalled.try_send(stall);
@@ -160,8 +189,14 @@ impl StallWatch {
         }
     }
 
-    async fn find_stalled(&self) -> Option<u32> {
-        for partition in self.activity.silent(self.partitions, self.stall_after) {
+    async fn find_stalled(&self) -> Option<Finding> {
+        let silent = self.activity.silent(self.partitions, self.stall_after);
+        let settled = self.activity.built_for() >= self.stall_after / 2;
+        for partition in 0..self.partitions {
+            let silent = silent.contains(&partition);
+            if !silent && !settled {
+                continue;
+            }
             let topic = self.topic.partition(partition);
             let state = match self
                 .admin
@@ -175,18 +210,31 @@ impl StallWatch {
                     continue;
                 }
             };
+            let mine = state
+                .consumers
+                .iter()
+                .filter(|name| **name == self.consumer_name)
+                .count();
+            if settled && mine > 1 {
+                tracing::warn!(
+                    partition,
+                    consumers = mine,
+                    "the broker lists more than one consumer of this worker on the partition"
+                );
+                return Some(Finding::Duplicated(partition));
+            }
             let ours = state
                 .active_consumer
                 .as_deref()
                 .is_none_or(|name| name == self.consumer_name);
-            if ours && state.backlog > 0 {
+            if silent && ours && state.backlog > 0 {
                 tracing::warn!(
                     partition,
                     backlog = state.backlog,
                     silent_for = ?self.stall_after,
                     "partition has a backlog but delivers nothing"
                 );
-                return Some(partition);
+                return Some(Finding::Silent(partition));
             }
         }
         None
