@@ -366,16 +366,10 @@ impl EventSource for PulsarSource {
             match outcome {
                 Outcome::Message(message) => return Ok(Some(self.delivered(message))),
                 Outcome::Rebuild(why) => self.rebuild(&why),
-                Outcome::Stalled(Stall {
-                    partition,
-                    duplicated: true,
-                    ..
-                }) => self.rebuild(&format!(
+                Outcome::Stalled(Stall::Duplicated { partition }) => self.rebuild(&format!(
                     "partition {partition} has a second consumer of this worker"
                 )),
-                Outcome::Stalled(Stall {
-                    partition, head, ..
-                }) => {
+                Outcome::Stalled(Stall::Silent { partition, head }) => {
                     let taken = match (head, &mut self.passing) {
                         (Some(head), Some(passing)) => passing.take(partition, head),
                         _ => false,

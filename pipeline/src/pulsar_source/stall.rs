@@ -132,19 +132,16 @@ impl PartitionActivity {
     }
 }
 
-/// A partition found stalled, with the entry it is stuck on when the broker could peek it.
-#[derive(Debug)]
-pub(crate) struct Stall {
-    pub partition: u32,
-    pub head: Option<HeadEntry>,
-    /// The broker lists more than one consumer of this worker there: rebuild, do not peek.
-    pub duplicated: bool,
-}
-
 /// What the watch found wrong with a partition.
-enum Finding {
-    Silent(u32),
-    Duplicated(u32),
+#[derive(Debug)]
+pub(crate) enum Stall {
+    /// A backlog and no delivery, with the entry it is stuck on when the broker could peek it.
+    Silent {
+        partition: u32,
+        head: Option<HeadEntry>,
+    },
+    /// The broker lists more than one consumer of this worker there: rebuild, do not peek.
+    Duplicated { partition: u32 },
 }
 
 /// The watch over one source's partitions.
@@ -170,26 +167,17 @@ impl StallWatch {
                 _ = stalled.closed() => return,
                 _ = ticks.tick() => {}
             }
-            if let Some(finding) = self.find_stalled().await {
-                let stall = match finding {
-                    Finding::Silent(partition) => Stall {
-                        partition,
-                        head: self.peek(partition).await,
-                        duplicated: false,
-                    },
-                    Finding::Duplicated(partition) => Stall {
-                        partition,
-                        head: None,
-                        duplicated: true,
-                    },
-                };
+            if let Some(mut stall) = self.find_stalled().await {
+                if let Stall::Silent { partition, head } = &mut stall {
+                    *head = self.peek(*partition).await;
+                }
                 // Full means a report is already waiting for the source.
                 let _ = stalled.try_send(stall);
             }
         }
     }
 
-    async fn find_stalled(&self) -> Option<Finding> {
+    async fn find_stalled(&self) -> Option<Stall> {
         let silent = self.activity.silent(self.partitions, self.stall_after);
         let settled = self.activity.built_for() >= self.stall_after / 2;
         for partition in 0..self.partitions {
@@ -221,7 +209,7 @@ impl StallWatch {
                     consumers = mine,
                     "the broker lists more than one consumer of this worker on the partition"
                 );
-                return Some(Finding::Duplicated(partition));
+                return Some(Stall::Duplicated { partition });
             }
             let ours = state
                 .active_consumer
@@ -234,7 +222,10 @@ impl StallWatch {
                     silent_for = ?self.stall_after,
                     "partition has a backlog but delivers nothing"
                 );
-                return Some(Finding::Silent(partition));
+                return Some(Stall::Silent {
+                    partition,
+                    head: None,
+                });
             }
         }
         None
