@@ -1,10 +1,12 @@
 //! The state caches: the contract of DESIGN section 7 (`contract.rs`) on the embedded
 //! `MemoryStateCache` and on `RedisStateCache` over the real Redis of `infra/dev/services`
-//! (`LIKES_REDIS_URL`), with its one-Redis and its Cluster scripts, then what only Redis has (two instances racing, scripts flushed, the
+//! (`LIKES_REDIS_URL`), with its one-Redis and its Cluster scripts, then what only Redis has (two
+//! instances racing, scripts flushed, the fence and the learning after an outage, the
 //! age-bounded fills and per-user bound, the trending board). Each test uses ids of its own.
 
 mod contract;
 mod fence;
+mod learn;
 mod races;
 
 use contract::{apply, row};
