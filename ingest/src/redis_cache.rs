@@ -64,7 +64,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script};
 use scripts::{
     APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FENCE_SCRIPT,
-    FILL_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT,
+    FILL_COUNT_SCRIPT, FORGET_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT,
     REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
 };
 use std::future::Future;
@@ -178,7 +178,8 @@ impl RedisStateCache {
 
     /// Runs a confirm, revert or learn script (`split` on a Cluster, else `counted`) for the state
     /// `liked` at `version` (`extra` arguments after it); when it reports that the current state's
-    /// `liked` moved, the count follows by `delta`.
+    /// `liked` moved, the count follows by `delta`; when it reports that the state it replaced is
+    /// unknown (a learn only), the count is forgotten.
     async fn settle(
         &self,
         operation: &'static str,
@@ -207,10 +208,32 @@ impl RedisStateCache {
             .timed(operation, invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)?;
-        if moved == 1 && self.config.cluster {
-            self.move_count(content, delta, true).await?;
+        match moved {
+            1 if self.config.cluster => {
+                self.move_count(content, delta, true).await?;
+            }
+            -1 => {
+                if self.config.cluster {
+                    self.forget_count(content).await?;
+                }
+                self.known_counts.record(content, false);
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Drops a cached count that cannot follow a change, recording the change (see
+    /// `FORGET_COUNT_FN`).
+    async fn forget_count(&self, content: ContentId) -> Result<(), CacheError> {
+        let mut invocation = FORGET_COUNT_SCRIPT.key(self.keys.count(content));
+        invocation
+            .key(self.keys.changed(content))
+            .arg(now_ms())
+            .arg(self.config.count_ttl_secs);
+        self.timed("forget_count", invocation.invoke_async(&mut self.conn()))
+            .await
+            .map_err(cache_error)
     }
 
     /// The fence for the Cluster scripts, read again at most once a second.

@@ -94,7 +94,9 @@ pub trait StateCache: Send + Sync + 'static {
     /// A durable event this cache did not see: it was published while the cache was
     /// unavailable (DESIGN section 8). Its state becomes the entry's if newer, the count
     /// following, as for a confirm; where the entry is unknown, a fill read before the change is
-    /// refused. Without it, a cache that comes back with its old data would take a repeat of
+    /// refused, and the count, which cannot follow a change from an unknown state, is dropped
+    /// (it may have been filled from a store that lacked the event), to be filled again from a
+    /// store read after the change. Without it, a cache that comes back with its old data would take a repeat of
     /// the old state for "no change" and publish nothing, leaving the missed event the latest.
     /// Called by whoever recorded what it missed ([`Self::missed`]), once it answers again.
     async fn learn(

@@ -141,10 +141,11 @@ end
 "#;
 
 /// A durable state the cache missed (published while it was unavailable) becomes the entry's if
-/// newer, as a confirm does (it runs with [`CONFIRM_FN`]). A missing field of a complete user was "no row": it is added (the
-/// count follows if liked). Otherwise the state is unknown here, and a fill read before the
-/// change may lack it: `_m` refuses such fills, as after a forget. Returns 1 when the current
-/// `liked` moved.
+/// newer, as a confirm does (it runs with [`CONFIRM_FN`]). A missing field of a complete user was
+/// "no row": it is added (the count follows if liked). Otherwise the state is unknown here, and
+/// a fill read before the change may lack it: `_m` refuses such fills, as after a forget.
+/// Returns 1 when the current `liked` moved, -1 when the state it replaced is unknown (the
+/// count cannot follow: see [`FORGET_COUNT_FN`]).
 const LEARN_FN: &str = r#"
 local function learn_state(key, content, liked, v, ttl)
   if redis.call('HEXISTS', key, content) == 1 then
@@ -160,7 +161,7 @@ local function learn_state(key, content, liked, v, ttl)
     redis.call('HSET', key, '_m', string.format('%d', wall))
   end
   redis.call('EXPIRE', key, ttl)
-  return 0
+  return -1
 end
 "#;
 
@@ -168,17 +169,29 @@ end
 /// and records in `t_key` when it last changed (`changed_ms` 0: it did not). Returns the count
 /// after, or nil when not cached.
 const MOVE_COUNT_FN: &str = r#"
-local function move_count(n_key, t_key, delta, changed_ms, ttl)
-  if changed_ms ~= '0' then
-    local t = redis.call('GET', t_key)
-    if not t or tonumber(t) < tonumber(changed_ms) then
-      redis.call('SET', t_key, changed_ms, 'EX', ttl)
-    end
+local function mark_changed(t_key, changed_ms, ttl)
+  local t = redis.call('GET', t_key)
+  if not t or tonumber(t) < tonumber(changed_ms) then
+    redis.call('SET', t_key, changed_ms, 'EX', ttl)
   end
+end
+local function move_count(n_key, t_key, delta, changed_ms, ttl)
+  if changed_ms ~= '0' then mark_changed(t_key, changed_ms, ttl) end
   if redis.call('EXISTS', n_key) == 0 then return false end
   redis.call('EXPIRE', n_key, ttl)
   if delta == '0' then return tonumber(redis.call('GET', n_key)) end
   return redis.call('INCRBY', n_key, delta)
+end
+"#;
+
+/// A change the count cannot follow (a learned state whose predecessor is unknown): the cached
+/// count may lack it, or have it already (filled from a store that had it), so it is dropped,
+/// and the change is recorded so that only a store read taken after it fills the count again.
+/// Runs with [`MOVE_COUNT_FN`].
+const FORGET_COUNT_FN: &str = r#"
+local function forget_count(n_key, t_key, changed_ms, ttl)
+  mark_changed(t_key, changed_ms, ttl)
+  redis.call('DEL', n_key)
 end
 "#;
 
@@ -209,11 +222,16 @@ const SETTLE: &str = "return settle_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3])";
 /// KEYS: user hash. ARGV: content, liked, version, ttl s.
 const LEARN: &str = "return learn_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])";
 
-/// [`LEARN`], and the count follows by delta when it reports a move. KEYS: user hash, count, last
-/// change. ARGV: those of [`LEARN`], then delta, change ms, count ttl s.
+/// [`LEARN`], and the count follows by delta when it reports a move, or is forgotten when it
+/// cannot follow. KEYS: user hash, count, last change. ARGV: those of [`LEARN`], then delta,
+/// change ms, count ttl s.
 const LEARN_COUNTED: &str = r#"
 local moved = learn_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if moved == 1 then move_count(KEYS[2], KEYS[3], ARGV[5], ARGV[6], ARGV[7]) end
+if moved == 1 then
+  move_count(KEYS[2], KEYS[3], ARGV[5], ARGV[6], ARGV[7])
+elseif moved == -1 then
+  forget_count(KEYS[2], KEYS[3], ARGV[6], ARGV[7])
+end
 return moved
 "#;
 
@@ -260,6 +278,9 @@ return all_in
 
 /// KEYS: count, last change. ARGV: delta, change ms (0: none), ttl s.
 const MOVE_COUNT: &str = "return move_count(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])";
+
+/// KEYS: count, last change. ARGV: change ms, ttl s.
+const FORGET_COUNT: &str = "return forget_count(KEYS[1], KEYS[2], ARGV[1], ARGV[2])";
 
 /// KEYS: fence. ARGV: ms. Raises the fence, never lowers it; returns the fence now.
 const FENCE: &str = r#"
@@ -320,12 +341,21 @@ pub(super) static REVERT_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
 });
 pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, MOVE_COUNT]));
+pub(super) static FORGET_COUNT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, FORGET_COUNT_FN, FORGET_COUNT]));
 pub(super) static LEARN_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[PRELUDE, CONFIRM_FN, LEARN_FN, LEARN]));
 pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     script(
         SETTLES,
-        &[PRELUDE, CONFIRM_FN, LEARN_FN, MOVE_COUNT_FN, LEARN_COUNTED],
+        &[
+            PRELUDE,
+            CONFIRM_FN,
+            LEARN_FN,
+            MOVE_COUNT_FN,
+            FORGET_COUNT_FN,
+            LEARN_COUNTED,
+        ],
     )
 });
 pub(super) static FENCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(SETTLES, &[FENCE]));
