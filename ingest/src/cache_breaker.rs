@@ -272,11 +272,23 @@ impl StateCache for BreakerCache {
         applied: &CachedApply,
         mark: DurableMark,
     ) -> Result<(), CacheError> {
-        self.guarded(self.inner.confirm(user, content, applied, mark))
-            .await?;
-        self.missed
-            .confirmed((user, content), (applied.liked, applied.version), now_ms());
-        Ok(())
+        let state = (applied.liked, applied.version);
+        match self
+            .guarded(self.inner.confirm(user, content, applied, mark))
+            .await
+        {
+            Ok(()) => {
+                self.missed.confirmed((user, content), state, now_ms());
+                Ok(())
+            }
+            // The event is durable and the cache did not hear it: it may have lost the apply
+            // too (back from a snapshot taken before it), so it learns the event when back.
+            Err(CacheError::Unavailable(reason)) => {
+                StateCache::missed(self, user, content, state.0, state.1);
+                Err(CacheError::Unavailable(reason))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     async fn revert(

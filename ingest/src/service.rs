@@ -175,7 +175,7 @@ impl LikeService {
     /// with the same version: the sink treats it as a duplicate, and the answer then stands on
     /// a durable event whichever publish lands. A failed change goes back to the last durable
     /// state and the caller gets 503. `Ok(false)`: durable, but the cache was unavailable for the
-    /// confirm (the entry stays pending until the cache forgets it by age).
+    /// confirm (the breaker records the event as missed and teaches it when the cache is back).
     async fn make_durable(
         &self,
         user: UserId,

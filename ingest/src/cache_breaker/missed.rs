@@ -1,5 +1,6 @@
 //! [`MissedEvents`]: the events this instance published while its state cache was unavailable,
-//! kept until the cache has learned them (DESIGN section 8, "Redis down").
+//! and those whose confirm it did not answer, kept until the cache has learned them (DESIGN
+//! section 8, "Redis down").
 //!
 //! # Why
 //! Without the cache, actions publish without dedup: harmless to the store (the newest version
