@@ -135,9 +135,14 @@ impl LikeService {
         action: Action,
     ) -> Result<ActionOutcome, Failure> {
         // Fill the count first so the transition below moves a cached value the caller sees;
-        // on a count this instance moved moments ago, one round trip is saved.
+        // on a count this instance moved moments ago, one round trip is saved. A count the cache
+        // refuses to take (the store may lack a change in flight) is the store's, read here.
+        let mut stored = None;
         if !self.backends.cache.holds_count(content) {
-            self.counts_cached(&[content]).await?;
+            let (counts, uncached) = self.counts_filled(&[content]).await?;
+            if !uncached.is_empty() {
+                stored = Some(counts[0]);
+            }
         }
         let applied = self.apply_to_cache(user, content, action).await?;
         // A degraded action later must version above what the cache applied.
@@ -147,9 +152,14 @@ impl LikeService {
             // `false`: durable, but the cache went away before it heard so.
             stale = !self.make_durable(user, content, &applied).await?;
         }
-        let count = match applied.count {
-            Some(n) => n,
-            None => match self.counts_cached(&[content]).await {
+        let count = match (applied.count, stored) {
+            (Some(n), _) => n,
+            // Still not cached: the store's count, read just before, lacks this change (its
+            // event is on its way), so it is added; the caller sees their own like (DESIGN
+            // section 1) without the store being read again.
+            (None, Some(n)) if applied.changed => n + if applied.liked { 1 } else { -1 },
+            (None, Some(n)) => n,
+            (None, None) => match self.counts_cached(&[content]).await {
                 Ok(counts) => counts[0],
                 // The event is durable: answer, from the store.
                 Err(Failure::CacheDown(_)) => {

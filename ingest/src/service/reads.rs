@@ -60,7 +60,17 @@ impl LikeService {
 
     /// Counts from the state cache alone, filling misses from the store.
     pub(super) async fn counts_cached(&self, contents: &[ContentId]) -> Result<Vec<i64>, Failure> {
+        Ok(self.counts_filled(contents).await?.0)
+    }
+
+    /// [`Self::counts_cached`], and the contents whose count the cache still does not hold: it
+    /// refused every fill (the store may lack a change in flight), so theirs is the store's.
+    pub(super) async fn counts_filled(
+        &self,
+        contents: &[ContentId],
+    ) -> Result<(Vec<i64>, Vec<ContentId>), Failure> {
         let cache = &self.backends.cache;
+        let mut uncached = Vec::new();
         let cached = cache.counts(contents).await.map_err(cache_down)?;
         let mut missing = misses(contents, &cached);
         let mut filled = HashMap::with_capacity(missing.len());
@@ -86,16 +96,18 @@ impl LikeService {
                     // best there is (only this answer is off, nothing cached is).
                     None if attempt == FILL_ATTEMPTS => {
                         filled.insert(id, n);
+                        uncached.push(id);
                     }
                     None => again.push(id),
                 }
             }
             missing = again;
         }
-        Ok(merge(contents, cached, &filled, 0)
+        let counts = merge(contents, cached, &filled, 0)
             .into_iter()
             .map(|n| n.max(0))
-            .collect())
+            .collect();
+        Ok((counts, uncached))
     }
 
     /// Whether `user` likes each of `contents`: [`Self::read_liked`] without saying whether the
