@@ -81,11 +81,7 @@ pub struct DistributedWorker {
     counters: ConsumerCounters,
     heap_trim: Option<HeapTrim>,
     /// `/metrics`, when `LIKES_ADMIN_ADDR` is set: bound at build, served by `run`.
-    metrics: Option<(
-        tokio::net::TcpListener,
-        prometheus::Registry,
-        metrics::LagPoll,
-    )>,
+    metrics: Option<(tokio::net::TcpListener, prometheus::Registry)>,
 }
 
 impl DistributedWorker {
@@ -132,6 +128,7 @@ impl DistributedWorker {
             source,
         })?;
         let counters = source.counters();
+        let subscriptions = source.subscriptions();
         let worker = Worker::new(
             source,
             Arc::new(store) as Arc<dyn LikeStore>,
@@ -155,23 +152,13 @@ impl DistributedWorker {
                         addr: addr.to_string(),
                         source,
                     })?;
-                let poll = metrics::LagPoll {
-                    admin,
-                    topic: TopicName::parse(&config.pulsar.topic).map_err(|e| {
-                        StartError::Topic {
-                            topic: config.pulsar.topic.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?,
-                    partitions,
-                    subscription: config.subscription.clone(),
-                    consumer_name: consumer_name.clone(),
-                    lag: Arc::default(),
+                let owned = metrics::OwnedPartitions {
+                    subscriptions,
+                    consumer: consumer_name.clone(),
                 };
-                let registry =
-                    metrics::registry(worker.stats(), counters.clone(), poll.lag.clone())
-                        .map_err(StartError::Metrics)?;
-                Some((listener, registry, poll))
+                let registry = metrics::registry(worker.stats(), counters.clone(), owned)
+                    .map_err(StartError::Metrics)?;
+                Some((listener, registry))
             }
         };
         Ok(DistributedWorker {
@@ -188,7 +175,7 @@ impl DistributedWorker {
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics
             .as_ref()
-            .and_then(|(listener, _, _)| listener.local_addr().ok())
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -219,13 +206,12 @@ impl DistributedWorker {
     /// so the partitions move to another worker at once.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
         let mut beside = Vec::new();
-        if let Some((listener, registry, poll)) = self.metrics {
+        if let Some((listener, registry)) = self.metrics {
             beside.push(tokio::spawn(metrics::serve(
                 listener,
                 registry,
                 shutdown.clone(),
             )));
-            beside.push(tokio::spawn(poll.run(shutdown.clone())));
         }
         if let Some(trim) = self.heap_trim {
             beside.push(tokio::spawn(trim.run(shutdown.clone())));

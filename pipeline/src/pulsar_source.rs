@@ -36,8 +36,10 @@ mod acks;
 mod consumer;
 mod passing;
 mod stall;
+mod subscriptions;
 
 pub use acks::PulsarAck;
+pub use subscriptions::Subscriptions;
 
 use async_trait::async_trait;
 use consumer::{drain_until_quiet, subscribe, EventConsumer};
@@ -134,6 +136,8 @@ pub struct PulsarSource {
     partition_topics: HashMap<u32, String>,
     activity: Arc<PartitionActivity>,
     counters: ConsumerCounters,
+    /// The subscriptions as the stall watch last read them; empty without an admin URL.
+    subscriptions: Arc<Subscriptions>,
     /// Partitions the stall watch found stalled; `None` without an admin URL.
     stalls: Option<mpsc::Receiver<Stall>>,
     /// Entries read through the admin API; `None` without an admin URL.
@@ -175,6 +179,7 @@ impl PulsarSource {
                 counters.passed_entries.clone(),
             )
         });
+        let subscriptions = Arc::new(Subscriptions::default());
         let stalls = match admin {
             None => None,
             Some(admin) => {
@@ -186,6 +191,7 @@ impl PulsarSource {
                     subscription: config.subscription.clone(),
                     consumer_name: config.consumer_name.clone(),
                     activity: activity.clone(),
+                    subscriptions: subscriptions.clone(),
                     stall_after: config.stall_after,
                 };
                 tokio::spawn(watch.run(report));
@@ -205,6 +211,7 @@ impl PulsarSource {
             partition_topics: HashMap::new(),
             activity,
             counters,
+            subscriptions,
             stalls,
             passing,
             config,
@@ -218,6 +225,12 @@ impl PulsarSource {
     /// The consumer's counters, readable while the source runs (metrics, tests).
     pub fn counters(&self) -> ConsumerCounters {
         self.counters.clone()
+    }
+
+    /// The subscription on each partition as the broker last described it (`/metrics` reads
+    /// the backlog of the partitions this worker owns from it).
+    pub fn subscriptions(&self) -> Arc<Subscriptions> {
+        self.subscriptions.clone()
     }
 
     /// Drops the consumer (its partitions go to another consumer, what it did not ack comes

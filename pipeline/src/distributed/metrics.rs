@@ -5,104 +5,33 @@
 //! measure of how far behind a partition is.
 //!
 //! Why the backlog comes from the admin API: pulsar-rs does not expose the partitions' last
-//! message ids, and the broker's count is the one an operator alerts on. A poll every
-//! [`LAG_EVERY`] keeps only the partitions the broker dispatches to this worker, so summing the
-//! workers' gauges never counts a partition twice.
+//! message ids, and the broker's count is the one an operator alerts on. The source's stall
+//! watch reads the subscriptions every few seconds ([`Subscriptions`]); only the partitions the
+//! broker dispatches to this worker are reported, so summing the workers' gauges never counts a
+//! partition twice.
 
-use crate::pulsar_source::ConsumerCounters;
+use crate::pulsar_source::{ConsumerCounters, Subscriptions};
 use crate::runtime::stats::{family, sample};
 use crate::{WorkerCollector, WorkerStats};
 use likes_shared::shutdown::Shutdown;
-use likes_shared::topics::TopicName;
-use likes_sink::pulsar_admin::PulsarAdmin;
-use parking_lot::Mutex;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::Registry;
-use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 use warp::Filter;
-
-/// How often the partitions' backlog is read.
-pub const LAG_EVERY: Duration = Duration::from_secs(5);
-
-/// The backlog of each partition this worker owns, as last read.
-#[derive(Debug, Default)]
-pub struct PartitionLag {
-    backlog: Mutex<BTreeMap<u32, u64>>,
-    /// Polls of a partition's stats the admin API did not answer: while it fails, the
-    /// backlog gauges of the partitions it did not answer are missing, and this says why.
-    poll_errors: AtomicU64,
-}
-
-/// What the lag poll asks about.
-pub(super) struct LagPoll {
-    pub admin: PulsarAdmin,
-    pub topic: TopicName,
-    pub partitions: u32,
-    pub subscription: String,
-    pub consumer_name: String,
-    pub lag: Arc<PartitionLag>,
-}
-
-impl LagPoll {
-    pub(super) async fn run(self, mut shutdown: Shutdown) {
-        let mut ticks = tokio::time::interval(LAG_EVERY);
-        let mut was_failing = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = ticks.tick() => {}
-            }
-            let mut owned = BTreeMap::new();
-            let mut failed = None;
-            for partition in 0..self.partitions {
-                let topic = self.topic.partition(partition);
-                match self
-                    .admin
-                    .subscription_state(&topic, &self.subscription)
-                    .await
-                {
-                    Ok(Some(state))
-                        if state.active_consumer.as_deref() == Some(&self.consumer_name) =>
-                    {
-                        owned.insert(partition, state.backlog);
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        self.lag.poll_errors.fetch_add(1, Relaxed);
-                        failed = Some((partition, error));
-                    }
-                }
-            }
-            // Said once when polls start failing and once when they work again, not each tick.
-            match (&failed, was_failing) {
-                (Some((partition, error)), false) => {
-                    tracing::warn!(%error, partition, "lag poll: the admin API gave no stats")
-                }
-                (None, true) => tracing::info!("lag poll: the admin API answers again"),
-                _ => {}
-            }
-            was_failing = failed.is_some();
-            *self.lag.backlog.lock() = owned;
-        }
-    }
-}
 
 /// The registry a worker serves: the process, the runtime, [`WorkerCollector`] and the
 /// partitions' lag.
 pub(super) fn registry(
     stats: Arc<WorkerStats>,
     counters: ConsumerCounters,
-    lag: Arc<PartitionLag>,
+    owned: OwnedPartitions,
 ) -> Result<Registry, prometheus::Error> {
     let registry = Registry::new();
     likes_shared::metrics::register_process_metrics(&registry)?;
     registry.register(Box::new(WorkerCollector::new(stats.clone())?))?;
-    registry.register(Box::new(PartitionCollector::new(stats, counters, lag)?))?;
+    registry.register(Box::new(PartitionCollector::new(stats, counters, owned)?))?;
     Ok(registry)
 }
 
@@ -147,7 +76,8 @@ const PASSED_ENTRIES: (&str, &str) = (
 );
 const POLL_ERRORS: (&str, &str) = (
     "likes_pipeline_lag_poll_errors_total",
-    "Partition stats the Pulsar admin API did not give (their backlog gauges are missing)",
+    "Partition stats the Pulsar admin API did not give to the subscription poll (their backlog \
+     gauges are missing, and the stall watch cannot look at them)",
 );
 const BACKLOG: (&str, &str) = (
     "likes_pipeline_partition_backlog",
@@ -159,12 +89,19 @@ const PARTITION_EVENT_LAG: (&str, &str) = (
      its commit, per partition this worker owns",
 );
 
+/// The partitions this worker owns: those whose subscription, as last read, has `consumer`
+/// for its active consumer.
+pub(super) struct OwnedPartitions {
+    pub subscriptions: Arc<Subscriptions>,
+    pub consumer: String,
+}
+
 /// The consumer's counters and, per partition this worker owns (as last polled), its backlog
 /// and event-time lag.
 struct PartitionCollector {
     stats: Arc<WorkerStats>,
     counters: ConsumerCounters,
-    lag: Arc<PartitionLag>,
+    owned: OwnedPartitions,
     descs: Vec<Desc>,
 }
 
@@ -172,7 +109,7 @@ impl PartitionCollector {
     fn new(
         stats: Arc<WorkerStats>,
         counters: ConsumerCounters,
-        lag: Arc<PartitionLag>,
+        owned: OwnedPartitions,
     ) -> Result<Self, prometheus::Error> {
         let descs = [
             (REBUILDS, vec![]),
@@ -189,7 +126,7 @@ impl PartitionCollector {
         Ok(PartitionCollector {
             stats,
             counters,
-            lag,
+            owned,
             descs,
         })
     }
@@ -203,14 +140,9 @@ impl Collector for PartitionCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let rebuilds = self.counters.rebuilds.load(Relaxed) as f64;
         let passed = self.counters.passed_entries.load(Relaxed) as f64;
-        let poll_errors = self.lag.poll_errors.load(Relaxed) as f64;
-        let owned: Vec<(u32, u64)> = self
-            .lag
-            .backlog
-            .lock()
-            .iter()
-            .map(|(p, b)| (*p, *b))
-            .collect();
+        let subscriptions = &self.owned.subscriptions;
+        let poll_errors = subscriptions.poll_errors() as f64;
+        let owned = subscriptions.owned_backlog(&self.owned.consumer);
         let backlog = owned
             .iter()
             .map(|(p, b)| {
@@ -268,7 +200,8 @@ impl Collector for PartitionCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering::Relaxed;
+    use likes_sink::pulsar_admin::SubscriptionState;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
     #[tokio::test]
     async fn counters_and_owned_partitions_are_rendered() -> Result<(), prometheus::Error> {
@@ -291,13 +224,23 @@ mod tests {
             .partition_event_lag_ms
             .lock()
             .extend([(3, 1_250), (5, 40)]);
-        let lag = Arc::new(PartitionLag::default());
-        lag.backlog.lock().insert(3, 7);
+        let subscriptions = Arc::new(Subscriptions::default());
+        let state = |backlog, active: &str| SubscriptionState {
+            backlog,
+            active_consumer: Some(active.to_owned()),
+            consumers: vec![active.to_owned()],
+        };
+        subscriptions.set(3, Some(state(7, "worker-a")));
+        subscriptions.set(4, Some(state(9, "worker-b")));
         let counters = ConsumerCounters {
             rebuilds: Arc::new(AtomicU64::new(1)),
             passed_entries: Arc::new(AtomicU64::new(2)),
         };
-        let registry = registry(stats, counters, lag)?;
+        let owned = OwnedPartitions {
+            subscriptions,
+            consumer: "worker-a".to_owned(),
+        };
+        let registry = registry(stats, counters, owned)?;
         let text = likes_shared::metrics::render(&registry);
         for expected in [
             "likes_pipeline_events_total 42\n",
@@ -324,6 +267,10 @@ mod tests {
             assert!(text.contains(expected), "no {expected:?} in\n{text}");
         }
         assert!(!text.contains("partition=\"5\""), "{text}");
+        assert!(
+            !text.contains("partition=\"4\""),
+            "another worker's partition: {text}"
+        );
         Ok(())
     }
 }

@@ -8,8 +8,9 @@
 //! window and reads nothing, and the receiver queue is full and still. So silence counts only
 //! while the worker waits in `recv`, from the moment it started waiting (gaps between calls
 //! shorter than [`BUSY_GAP`] are one wait: window ticks cancel and re-enter `recv` all the time).
-//! A background task looks at the partitions silent for `stall_after` that way and asks the
-//! admin API about each: if the subscription there has a backlog and
+//! A background task reads every partition's subscription through the admin API (into
+//! [`Subscriptions`], which `/metrics` shares) and looks at the partitions silent for
+//! `stall_after` that way: if the subscription there has a backlog and
 //! the broker dispatches to this worker (or to nobody: our consumer of it is gone), the consumer
 //! is stalled. The watch then peeks the entry the partition is stuck on (the one after the
 //! subscription's cursor) and reports both; the source passes that entry through the admin API
@@ -27,6 +28,7 @@
 //! Why a task and not a check inside `recv`: `recv` runs inside the worker's `select!` and is
 //! dropped at every window tick, which would cancel an admin call that takes longer than a tick.
 
+use super::subscriptions::{Poll, Subscriptions, POLL_EVERY};
 use likes_shared::topics::TopicName;
 use likes_sink::pulsar_admin::{HeadEntry, PulsarAdmin};
 use parking_lot::Mutex;
@@ -152,22 +154,33 @@ pub(crate) struct StallWatch {
     pub subscription: String,
     pub consumer_name: String,
     pub activity: Arc<PartitionActivity>,
+    pub subscriptions: Arc<Subscriptions>,
     pub stall_after: Duration,
 }
 
 impl StallWatch {
-    /// Checks every `stall_after / 2` until the source drops `stalled`'s receiver; sends the
-    /// partition found stalled.
+    /// Reads the subscriptions and checks them every [`POLL_EVERY`] (or `stall_after / 2`, if
+    /// shorter) until the source drops `stalled`'s receiver; sends the partition found stalled.
     pub(crate) async fn run(self, stalled: mpsc::Sender<Stall>) {
-        let every = (self.stall_after / 2).max(Duration::from_millis(100));
+        let every = (self.stall_after / 2)
+            .min(POLL_EVERY)
+            .max(Duration::from_millis(100));
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = stalled.closed() => return,
                 _ = ticks.tick() => {}
             }
-            if let Some(mut stall) = self.find_stalled().await {
+            let poll = Poll {
+                admin: &self.admin,
+                topic: &self.topic,
+                partitions: self.partitions,
+                subscription: &self.subscription,
+            };
+            failing = self.subscriptions.poll(poll, failing).await;
+            if let Some(mut stall) = self.find_stalled() {
                 if let Stall::Silent { partition, head } = &mut stall {
                     *head = self.peek(*partition).await;
                 }
@@ -177,7 +190,9 @@ impl StallWatch {
         }
     }
 
-    async fn find_stalled(&self) -> Option<Stall> {
+    /// A stall in the subscriptions as just read. A read from before the consumer was (re)built
+    /// may still list the old one's consumers; `settled` leaves a young consumer alone.
+    fn find_stalled(&self) -> Option<Stall> {
         let silent = self.activity.silent(self.partitions, self.stall_after);
         let settled = self.activity.built_for() >= self.stall_after / 2;
         for partition in 0..self.partitions {
@@ -185,18 +200,8 @@ impl StallWatch {
             if !silent && !settled {
                 continue;
             }
-            let topic = self.topic.partition(partition);
-            let state = match self
-                .admin
-                .subscription_state(&topic, &self.subscription)
-                .await
-            {
-                Ok(Some(state)) => state,
-                Ok(None) => continue,
-                Err(error) => {
-                    tracing::debug!(%error, partition, "stall check: no stats");
-                    continue;
-                }
+            let Some(state) = self.subscriptions.state(partition) else {
+                continue;
             };
             let mine = state
                 .consumers
