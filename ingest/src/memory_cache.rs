@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use entries::{version, CountEntry, StateEntry, UserStates};
 use fill::Seeded;
 use likes_shared::bus::{CommitProgress, DurableMark};
-use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
+use likes_shared::cache::{like_delta, CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::store::RowState;
 use likes_shared::{Action, ContentId, UserId};
 use parking_lot::{Mutex, MutexGuard};
@@ -136,15 +136,6 @@ impl MemoryStateCache {
             shard.settled_something();
         }
         count
-    }
-}
-
-/// How far a count moves when a state becomes `liked` (or stops being it, negated).
-fn like_delta(liked: bool) -> i64 {
-    if liked {
-        1
-    } else {
-        -1
     }
 }
 

@@ -52,8 +52,9 @@ pub use connection::{connection, RedisCacheError};
 use known_counts::KnownCounts;
 
 use async_trait::async_trait;
-use layout::{durable, like_delta, parse_version, settled, FILLED_FIELD};
+use layout::{durable, parse_version, settled, FILLED_FIELD};
 use likes_shared::bus::{CommitProgress, DurableMark};
+use likes_shared::cache::like_delta;
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
 use likes_shared::metrics::ClientMetrics;

@@ -19,7 +19,7 @@ use crate::hot_counts::HotCounts;
 use crate::metrics::Metrics;
 use futures::FutureExt;
 use likes_shared::bus::{BusError, EventPublisher};
-use likes_shared::cache::{CacheError, CachedApply, StateCache};
+use likes_shared::cache::{like_delta, CacheError, CachedApply, StateCache};
 use likes_shared::hlc::{now_ms, HybridClock};
 use likes_shared::store::{HistoryCursor, LikeStore, LikedItem, RowState};
 use likes_shared::trending::{TrendingBoard, TrendingEntry};
@@ -157,7 +157,7 @@ impl LikeService {
             // Still not cached: the store's count, read just before, lacks this change (its
             // event is on its way), so it is added; the caller sees their own like (DESIGN
             // section 1) without the store being read again.
-            (None, Some(n)) if applied.changed => n + if applied.liked { 1 } else { -1 },
+            (None, Some(n)) if applied.changed => n + like_delta(applied.liked),
             (None, Some(n)) => n,
             (None, None) => match self.counts_cached(&[content]).await {
                 Ok(counts) => counts[0],

@@ -10,6 +10,19 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use support::Harness;
 
+/// An old like of `user`, to put in the store as if committed long ago.
+fn stored_like(user: UserId, content: ContentId) -> LikeEvent {
+    LikeEvent {
+        event_id: 1,
+        user_id: user,
+        content_id: content,
+        action: Action::Like,
+        version: 5,
+        ts_ms: 1,
+        source: "seed".into(),
+    }
+}
+
 /// A user with more stored likes than the cache keeps per user asks for all of them at once:
 /// filling the later ones forgets the earlier ones of the same page (settled, old: the store has
 /// them), and every one must still read as liked.
@@ -30,18 +43,7 @@ async fn a_page_of_likes_past_the_users_bound_reads_as_the_store_says() {
     let contents: Vec<ContentId> = (0..LIKED)
         .map(|i| ContentId::new(base + i).expect("non-zero"))
         .collect();
-    let likes: Vec<LikeEvent> = contents
-        .iter()
-        .map(|c| LikeEvent {
-            event_id: 1,
-            user_id: user,
-            content_id: *c,
-            action: Action::Like,
-            version: 5,
-            ts_ms: 1,
-            source: "seed".into(),
-        })
-        .collect();
+    let likes: Vec<LikeEvent> = contents.iter().map(|c| stored_like(user, *c)).collect();
     h.apply_to_store(&likes).await;
     let liked = h.service.liked(user, &contents).await.expect("liked");
     assert_eq!(
@@ -151,17 +153,8 @@ async fn an_action_on_a_count_the_cache_may_not_fill_counts_the_callers_own_chan
     let base = rand::random::<u64>() >> 16 | 1;
     let user = |i| UserId::new(base + i).expect("non-zero");
     let content = ContentId::new(base).expect("non-zero");
-    let stored_like = LikeEvent {
-        event_id: 1,
-        user_id: user(0),
-        content_id: content,
-        action: Action::Like,
-        version: 5,
-        ts_ms: 1,
-        source: "seed".into(),
-    };
     for h in [&a, &b] {
-        h.apply_to_store(std::slice::from_ref(&stored_like)).await;
+        h.apply_to_store(&[stored_like(user(0), content)]).await;
     }
 
     let first = a.service.act(user(1), content, Action::Like).await;

@@ -21,6 +21,15 @@ use crate::ids::{ContentId, UserId};
 use crate::store::RowState;
 use async_trait::async_trait;
 
+/// How a count moves when a state becomes `liked` (negated: when it stops being it).
+pub fn like_delta(liked: bool) -> i64 {
+    if liked {
+        1
+    } else {
+        -1
+    }
+}
+
 /// The result of applying one action to the cached state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachedApply {

@@ -30,15 +30,6 @@ pub(super) fn durable(value: &str) -> Option<RowState> {
     })
 }
 
-/// How a count moves when a state becomes `liked`.
-pub(super) fn like_delta(liked: bool) -> i64 {
-    if liked {
-        1
-    } else {
-        -1
-    }
-}
-
 /// A version as the scripts return it (a decimal string: see `scripts.rs`).
 pub(super) fn parse_version(v: &str) -> Result<u64, CacheError> {
     v.parse()

@@ -9,6 +9,7 @@
 //! estimate errs only by over-stating activity, which is the right side to err on for what it
 //! feeds: trending and throughput metrics, before the sink has committed.
 
+use likes_shared::cache::like_delta;
 use likes_shared::store::LikeChange;
 use likes_shared::ContentId;
 
@@ -29,7 +30,7 @@ impl ContentDeltas {
     pub fn estimate(&mut self, changes: &[LikeChange]) -> &[(ContentId, i64)] {
         self.deltas.clear();
         for change in changes {
-            let delta = if change.liked { 1 } else { -1 };
+            let delta = like_delta(change.liked);
             match self.deltas.last_mut() {
                 Some((content, sum)) if *content == change.content_id => *sum += delta,
                 _ => self.deltas.push((change.content_id, delta)),
