@@ -254,6 +254,7 @@ async fn the_binary_serves_after_a_crash_left_a_damaged_log_tail() {
                 version: user,
                 ts_ms: user,
                 source: "crash-test".into(),
+                fill_epoch: 0,
             };
             publisher.append(like.encode()).await.expect("durable");
         }

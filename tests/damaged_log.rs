@@ -28,6 +28,7 @@ fn like(user: u64) -> LikeEvent {
         version: user,
         ts_ms: user,
         source: "damaged-log-test".into(),
+        fill_epoch: 0,
     }
 }
 

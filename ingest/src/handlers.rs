@@ -293,6 +293,7 @@ mod tests {
                 version: n,
                 ts_ms: 1,
                 source: "readyz-test".into(),
+                fill_epoch: 0,
             };
             spool.publish(&event).await.expect("spooled");
         }

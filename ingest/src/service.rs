@@ -253,6 +253,7 @@ impl LikeService {
             version,
             ts_ms: now_ms(),
             source: self.source.clone(),
+            fill_epoch: 0,
         }
     }
 

@@ -42,6 +42,7 @@ fn event(u: u64, c: u64, liked: bool, version: u64) -> LikeEvent {
         version,
         ts_ms: 1,
         source: "seed".into(),
+        fill_epoch: 0,
     }
 }
 

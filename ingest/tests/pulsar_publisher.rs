@@ -77,6 +77,7 @@ fn event(content: u64, seq: u64) -> LikeEvent {
         version: seq + 1,
         ts_ms: 1_700_000_000_000 + seq,
         source: "pulsar-publisher-test".into(),
+        fill_epoch: 0,
     }
 }
 

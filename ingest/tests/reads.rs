@@ -20,6 +20,7 @@ fn stored_like(user: UserId, content: ContentId) -> LikeEvent {
         version: 5,
         ts_ms: 1,
         source: "seed".into(),
+        fill_epoch: 0,
     }
 }
 

@@ -211,6 +211,7 @@ async fn seed(running: &Running, content: ContentId) {
         liked: true,
         version: 1,
         ts_ms: 1,
+        fill_epoch: 0,
     };
     running
         .store

@@ -121,6 +121,7 @@ fn event(content: u64, n: u64) -> LikeEvent {
         version: n + 1,
         ts_ms: 1_700_000_000_000 + n,
         source: "spool-test".into(),
+        fill_epoch: 0,
     }
 }
 

@@ -50,6 +50,7 @@ fn like_stream() -> Vec<Delivery<u64>> {
                 version: n + 1,
                 ts_ms: n,
                 source: String::new(),
+                fill_epoch: 0,
             };
             Delivery {
                 event,

@@ -34,6 +34,7 @@ fn event(i: usize, user: u64, content: u64, liked: bool, seed: u64) -> LikeEvent
         version: (seed % 1_000_000 + i as u64 + 1) << 16,
         ts_ms: 1_000 + i as u64,
         source: "proptest".into(),
+        fill_epoch: 0,
     }
 }
 

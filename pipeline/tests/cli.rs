@@ -79,6 +79,7 @@ async fn init_creates_everything_once_and_reconcile_reports_then_repairs_drift()
             liked: true,
             version: i,
             ts_ms: 1_795_581_680_000,
+            fill_epoch: 0,
         })
         .collect();
     store.apply_window(&changes).await.expect("apply");

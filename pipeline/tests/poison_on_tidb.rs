@@ -33,6 +33,7 @@ fn like(i: u64, user: u64) -> LikeEvent {
         version: 1_000 + i,
         ts_ms: 1_795_581_680_000 + i,
         source: "poison-test".into(),
+        fill_epoch: 0,
     }
 }
 

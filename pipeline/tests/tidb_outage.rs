@@ -33,6 +33,7 @@ fn event(i: u64) -> LikeEvent {
         version: 1 + i,
         ts_ms: 1_795_581_680_000 + i,
         source: "outage-test".into(),
+        fill_epoch: 0,
     }
 }
 

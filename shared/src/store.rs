@@ -11,6 +11,28 @@ pub struct LikeChange {
     pub liked: bool,
     pub version: u64,
     pub ts_ms: u64,
+    /// The event's [`crate::LikeEvent::fill_epoch`]: the sink adds the transitions of the
+    /// newest fill's changes to the content's [`StoredCount::epoch_delta`].
+    pub fill_epoch: u64,
+}
+
+/// A content's stored count, and how far the changes of the newest fill epoch among those the
+/// store holds moved it (`likes_sink::epoch_deltas` explains the epochs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredCount {
+    pub count: i64,
+    /// `0`: no change of any epoch was ever stored.
+    pub fill_epoch: u64,
+    pub epoch_delta: i64,
+}
+
+impl StoredCount {
+    pub fn untagged(count: i64) -> Self {
+        StoredCount {
+            count,
+            ..StoredCount::default()
+        }
+    }
 }
 
 /// A stored row's state, tombstones (`liked == false`) included.
@@ -71,6 +93,18 @@ pub trait LikeStore: Send + Sync + 'static {
 
     /// Exact counts, 0 for contents never liked.
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<i64>, StoreError>;
+
+    /// Exact counts with the fill epoch each holds (see [`StoredCount`]): what a cache fills a
+    /// lost count from. A store that never records epochs has none to report, and this is its
+    /// default: such a store only ever sees untagged changes (the embedded cache tags nothing).
+    async fn fill_counts(&self, contents: &[ContentId]) -> Result<Vec<StoredCount>, StoreError> {
+        Ok(self
+            .counts(contents)
+            .await?
+            .into_iter()
+            .map(StoredCount::untagged)
+            .collect())
+    }
 
     /// The stored state of each (user, content); `None` where no row exists.
     async fn states(

@@ -23,6 +23,7 @@
 
 pub mod dead_letter;
 pub mod dlq;
+pub mod epoch_deltas;
 pub mod mysql;
 #[cfg(feature = "pulsar")]
 pub mod pulsar_admin;

@@ -18,6 +18,8 @@ pub struct WritePlan {
     pub rows: Vec<LikeChange>,
     /// Non-zero count deltas, in content order.
     pub deltas: Vec<(ContentId, i64)>,
+    /// How far each content's newest fill epoch moved its count (`crate::epoch_deltas`).
+    pub epoch_deltas: Vec<(ContentId, u64, i64)>,
 }
 
 pub type RowKey = (ContentId, UserId);
@@ -64,6 +66,7 @@ pub fn plan_writes(current: &HashMap<RowKey, RowState>, changes: &[LikeChange]) 
     WritePlan {
         rows: winners.into_values().collect(),
         deltas: deltas.into_iter().filter(|(_, d)| *d != 0).collect(),
+        epoch_deltas: crate::epoch_deltas::epoch_deltas(current, changes),
     }
 }
 
@@ -78,6 +81,7 @@ mod tests {
             liked,
             version,
             ts_ms: version,
+            fill_epoch: 0,
         }
     }
 

@@ -20,6 +20,7 @@ fn event(user: u64) -> LikeEvent {
         version: user,
         ts_ms: user,
         source: "dlq-test".into(),
+        fill_epoch: 0,
     }
 }
 

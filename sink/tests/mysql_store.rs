@@ -33,6 +33,7 @@ fn change(content: u64, user: u64, liked: bool, version: u64) -> LikeChange {
         liked,
         version,
         ts_ms: 1_795_581_680_000 + version,
+        fill_epoch: 0,
     }
 }
 
@@ -126,6 +127,7 @@ async fn history_pages_newest_first_across_equal_times() {
         let window: Vec<LikeChange> = (1..=10u64)
             .map(|c| LikeChange {
                 ts_ms: 1_700_000_000_000 + c / 2,
+                fill_epoch: 0,
                 ..change(c, 4, true, c)
             })
             .collect();

@@ -148,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
                         version: rng.gen(),
                         ts_ms: 0,
                         source: "floor".into(),
+                        fill_epoch: 0,
                     };
                     let message = Message {
                         payload: event.encode(),

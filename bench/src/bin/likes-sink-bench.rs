@@ -62,6 +62,7 @@ fn window(size: usize, first_user: u64) -> Vec<LikeChange> {
                 liked: true,
                 version: first_user + i,
                 ts_ms: 1_795_581_680_000 + i,
+                fill_epoch: 0,
             }
         })
         .collect()

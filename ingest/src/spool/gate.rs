@@ -163,6 +163,7 @@ mod tests {
             version: 1,
             ts_ms: 1,
             source: "gate-test".into(),
+            fill_epoch: 0,
         }
     }
 

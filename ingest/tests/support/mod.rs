@@ -230,6 +230,7 @@ impl Harness {
                 liked: e.action.liked(),
                 version: e.version,
                 ts_ms: e.ts_ms,
+                fill_epoch: 0,
             })
             .collect();
         self.store

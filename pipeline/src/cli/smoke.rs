@@ -40,6 +40,7 @@ pub(crate) async fn run(events: u64) -> anyhow::Result<()> {
             version: i + 1,
             ts_ms: i,
             source: "smoke".into(),
+            fill_epoch: 0,
         };
         let publisher = publisher.clone();
         pending.push(tokio::spawn(async move {

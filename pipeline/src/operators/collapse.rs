@@ -10,6 +10,11 @@
 //! redeliveries of the same event (the HLC is strictly increasing per instance and the state
 //! script bumps past the stored version), where either copy is the same change.
 //!
+//! One exception keeps two changes for a pair: changes of different [`LikeEvent::fill_epoch`]s
+//! stay apart, the newest of each. The sink counts how far a fill's own changes moved the count
+//! (`likes_sink::transitions`), and for that it must see the state a fill's first change started
+//! from: a like from before the fill, collapsed into an unlike during it, would hide it.
+//!
 //! The output is sorted by `(content_id, user_id)`, the table's primary key order: the sink
 //! writes rows in key order, which makes windows deterministic and lowers TiDB write conflicts
 //! between concurrent transactions touching neighbouring keys.
@@ -25,8 +30,8 @@ use std::collections::HashMap;
 /// Memory is bounded by the largest window seen (the window's `max_events`, I7).
 #[derive(Debug, Default)]
 pub struct PerUserCollapse {
-    /// (content, user) → position of that pair's change in the output.
-    position_of: HashMap<(u64, u64), usize, BuildFoldHasher>,
+    /// (content, user, fill epoch) → position of that change in the output.
+    position_of: HashMap<(u64, u64, u64), usize, BuildFoldHasher>,
 }
 
 impl PerUserCollapse {
@@ -41,7 +46,11 @@ impl PerUserCollapse {
         self.position_of.clear();
         self.position_of.reserve(events.len());
         for event in events {
-            let key = (event.content_id.get(), event.user_id.get());
+            let key = (
+                event.content_id.get(),
+                event.user_id.get(),
+                event.fill_epoch,
+            );
             match self.position_of.entry(key) {
                 Entry::Occupied(position) => {
                     let kept = &mut out[*position.get()];
@@ -58,7 +67,10 @@ impl PerUserCollapse {
         // Pairs are unique now, so an unstable sort is deterministic; one u128 compare per step
         // is cheaper than comparing the two ids in turn.
         out.sort_unstable_by_key(|c| {
-            ((c.content_id.get() as u128) << 64) | c.user_id.get() as u128
+            (
+                ((c.content_id.get() as u128) << 64) | c.user_id.get() as u128,
+                c.version,
+            )
         });
     }
 
@@ -82,6 +94,7 @@ fn change_of(event: &LikeEvent) -> LikeChange {
         liked: event.action.liked(),
         version: event.version,
         ts_ms: event.ts_ms,
+        fill_epoch: event.fill_epoch,
     }
 }
 
@@ -101,6 +114,7 @@ mod tests {
             version,
             ts_ms,
             source: String::new(),
+            fill_epoch: 0,
         }
     }
 
@@ -135,6 +149,24 @@ mod tests {
     fn equal_versions_keep_the_later_event() {
         let out = run(&[(1, 5, true, 7, 1), (1, 5, false, 7, 2)]);
         assert_eq!(out, vec![(1, 5, false, 7, 2)]);
+    }
+
+    #[test]
+    fn changes_of_different_fills_stay_apart_the_newest_of_each() {
+        let tagged = |user, like, version, fill_epoch| LikeEvent {
+            fill_epoch,
+            ..event((user, 5, like, version, version))
+        };
+        let out: Vec<(bool, u64, u64)> = collapse(&[
+            tagged(1, false, 2, 0),
+            tagged(1, true, 3, 0),
+            tagged(1, false, 9, 70),
+            tagged(1, true, 8, 70),
+        ])
+        .into_iter()
+        .map(|c| (c.liked, c.version, c.fill_epoch))
+        .collect();
+        assert_eq!(out, vec![(true, 3, 0), (false, 9, 70)]);
     }
 
     #[test]

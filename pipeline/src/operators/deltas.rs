@@ -70,6 +70,7 @@ mod tests {
             liked,
             version: 1,
             ts_ms: 0,
+            fill_epoch: 0,
         }
     }
 

@@ -154,6 +154,7 @@ mod tests {
             version: 1,
             ts_ms: 0,
             source: String::new(),
+            fill_epoch: 0,
         }
     }
 

@@ -203,6 +203,7 @@ mod tests {
             version: n,
             ts_ms: n,
             source: String::new(),
+            fill_epoch: 0,
         };
         Delivery {
             event,

@@ -32,6 +32,7 @@ async fn entries_the_client_cannot_unpack_still_apply_or_are_dead_lettered() {
             version: 1_000_000 + i,
             ts_ms: 1_795_581_690_000,
             source: "java-client".into(),
+            fill_epoch: 0,
         })
         .collect();
     for event in &foreign {

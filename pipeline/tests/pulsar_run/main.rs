@@ -350,6 +350,7 @@ fn events(count: usize, contents: u64, users: u64, seed: u64) -> (Vec<LikeEvent>
             version,
             ts_ms: 1_795_581_680_000 + i,
             source: "pulsar-run-test".into(),
+            fill_epoch: 0,
         });
     }
     (sent, Model { latest })

@@ -32,6 +32,7 @@ pub fn delivery_by(n: u64, user: u64, content: u64, action: Action) -> Received<
         version: n,
         ts_ms: n,
         source: "test".into(),
+        fill_epoch: 0,
     };
     Received::Event(Delivery {
         event,

@@ -14,6 +14,7 @@ fn event(n: u64) -> LikeEvent {
         version: n,
         ts_ms: n,
         source: "test".into(),
+        fill_epoch: 0,
     }
 }
 

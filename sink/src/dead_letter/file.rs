@@ -104,6 +104,7 @@ mod tests {
             version: 5,
             ts_ms: 6,
             source: "s".into(),
+            fill_epoch: 0,
         };
         DeadLetter::store_refused(vec![event], "bad".into(), 3, 9)
     }

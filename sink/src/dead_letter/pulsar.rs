@@ -162,6 +162,7 @@ mod tests {
             version: user,
             ts_ms: user,
             source: "t".into(),
+            fill_epoch: 0,
         }
     }
 

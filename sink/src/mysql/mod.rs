@@ -45,6 +45,7 @@ use crate::transitions::{plan_writes, row_keys, RowKey};
 use async_trait::async_trait;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
+    StoredCount,
 };
 use likes_shared::{ContentId, UserId};
 pub use reconcile::{
@@ -184,6 +185,9 @@ impl MySqlStore {
         for chunk in plan.deltas.chunks(self.rows_per_statement) {
             execute_text(&mut tx, &statements::add_counts(chunk, now)).await?;
         }
+        for chunk in plan.epoch_deltas.chunks(self.rows_per_statement) {
+            execute_text(&mut tx, &statements::add_epoch_deltas(chunk, now)).await?;
+        }
         tx.commit().await.map_err(classify)?;
         Ok(plan.into_outcome())
     }
@@ -255,6 +259,17 @@ impl LikeStore for MySqlStore {
         Ok(contents
             .iter()
             .map(|c| found.get(c).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn fill_counts(&self, contents: &[ContentId]) -> Result<Vec<StoredCount>, StoreError> {
+        let mut found = HashMap::with_capacity(contents.len());
+        for chunk in contents.chunks(self.rows_per_statement) {
+            reads::fill_counts(&self.pool, chunk, &mut found).await?;
+        }
+        Ok(contents
+            .iter()
+            .map(|c| found.get(c).copied().unwrap_or_default())
             .collect())
     }
 

@@ -29,6 +29,7 @@ async fn store_with_rows(server: &str) -> MySqlStore {
             liked: true,
             version: 1 + i,
             ts_ms: 1_795_581_680_000,
+            fill_epoch: 0,
         })
         .collect();
     store.apply_window(&window).await.expect("rows");

@@ -4,7 +4,7 @@
 
 use super::classify;
 use super::statements::{id_list, Datetime};
-use likes_shared::store::{HistoryCursor, LikedItem, RowState, StoreError};
+use likes_shared::store::{HistoryCursor, LikedItem, RowState, StoreError, StoredCount};
 use likes_shared::{ContentId, UserId};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlPool, Row};
@@ -63,6 +63,30 @@ pub(super) async fn counts(
         .map_err(classify)?
     {
         out.insert(content(&row, 0)?, row.try_get(1).map_err(bad_row)?);
+    }
+    Ok(())
+}
+
+pub(super) async fn fill_counts(
+    pool: &MySqlPool,
+    ids: &[ContentId],
+    out: &mut HashMap<ContentId, StoredCount>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT content_id, count, fill_epoch, epoch_delta FROM like_counts WHERE content_id IN {}",
+        id_list(ids)
+    );
+    for row in sqlx::raw_sql(&sql)
+        .fetch_all(pool)
+        .await
+        .map_err(classify)?
+    {
+        let stored = StoredCount {
+            count: row.try_get(1).map_err(bad_row)?,
+            fill_epoch: unsigned(&row, 2)?,
+            epoch_delta: row.try_get(3).map_err(bad_row)?,
+        };
+        out.insert(content(&row, 0)?, stored);
     }
     Ok(())
 }

@@ -77,6 +77,28 @@ pub(super) fn add_counts(deltas: &[(ContentId, i64)], now_ms: u64) -> String {
     sql
 }
 
+/// Adds each content's fill-epoch delta to its count row (creating it at count 0 if the window
+/// moved no count): a newer epoch starts over, an older one is a change from before the newest
+/// and adds nothing. `epoch_delta` is assigned before `fill_epoch`, so it compares against the
+/// stored epoch (MySQL and TiDB assign left to right with the new values visible).
+pub(super) fn add_epoch_deltas(deltas: &[(ContentId, u64, i64)], now_ms: u64) -> String {
+    let now = Datetime(now_ms);
+    let mut sql = String::with_capacity(360 + deltas.len() * 72);
+    sql.push_str(
+        "INSERT INTO like_counts (content_id, count, updated_at, fill_epoch, epoch_delta) VALUES ",
+    );
+    push_separated(&mut sql, deltas, |sql, (content, epoch, delta)| {
+        write!(sql, "({},0,'{now}',{epoch},{delta})", content.get())
+    });
+    sql.push_str(
+        " ON DUPLICATE KEY UPDATE \
+         epoch_delta = IF(VALUES(fill_epoch) = fill_epoch, epoch_delta + VALUES(epoch_delta), \
+         IF(VALUES(fill_epoch) > fill_epoch, VALUES(epoch_delta), epoch_delta)), \
+         fill_epoch = GREATEST(fill_epoch, VALUES(fill_epoch))",
+    );
+    sql
+}
+
 /// `(a,b,c)` of content ids, for `IN` lists.
 pub(super) fn id_list(ids: &[ContentId]) -> String {
     let mut sql = String::with_capacity(2 + ids.len() * 21);

@@ -12,6 +12,7 @@ use crate::transitions::{plan_writes, row_keys, RowKey};
 use async_trait::async_trait;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
+    StoredCount,
 };
 use likes_shared::{ContentId, UserId};
 pub(crate) use retry_logic::classify;
@@ -118,6 +119,9 @@ impl LikeStore for SqliteStore {
         for chunk in plan.deltas.chunks(CHUNK) {
             queries::add_counts(&mut tx, chunk, now).await?;
         }
+        for chunk in plan.epoch_deltas.chunks(CHUNK) {
+            queries::add_epoch_deltas(&mut tx, chunk, now).await?;
+        }
         tx.commit().await.map_err(classify)?;
         Ok(plan.into_outcome())
     }
@@ -130,6 +134,17 @@ impl LikeStore for SqliteStore {
         Ok(contents
             .iter()
             .map(|c| found.get(c).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn fill_counts(&self, contents: &[ContentId]) -> Result<Vec<StoredCount>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in contents.chunks(CHUNK) {
+            queries::read_fill_counts(&self.pool, chunk, &mut found).await?;
+        }
+        Ok(contents
+            .iter()
+            .map(|c| found.get(c).copied().unwrap_or_default())
             .collect())
     }
 

@@ -2,7 +2,9 @@
 
 use super::{classify, from_db, to_db};
 use crate::transitions::RowKey;
-use likes_shared::store::{HistoryCursor, LikeChange, LikedItem, RowState, StoreError};
+use likes_shared::store::{
+    HistoryCursor, LikeChange, LikedItem, RowState, StoreError, StoredCount,
+};
 use likes_shared::{ContentId, UserId};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
@@ -84,6 +86,55 @@ pub(super) async fn add_counts(
          updated_at_ms = excluded.updated_at_ms",
     );
     q.build().execute(&mut *conn).await.map_err(classify)?;
+    Ok(())
+}
+
+/// Adds each content's fill-epoch delta to its count row (see the MySQL statement of the same
+/// name). SQLite's `DO UPDATE SET` reads the old row in every assignment.
+pub(super) async fn add_epoch_deltas(
+    conn: &mut SqliteConnection,
+    deltas: &[(ContentId, u64, i64)],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO like_counts (content_id, count, updated_at_ms, fill_epoch, epoch_delta) ",
+    );
+    q.push_values(deltas, |mut b, (c, epoch, delta)| {
+        b.push_bind(to_db(c.get()))
+            .push_bind(0i64)
+            .push_bind(to_db(now_ms))
+            .push_bind(to_db(*epoch))
+            .push_bind(*delta);
+    });
+    q.push(
+        " ON CONFLICT (content_id) DO UPDATE SET epoch_delta = CASE \
+         WHEN excluded.fill_epoch = like_counts.fill_epoch \
+         THEN like_counts.epoch_delta + excluded.epoch_delta \
+         WHEN excluded.fill_epoch > like_counts.fill_epoch THEN excluded.epoch_delta \
+         ELSE like_counts.epoch_delta END, \
+         fill_epoch = MAX(like_counts.fill_epoch, excluded.fill_epoch)",
+    );
+    q.build().execute(&mut *conn).await.map_err(classify)?;
+    Ok(())
+}
+
+pub(super) async fn read_fill_counts(
+    pool: &SqlitePool,
+    ids: &[ContentId],
+    out: &mut HashMap<ContentId, StoredCount>,
+) -> Result<(), StoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT content_id, count, fill_epoch, epoch_delta FROM like_counts WHERE content_id IN ",
+    );
+    push_id_list(&mut q, ids);
+    for row in q.build().fetch_all(pool).await.map_err(classify)? {
+        let stored = StoredCount {
+            count: row.get(1),
+            fill_epoch: from_db(row.get(2)),
+            epoch_delta: row.get(3),
+        };
+        out.insert(content(row.get(0))?, stored);
+    }
     Ok(())
 }
 

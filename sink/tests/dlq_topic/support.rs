@@ -102,6 +102,7 @@ pub fn event(user: u64, content: u64) -> LikeEvent {
         version: user * 10 + content,
         ts_ms: OLD_MS + user,
         source: "dlq-topic-test".into(),
+        fill_epoch: 0,
     }
 }
 

@@ -45,6 +45,7 @@ fn change(content: u64, user: u64, liked: bool, version: u64) -> LikeChange {
         liked,
         version,
         ts_ms: 1_795_581_680_000 + version,
+        fill_epoch: 0,
     }
 }
 

@@ -51,6 +51,7 @@ fn events(n: usize) -> Vec<LikeEvent> {
             version: i + 1,
             ts_ms: likes_shared::hlc::now_ms(),
             source: "pipeline-bench".into(),
+            fill_epoch: 0,
         })
         .collect()
 }

@@ -271,6 +271,7 @@ async fn publish_steadily(
                 version: sent + 1,
                 ts_ms: now_ms(),
                 source: "pipeline-bench-steady".into(),
+                fill_epoch: 0,
             };
             let message = Message {
                 payload: event.encode(),
