@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use likes_shared::bus::DurableMark;
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
-use likes_shared::store::RowState;
+use likes_shared::store::{RowState, StoredCount};
 use likes_shared::{Action, ContentId, UserId};
 use parking_lot::Mutex;
 use prometheus::{IntCounter, IntGauge};
@@ -366,10 +366,10 @@ impl StateCache for BreakerCache {
     async fn fill_count(
         &self,
         content: ContentId,
-        count: i64,
+        stored: StoredCount,
         ticket: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
-        self.guarded(self.inner.fill_count(content, count, ticket))
+        self.guarded(self.inner.fill_count(content, stored, ticket))
             .await
     }
 

@@ -139,7 +139,10 @@ impl Distributed {
         let spooling = spool.clone();
         let (held, hold_task) = SpoolHold::start(
             conn.clone(),
-            Keys::new(&config.redis.namespace).spool_hold(),
+            {
+                let keys = Keys::new(&config.redis.namespace);
+                (keys.spool_hold(), keys.spool_last())
+            },
             Duration::from_millis(config.max_pipeline_lag_ms),
             // Spooling lasts until the spool is drained whole (see the spool's gate).
             move || spooling.is_spooling(),

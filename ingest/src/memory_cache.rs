@@ -23,7 +23,7 @@ use entries::{version, CountEntry, StateEntry, UserStates};
 use fill::Seeded;
 use likes_shared::bus::{CommitProgress, DurableMark};
 use likes_shared::cache::{like_delta, CacheError, CachedApply, FillTicket, StateCache};
-use likes_shared::store::RowState;
+use likes_shared::store::{RowState, StoredCount};
 use likes_shared::{Action, ContentId, UserId};
 use parking_lot::{Mutex, MutexGuard};
 use shard::Shard;
@@ -208,6 +208,7 @@ impl StateCache for MemoryStateCache {
             version,
             pending,
             count,
+            fill_epoch: 0,
         }))
     }
 
@@ -345,12 +346,15 @@ impl StateCache for MemoryStateCache {
             .collect())
     }
 
+    /// Fill epochs are the Redis cache's: this one knows exactly what the sink committed, and
+    /// fills from the stored count alone.
     async fn fill_count(
         &self,
         content: ContentId,
-        count: i64,
+        stored: StoredCount,
         ticket: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
+        let count = stored.count;
         let committed = self.progress.committed();
         let mut shard = self.count_shard(content);
         let fresh = shard.accepts_fill(ticket.0);

@@ -13,7 +13,9 @@
 //! ([`SpoolHold`]); the bound must cover the clock skew between ingest hosts too, since each
 //! stamps changes with its own clock. Three decisions rest on it:
 //! - a count is filled from the store (SET NX) only if it has not moved since the fill's ticket
-//!   (`likes:{c:<id>}:t` holds when it last moved), or the read may lack a change;
+//!   (`likes:{c:<id>}:t` holds when it last moved), or the read may lack a change; a content
+//!   that keeps changing is filled through a fill epoch instead, once the ticket is past the
+//!   epoch's start (`count_scripts.rs`);
 //! - a user over `max_states_per_user` forgets only settled states older than the bound, and
 //!   remembers the newest one it forgot (`_m`) so a fill read before that is refused;
 //! - expiry is hours after last use, far past the bound.
@@ -41,6 +43,7 @@
 mod age_bound;
 mod config;
 mod connection;
+mod count_scripts;
 mod known_counts;
 mod layout;
 mod scripts;
@@ -58,15 +61,15 @@ use likes_shared::cache::like_delta;
 use likes_shared::cache::{CacheError, CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
 use likes_shared::metrics::ClientMetrics;
-use likes_shared::store::RowState;
+use likes_shared::store::{RowState, StoredCount};
 use likes_shared::{Action, ContentId, UserId};
 use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script};
 use scripts::{
-    APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FENCE_SCRIPT,
-    FILL_COUNT_SCRIPT, FORGET_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, MOVE_COUNT_SCRIPT,
-    REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT,
+    APPLY_COUNTED_SCRIPT, APPLY_COUNT_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT,
+    FENCE_SCRIPT, FILL_COUNT_SCRIPT, FORGET_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT,
+    REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT, SETTLE_COUNT_SCRIPT,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,25 +159,54 @@ impl RedisStateCache {
         self.conn.clone()
     }
 
-    /// Moves (or just reads, with `delta` 0) a cached count; `changed` records the move's time.
-    async fn move_count(
-        &self,
-        content: ContentId,
-        delta: i64,
-        changed: bool,
-    ) -> Result<Option<i64>, CacheError> {
-        let mut invocation = MOVE_COUNT_SCRIPT.key(self.keys.count(content));
+    /// The keys of a content's count that every count script takes first: the count, its last
+    /// change, its fill epoch and the epoch's sum (`count_scripts.rs`).
+    fn count_keys(&self, invocation: &mut redis::ScriptInvocation<'_>, content: ContentId) {
         invocation
+            .key(self.keys.count(content))
             .key(self.keys.changed(content))
+            .key(self.keys.epoch(content))
+            .key(self.keys.epoch_sum(content));
+    }
+
+    /// The Cluster's count move of a confirm, revert or learn, on the content's slot.
+    async fn settle_count(&self, content: ContentId, delta: i64) -> Result<(), CacheError> {
+        let mut invocation = SETTLE_COUNT_SCRIPT.prepare_invoke();
+        self.count_keys(&mut invocation, content);
+        invocation
             .arg(delta)
-            .arg(if changed { now_ms() } else { 0 })
+            .arg(now_ms())
             .arg(self.config.count_ttl_secs);
         let count: Option<i64> = self
             .timed("move_count", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)?;
         self.known_counts.record(content, count.is_some());
-        Ok(count)
+        Ok(())
+    }
+
+    /// The Cluster's count move of an apply, on the content's slot: the count after, and the
+    /// fill epoch its event carries. `after` is what [`APPLY_SCRIPT`] said the event follows.
+    async fn apply_count(
+        &self,
+        content: ContentId,
+        delta: i64,
+        after: &str,
+    ) -> Result<(Option<i64>, String), CacheError> {
+        let mut invocation = APPLY_COUNT_SCRIPT.prepare_invoke();
+        self.count_keys(&mut invocation, content);
+        invocation
+            .arg(delta)
+            .arg(if delta != 0 { now_ms() } else { 0 })
+            .arg(self.config.count_ttl_secs)
+            .arg(after)
+            .arg(self.config.fence_margin_ms);
+        let moved: (Option<i64>, String) = self
+            .timed("move_count", invocation.invoke_async(&mut self.conn()))
+            .await
+            .map_err(cache_error)?;
+        self.known_counts.record(content, moved.0.is_some());
+        Ok(moved)
     }
 
     /// Runs a confirm, revert or learn script (`split` on a Cluster, else `counted`) for the state
@@ -198,9 +230,8 @@ impl RedisStateCache {
             .arg(version)
             .arg(extra);
         if !self.config.cluster {
+            self.count_keys(&mut invocation, content);
             invocation
-                .key(self.keys.count(content))
-                .key(self.keys.changed(content))
                 .arg(delta)
                 .arg(now_ms())
                 .arg(self.config.count_ttl_secs);
@@ -211,7 +242,7 @@ impl RedisStateCache {
             .map_err(cache_error)?;
         match moved {
             1 if self.config.cluster => {
-                self.move_count(content, delta, true).await?;
+                self.settle_count(content, delta).await?;
             }
             -1 => {
                 if self.config.cluster {
@@ -227,11 +258,9 @@ impl RedisStateCache {
     /// Drops a cached count that cannot follow a change, recording the change (see
     /// `FORGET_COUNT_FN`).
     async fn forget_count(&self, content: ContentId) -> Result<(), CacheError> {
-        let mut invocation = FORGET_COUNT_SCRIPT.key(self.keys.count(content));
-        invocation
-            .key(self.keys.changed(content))
-            .arg(now_ms())
-            .arg(self.config.count_ttl_secs);
+        let mut invocation = FORGET_COUNT_SCRIPT.prepare_invoke();
+        self.count_keys(&mut invocation, content);
+        invocation.arg(now_ms()).arg(self.config.count_ttl_secs);
         self.timed("forget_count", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)
@@ -308,38 +337,47 @@ impl StateCache for RedisStateCache {
                 .key(self.keys.count(content))
                 .key(self.keys.changed(content))
                 .key(self.keys.fence())
+                .key(self.keys.epoch(content))
+                .key(self.keys.epoch_sum(content))
                 .arg(now_ms())
-                .arg(self.config.count_ttl_secs);
+                .arg(self.config.count_ttl_secs)
+                .arg(self.config.fence_margin_ms);
         }
         let mut conn = self.conn();
-        let reply: Option<(i64, String, i64, Option<i64>)> = if self.config.cluster {
-            let reply: Option<(i64, String, i64)> = self
+        type Counted = (i64, String, i64, Option<i64>, String);
+        let reply: Option<Counted> = if self.config.cluster {
+            let reply: Option<(i64, String, i64, String)> = self
                 .timed("apply", invocation.invoke_async(&mut conn))
                 .await
                 .map_err(cache_error)?;
-            reply.map(|(changed, version, pending)| (changed, version, pending, None))
+            match reply {
+                Some((changed, version, pending, after)) => {
+                    let delta = if changed == 1 { like_delta(liked) } else { 0 };
+                    let (count, epoch) = self.apply_count(content, delta, &after).await?;
+                    Some((changed, version, pending, count, epoch))
+                }
+                None => None,
+            }
         } else {
-            self.timed("apply", invocation.invoke_async(&mut conn))
+            let reply: Option<Counted> = self
+                .timed("apply", invocation.invoke_async(&mut conn))
                 .await
-                .map_err(cache_error)?
+                .map_err(cache_error)?;
+            if let Some((_, _, _, count, _)) = &reply {
+                self.known_counts.record(content, count.is_some());
+            }
+            reply
         };
-        let Some((changed, version, pending, count)) = reply else {
+        let Some((changed, version, pending, count, epoch)) = reply else {
             return Ok(None);
-        };
-        let changed = changed == 1;
-        let count = if self.config.cluster {
-            let delta = if changed { like_delta(liked) } else { 0 };
-            self.move_count(content, delta, changed).await?
-        } else {
-            self.known_counts.record(content, count.is_some());
-            count
         };
         Ok(Some(CachedApply {
             liked,
-            changed,
+            changed: changed == 1,
             version: parse_version(&version)?,
             pending: pending == 1,
             count,
+            fill_epoch: parse_version(&epoch)?,
         }))
     }
 
@@ -497,15 +535,34 @@ impl StateCache for RedisStateCache {
     async fn fill_count(
         &self,
         content: ContentId,
-        count: i64,
+        stored: StoredCount,
         ticket: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
-        let mut invocation = FILL_COUNT_SCRIPT.key(self.keys.count(content));
+        let mut invocation = FILL_COUNT_SCRIPT.prepare_invoke();
+        self.count_keys(&mut invocation, content);
+        invocation.key(self.keys.epoch_high(content));
+        // On one Redis the script reads the spool's last time itself; a Cluster keeps that key
+        // on another slot, so it is read here, just before.
+        let spooled: u64 = if self.config.cluster {
+            let get = redis::cmd("GET").arg(self.keys.spool_last()).clone();
+            let last: Option<u64> = self
+                .timed("fill_count", get.query_async(&mut self.conn()))
+                .await
+                .map_err(cache_error)?;
+            last.unwrap_or(0)
+        } else {
+            invocation.key(self.keys.spool_last());
+            0
+        };
         invocation
-            .key(self.keys.changed(content))
-            .arg(count)
+            .arg(stored.count)
             .arg(ticket.0)
-            .arg(self.config.count_ttl_secs);
+            .arg(self.config.count_ttl_secs)
+            .arg(stored.fill_epoch)
+            .arg(stored.epoch_delta)
+            .arg(self.config.fence_margin_ms)
+            .arg(spooled)
+            .arg(self.config.fill_epoch_ttl_secs);
         self.timed("fill_count", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)

@@ -192,7 +192,10 @@ impl LikeService {
         content: ContentId,
         applied: &CachedApply,
     ) -> Result<bool, ApiError> {
-        let event = self.event(user, content, applied.liked, applied.version);
+        let event = LikeEvent {
+            fill_epoch: applied.fill_epoch,
+            ..self.event(user, content, applied.liked, applied.version)
+        };
         let cache = self.backends.cache.clone();
         let publisher = self.backends.publisher.clone();
         let metrics = self.metrics.clone();

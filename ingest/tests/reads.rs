@@ -183,3 +183,102 @@ async fn an_action_on_a_count_the_cache_may_not_fill_counts_the_callers_own_chan
         "the store's 1 and the caller's own like: {second:?}"
     );
 }
+
+/// A count lost while its content keeps changing comes back exact without a quiet moment: the
+/// refused fill starts an epoch, the changes after it carry it to the store, and once the store
+/// holds everything from before the start the count is the store's, less how far the epoch's
+/// landed changes moved it, plus the epoch's own moves: whatever part of them the store holds.
+#[tokio::test]
+async fn a_lost_count_of_a_content_that_keeps_changing_comes_back_exact() {
+    const MARGIN_MS: u64 = 100;
+    let url = likes_smoke::ServicesEnv::load().get("LIKES_REDIS_URL");
+    let namespace = format!("reads-test-{}", rand::random::<u64>());
+    let config = RedisCacheConfig {
+        namespace: namespace.clone(),
+        fence_margin_ms: MARGIN_MS,
+        ..RedisCacheConfig::default()
+    };
+    let committed = Arc::new(AtomicU64::new(now_ms() - 60_000));
+    let cache = RedisStateCache::new(&url, config, committed.clone()).expect("cache");
+    let mut conn = cache.connection();
+    let h = Harness::on(Arc::new(cache), None, Vec::new());
+    let keys = likes_sink::redis_counts::Keys::new(&namespace);
+    let base = rand::random::<u64>() >> 16 | 1;
+    let user = |i| UserId::new(base + i).expect("non-zero");
+    let content = ContentId::new(base).expect("non-zero");
+    h.apply_to_store(&[stored_like(user(0), content)]).await;
+    for i in 1..=5 {
+        h.service
+            .act(user(i), content, Action::Like)
+            .await
+            .expect("like");
+    }
+    h.apply_durable_to_store().await;
+    // The count goes; the content goes on changing, and the sink lags three events behind.
+    let _: () = redis::cmd("DEL")
+        .arg(keys.count(content))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    let lagging = |h: &Harness| {
+        let durable = h.durable();
+        durable[..durable.len() - 3].to_vec()
+    };
+    for i in 6..=15 {
+        h.service
+            .act(user(i), content, Action::Like)
+            .await
+            .expect("like");
+        if i == 10 {
+            for u in [2, 7] {
+                h.service
+                    .act(user(u), content, Action::Unlike)
+                    .await
+                    .expect("unlike");
+            }
+        }
+        h.apply_to_store(&lagging(&h)).await;
+    }
+    let epoch: u64 = redis::cmd("GET")
+        .arg(keys.epoch(content))
+        .query_async(&mut conn)
+        .await
+        .expect("an epoch is under way");
+    let tagged = h.durable().iter().filter(|e| e.fill_epoch == epoch).count();
+    assert!(
+        tagged >= 10,
+        "the changes after the start carry the epoch: {tagged}"
+    );
+    // The content still changes past the start plus the margin; by then the store holds
+    // everything from before that (the sink still lags three events behind).
+    tokio::time::sleep(std::time::Duration::from_millis(MARGIN_MS + 50)).await;
+    for i in 16..=18 {
+        h.service
+            .act(user(i), content, Action::Like)
+            .await
+            .expect("like");
+    }
+    h.apply_to_store(&lagging(&h)).await;
+    committed.store(epoch + MARGIN_MS, std::sync::atomic::Ordering::Release);
+    // 1 stored + 18 likes - 2 unlikes; the store holds all but the last three.
+    let truth = 17;
+    assert_eq!(h.stored_count(content).await, truth - 3, "the store lags");
+    assert_eq!(
+        h.service.counts(&[content]).await.expect("counts"),
+        vec![truth]
+    );
+    let cached: Option<i64> = redis::cmd("GET")
+        .arg(keys.count(content))
+        .query_async(&mut conn)
+        .await
+        .expect("get");
+    assert_eq!(cached, Some(truth), "filled, not only answered");
+    h.apply_durable_to_store().await;
+    assert_eq!(h.stored_count(content).await, truth);
+    let next = h
+        .service
+        .act(user(19), content, Action::Like)
+        .await
+        .expect("like");
+    assert_eq!(next.count, truth + 1);
+}

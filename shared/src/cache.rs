@@ -18,7 +18,7 @@
 use crate::bus::DurableMark;
 use crate::event::Action;
 use crate::ids::{ContentId, UserId};
-use crate::store::RowState;
+use crate::store::{RowState, StoredCount};
 use async_trait::async_trait;
 
 /// How a count moves when a state becomes `liked` (negated: when it stops being it).
@@ -43,6 +43,9 @@ pub struct CachedApply {
     pub pending: bool,
     /// The cached count after the action, if the count was cached.
     pub count: Option<i64>,
+    /// The fill epoch of the content's missing count that this action's move went into, for
+    /// its event to carry ([`crate::LikeEvent::fill_epoch`]); `0` when none.
+    pub fill_epoch: u64,
 }
 
 impl CachedApply {
@@ -121,6 +124,7 @@ pub trait StateCache: Send + Sync + 'static {
             version,
             pending: false,
             count: None,
+            fill_epoch: 0,
         };
         self.confirm(user, content, &applied, 0).await
     }
@@ -180,11 +184,13 @@ pub trait StateCache: Send + Sync + 'static {
     async fn counts(&self, contents: &[ContentId]) -> Result<Vec<Option<i64>>, CacheError>;
 
     /// Caches a count read from the store if none is cached (SET NX) and returns the value to
-    /// use; `None` when the read may lack changes in flight (read again).
+    /// use; `None` when the read may lack changes in flight (read again). `stored` carries the
+    /// fill epoch the store holds for the content, for a cache that fills counts of contents
+    /// that keep changing that way (the Redis cache; the memory cache fills from `count`).
     async fn fill_count(
         &self,
         content: ContentId,
-        count: i64,
+        stored: StoredCount,
         ticket: FillTicket,
     ) -> Result<Option<i64>, CacheError>;
 

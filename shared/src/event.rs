@@ -56,7 +56,9 @@ pub struct LikeEvent {
     /// The count fill of this content that was under way in the state cache when the cache
     /// applied this event, `0` when none was: the sink keeps, beside the content's count, how
     /// far the events of the newest fill moved it, and the cache subtracts that from the store's
-    /// count when the fill completes (ingest's `redis_cache` module explains why).
+    /// count when the fill completes (ingest's `count_scripts` module explains why). Absent in
+    /// JSON written before it existed (dead letters): none.
+    #[serde(default)]
     pub fill_epoch: u64,
 }
 

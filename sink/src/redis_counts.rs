@@ -45,6 +45,26 @@ impl Keys {
         format!("{}:{{c:{}}}:t", self.namespace, content.get())
     }
 
+    /// The fill epoch under way while the count is missing (its start, Redis wall-clock ms),
+    /// the sum of its changes' moves, and the highest epoch started: ingest's `count_scripts`.
+    pub fn epoch(&self, content: ContentId) -> String {
+        format!("{}:{{c:{}}}:e", self.namespace, content.get())
+    }
+
+    pub fn epoch_sum(&self, content: ContentId) -> String {
+        format!("{}:{{c:{}}}:a", self.namespace, content.get())
+    }
+
+    pub fn epoch_high(&self, content: ContentId) -> String {
+        format!("{}:{{c:{}}}:h", self.namespace, content.get())
+    }
+
+    /// Wall-clock ms of the last time some ingest's spool held events (no TTL): a fill epoch
+    /// that started after may complete only if no spool held events since just before it.
+    pub fn spool_last(&self) -> String {
+        format!("{}:spool-last", self.namespace)
+    }
+
     /// Wall-clock ms before which a cached state may have missed events published while the
     /// cache was away (ingest's `StateCache::fence`): a repeat of such a state is published.
     pub fn fence(&self) -> String {

@@ -98,11 +98,11 @@ impl StateCache for Scripted {
     async fn fill_count(
         &self,
         _: ContentId,
-        count: i64,
+        stored: StoredCount,
         _: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.answer(Some(count))
+        self.answer(Some(stored.count))
     }
     async fn ping(&self) -> Result<(), CacheError> {
         self.pings.fetch_add(1, Ordering::SeqCst);
@@ -142,6 +142,7 @@ async fn a_confirm_the_cache_did_not_answer_is_learned_before_the_next_call() {
         version: 42,
         pending: false,
         count: Some(1),
+        fill_epoch: 0,
     };
     inner.set(DOWN);
     assert!(breaker
@@ -315,7 +316,7 @@ impl StateCache for Hung {
     async fn fill_count(
         &self,
         _: ContentId,
-        _: i64,
+        _: StoredCount,
         _: FillTicket,
     ) -> Result<Option<i64>, CacheError> {
         Err(CacheError::Unavailable("timed out".into()))

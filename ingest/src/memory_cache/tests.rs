@@ -47,7 +47,10 @@ async fn only_committed_entries_are_forgotten_and_a_full_cache_refuses() {
             }
             other => panic!("seed: {other:?}"),
         }
-        cache.fill_count(c, 0, t).await.expect("fill");
+        cache
+            .fill_count(c, StoredCount::untagged(0), t)
+            .await
+            .expect("fill");
         match cache.apply(user, c, Action::Like, u).await {
             Ok(Some(a)) => {
                 cache.confirm(user, c, &a, u).await.expect("confirm");
@@ -177,7 +180,10 @@ async fn a_republish_in_flight_keeps_its_entry_through_a_revert_and_pressure() {
     let (cache, progress) = cache(32);
     let t = cache.fill_ticket();
     let (u, c) = ids(1, 2);
-    cache.fill_count(c, 0, t).await.expect("fill");
+    cache
+        .fill_count(c, StoredCount::untagged(0), t)
+        .await
+        .expect("fill");
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
     let like = apply(&cache, u, c, Action::Like, 10).await;
     let repeat = apply(&cache, u, c, Action::Like, 11).await;

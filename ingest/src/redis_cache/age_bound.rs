@@ -11,6 +11,7 @@
 //! instance that spools knows it at once (its own spool); the others learn it from one Redis key
 //! that spooling instances keep alive with a TTL of `L`.
 
+use super::scripts::FENCE_SCRIPT;
 use crate::spool::SpooledPublisher;
 use likes_shared::bus::{CommitProgress, DurableMark};
 use likes_shared::hlc::now_ms;
@@ -71,7 +72,9 @@ impl CommitProgress for AgeBound {
 }
 
 /// Keeps `key` alive in Redis (TTL `max_lag`) while this instance's spool holds events, and
-/// reports whether the key exists: whether any instance spooled within `max_lag`.
+/// reports whether the key exists: whether any instance spooled within `max_lag`. It also raises
+/// `last_key` (no TTL) to the time the spool last held events, which a count's fill epoch
+/// checks (`count_scripts.rs`): the hold alone has expired by the time an epoch completes.
 pub struct SpoolHold;
 
 impl SpoolHold {
@@ -82,7 +85,7 @@ impl SpoolHold {
     /// not answer leaves the flag as it was: the cache itself is down then.
     pub fn start(
         conn: ConnectionManager,
-        key: String,
+        (key, last_key): (String, String),
         max_lag: Duration,
         spooling: impl Fn() -> bool + Send + Sync + 'static,
         mut shutdown: Shutdown,
@@ -108,7 +111,12 @@ impl SpoolHold {
                         .arg(ttl_ms)
                         .query_async(&mut conn)
                         .await;
-                    if let Err(error) = set {
+                    let raised: Result<u64, _> = FENCE_SCRIPT
+                        .key(&last_key)
+                        .arg(now_ms())
+                        .invoke_async(&mut conn)
+                        .await;
+                    if let Some(error) = set.err().or(raised.err()) {
                         tracing::warn!(%error, "could not refresh the spool hold");
                     }
                 }

@@ -29,6 +29,9 @@ pub struct RedisCacheConfig {
     /// right up to its last answer, stamped by every ingest host's clock; the margin covers the
     /// hosts whose clocks run ahead of this one's.
     pub fence_margin_ms: u64,
+    /// A count fill of a content that keeps changing (`count_scripts.rs`) is given up after this
+    /// long and started again: far longer than the lag bound and the fence margin it waits for.
+    pub fill_epoch_ttl_secs: u64,
 }
 
 impl Default for RedisCacheConfig {
@@ -42,6 +45,7 @@ impl Default for RedisCacheConfig {
             max_states_per_user: 4_096,
             cluster: false,
             fence_margin_ms: 5_000,
+            fill_epoch_ttl_secs: 600,
         }
     }
 }

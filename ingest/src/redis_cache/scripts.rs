@@ -20,6 +20,9 @@
 //! have (absent contents are "no row"), `0` when it did not. Field `_m` is the newest wall-clock
 //! millisecond of a state forgotten to make room: a fill read before that may lack it.
 
+use super::count_scripts::{
+    APPLY_COUNT, COUNT_FNS, FILL_COUNT, FORGET_COUNT, FORGET_COUNT_FN, SETTLE_COUNT,
+};
 use redis::Script;
 use std::sync::LazyLock;
 
@@ -73,9 +76,10 @@ end
 "#;
 
 /// Applies `want` (0/1) to `content`'s entry in hash `key`, at no less than `version`. Returns
-/// nil when cold, else `{changed, version, pending}`. A settled state written before `fence`
-/// (wall ms) may have missed events published while the cache was away, newer than it: a repeat
-/// of it is not "no change" but a new pending state of the same `liked`, to publish.
+/// nil when cold, else `{changed, version, pending, after}`: `after` is what the event to publish
+/// follows (`apply_count` in `count_scripts.rs`). A settled state written before `fence` (wall
+/// ms) may have missed events published while the cache was away, newer than it: a repeat of it
+/// is not "no change" but a new pending state of the same `liked`, to publish.
 const APPLY_FN: &str = r#"
 local function apply_state(key, content, want, version, ttl, cap, before, fence)
   local f = redis.call('HGET', key, content)
@@ -93,17 +97,19 @@ local function apply_state(key, content, want, version, ttl, cap, before, fence)
       local v = inc(cv)
       if lt(v, version) then v = version end
       redis.call('HSET', key, content, encode(v, want, dv, dl))
-      return {0, v, 1}
+      return {0, v, 1, 'fence'}
     end
-    return {0, cv, (cv ~= dv) and 1 or 0}
+    if cv ~= dv then return {0, cv, 1, cv} end
+    return {0, cv, 0, ''}
   end
   if not f and not make_room(key, tonumber(cap), tonumber(before)) then
     return redis.error_reply('LIKESFULL every cached state of this user waits for the store')
   end
+  local after = (cv ~= dv) and cv or ''
   local v = inc(cv)
   if lt(v, version) then v = version end
   redis.call('HSET', key, content, encode(v, want, dv, dl))
-  return {1, v, 0}
+  return {1, v, 0, after}
 end
 "#;
 
@@ -165,44 +171,15 @@ local function learn_state(key, content, liked, v, ttl)
 end
 "#;
 
-/// Moves a cached count by `delta` (a miss stays a miss: only a fill from the store creates it)
-/// and records in `t_key` when it last changed (`changed_ms` 0: it did not). Returns the count
-/// after, or nil when not cached.
-const MOVE_COUNT_FN: &str = r#"
-local function mark_changed(t_key, changed_ms, ttl)
-  local t = redis.call('GET', t_key)
-  if not t or tonumber(t) < tonumber(changed_ms) then
-    redis.call('SET', t_key, changed_ms, 'EX', ttl)
-  end
-end
-local function move_count(n_key, t_key, delta, changed_ms, ttl)
-  if changed_ms ~= '0' then mark_changed(t_key, changed_ms, ttl) end
-  if redis.call('EXISTS', n_key) == 0 then return false end
-  redis.call('EXPIRE', n_key, ttl)
-  if delta == '0' then return tonumber(redis.call('GET', n_key)) end
-  return redis.call('INCRBY', n_key, delta)
-end
-"#;
-
-/// A change the count cannot follow (a learned state whose predecessor is unknown): the cached
-/// count may lack it, or have it already (filled from a store that had it), so it is dropped,
-/// and the change is recorded so that only a store read taken after it fills the count again.
-/// Runs with [`MOVE_COUNT_FN`].
-const FORGET_COUNT_FN: &str = r#"
-local function forget_count(n_key, t_key, changed_ms, ttl)
-  mark_changed(t_key, changed_ms, ttl)
-  redis.call('DEL', n_key)
-end
-"#;
-
 /// KEYS: user hash. ARGV: content, liked (0/1), requested version, ttl s, cap, forget-before ms,
 /// fence ms (as this instance last read it: a Cluster cannot read the fence key here).
 const APPLY: &str = "return apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], \
                      ARGV[6], tonumber(ARGV[7]))";
 
-/// [`APPLY`], and the count follows in the same step. KEYS: user hash, count, last change, fence.
-/// ARGV: the first six of [`APPLY`], then change ms, count ttl s. Returns `{changed, version,
-/// pending, count}` (count nil when not cached).
+/// [`APPLY`], and the count follows in the same step. KEYS: user hash, count, last change,
+/// fence, epoch, epoch sum. ARGV: the first six of [`APPLY`], then change ms, count ttl s, epoch
+/// margin ms. Returns `{changed, version, pending, count, epoch}` (count nil when not cached,
+/// epoch `0` when none tags the event).
 const APPLY_COUNTED: &str = r#"
 local fence = tonumber(redis.call('GET', KEYS[4]) or '0')
 local r = apply_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], fence)
@@ -212,7 +189,10 @@ if r[1] == 1 then
   delta = (ARGV[2] == '1') and '1' or '-1'
   changed_ms = ARGV[7]
 end
-r[4] = move_count(KEYS[2], KEYS[3], delta, changed_ms, ARGV[8])
+local n, epoch = apply_count(KEYS[2], KEYS[3], KEYS[5], KEYS[6], delta, changed_ms, ARGV[8],
+  r[4], ARGV[9])
+r[4] = n
+r[5] = epoch
 return r
 "#;
 
@@ -223,23 +203,25 @@ const SETTLE: &str = "return settle_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3])";
 const LEARN: &str = "return learn_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])";
 
 /// [`LEARN`], and the count follows by delta when it reports a move, or is forgotten when it
-/// cannot follow. KEYS: user hash, count, last change. ARGV: those of [`LEARN`], then delta,
-/// change ms, count ttl s.
+/// cannot follow. KEYS: user hash, count, last change, epoch, epoch sum. ARGV: those of
+/// [`LEARN`], then delta, change ms, count ttl s.
 const LEARN_COUNTED: &str = r#"
 local moved = learn_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 if moved == 1 then
-  move_count(KEYS[2], KEYS[3], ARGV[5], ARGV[6], ARGV[7])
+  settle_count(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[5], ARGV[6], ARGV[7])
 elseif moved == -1 then
-  forget_count(KEYS[2], KEYS[3], ARGV[6], ARGV[7])
+  forget_count(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[7])
 end
 return moved
 "#;
 
 /// [`SETTLE`], and the count follows by delta when it reports a move. KEYS: user hash, count,
-/// last change. ARGV: those of [`SETTLE`], then delta, change ms, count ttl s.
+/// last change, epoch, epoch sum. ARGV: those of [`SETTLE`], then delta, change ms, count ttl s.
 const SETTLE_COUNTED: &str = r#"
 local moved = settle_state(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-if moved == 1 then move_count(KEYS[2], KEYS[3], ARGV[4], ARGV[5], ARGV[6]) end
+if moved == 1 then
+  settle_count(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6])
+end
 return moved
 "#;
 
@@ -276,12 +258,6 @@ redis.call('EXPIRE', key, ARGV[3])
 return all_in
 "#;
 
-/// KEYS: count, last change. ARGV: delta, change ms (0: none), ttl s.
-const MOVE_COUNT: &str = "return move_count(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])";
-
-/// KEYS: count, last change. ARGV: change ms, ttl s.
-const FORGET_COUNT: &str = "return forget_count(KEYS[1], KEYS[2], ARGV[1], ARGV[2])";
-
 /// KEYS: fence. ARGV: ms. Raises the fence, never lowers it; returns the fence now.
 const FENCE: &str = r#"
 local f = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -290,17 +266,6 @@ if tonumber(ARGV[1]) > f then
   redis.call('SET', KEYS[1], ARGV[1])
 end
 return f
-"#;
-
-/// KEYS: count, last change. ARGV: count read from the store, ticket ms, ttl s. SET NX, refused
-/// (nil) when the count changed after the ticket: the store read may lack that change.
-const FILL_COUNT: &str = r#"
-local n = redis.call('GET', KEYS[1])
-if n then return tonumber(n) end
-local t = redis.call('GET', KEYS[2])
-if t and tonumber(t) > tonumber(ARGV[2]) then return false end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-return tonumber(ARGV[1])
 "#;
 
 /// Scripts that take something new (an action, a fill): with a shebang and no flags, a Redis at
@@ -319,30 +284,24 @@ fn script(shebang: &str, parts: &[&str]) -> Script {
 pub(super) static APPLY_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(TAKES, &[PRELUDE, APPLY_FN, APPLY]));
 pub(super) static APPLY_COUNTED_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(TAKES, &[PRELUDE, APPLY_FN, MOVE_COUNT_FN, APPLY_COUNTED]));
+    LazyLock::new(|| script(TAKES, &[PRELUDE, APPLY_FN, COUNT_FNS, APPLY_COUNTED]));
 pub(super) static SEED_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(TAKES, &[PRELUDE, SEED]));
 pub(super) static FILL_COUNT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(TAKES, &[FILL_COUNT]));
+    LazyLock::new(|| script(TAKES, &[COUNT_FNS, FILL_COUNT]));
 pub(super) static CONFIRM_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[PRELUDE, CONFIRM_FN, SETTLE]));
-pub(super) static CONFIRM_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        SETTLES,
-        &[PRELUDE, CONFIRM_FN, MOVE_COUNT_FN, SETTLE_COUNTED],
-    )
-});
+pub(super) static CONFIRM_COUNTED_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, CONFIRM_FN, COUNT_FNS, SETTLE_COUNTED]));
 pub(super) static REVERT_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[PRELUDE, REVERT_FN, SETTLE]));
-pub(super) static REVERT_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        SETTLES,
-        &[PRELUDE, REVERT_FN, MOVE_COUNT_FN, SETTLE_COUNTED],
-    )
-});
-pub(super) static MOVE_COUNT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, MOVE_COUNT]));
+pub(super) static REVERT_COUNTED_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[PRELUDE, REVERT_FN, COUNT_FNS, SETTLE_COUNTED]));
+pub(super) static SETTLE_COUNT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[COUNT_FNS, SETTLE_COUNT]));
+pub(super) static APPLY_COUNT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| script(SETTLES, &[COUNT_FNS, APPLY_COUNT]));
 pub(super) static FORGET_COUNT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| script(SETTLES, &[MOVE_COUNT_FN, FORGET_COUNT_FN, FORGET_COUNT]));
+    LazyLock::new(|| script(SETTLES, &[COUNT_FNS, FORGET_COUNT_FN, FORGET_COUNT]));
 pub(super) static LEARN_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| script(SETTLES, &[PRELUDE, CONFIRM_FN, LEARN_FN, LEARN]));
 pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
@@ -352,7 +311,7 @@ pub(super) static LEARN_COUNTED_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
             PRELUDE,
             CONFIRM_FN,
             LEARN_FN,
-            MOVE_COUNT_FN,
+            COUNT_FNS,
             FORGET_COUNT_FN,
             LEARN_COUNTED,
         ],

@@ -82,20 +82,24 @@ impl LikeService {
             let stored = self
                 .backends
                 .store
-                .counts(&missing)
+                .fill_counts(&missing)
                 .await
                 .map_err(store_down)?;
             let mut again = Vec::new();
-            for (id, n) in missing.into_iter().zip(stored) {
+            for (id, stored) in missing.into_iter().zip(stored) {
                 // SET NX: a count cached meanwhile (and moved by a like) wins over the store's.
-                match cache.fill_count(id, n, ticket).await.map_err(cache_down)? {
+                match cache
+                    .fill_count(id, stored, ticket)
+                    .await
+                    .map_err(cache_down)?
+                {
                     Some(value) => {
                         filled.insert(id, value);
                     }
                     // The store lacks changes in flight; after the last try, its value is the
                     // best there is (only this answer is off, nothing cached is).
                     None if attempt == FILL_ATTEMPTS => {
-                        filled.insert(id, n);
+                        filled.insert(id, stored.count);
                         uncached.push(id);
                     }
                     None => again.push(id),

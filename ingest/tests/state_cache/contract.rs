@@ -3,7 +3,7 @@
 //! cache and a (user, content) of its own; other ids it needs are derived from them.
 
 use likes_shared::cache::{CachedApply, StateCache};
-use likes_shared::store::RowState;
+use likes_shared::store::{RowState, StoredCount};
 use likes_shared::{Action, ContentId, UserId};
 
 pub fn row(liked: bool, version: u64) -> RowState {
@@ -30,9 +30,18 @@ pub async fn cold_until_seeded_then_transitions_move_the_count(
     );
     assert!(!cache.is_filled(u).await.expect("filled"));
     let t = cache.fill_ticket();
-    assert_eq!(cache.fill_count(c, 5, t).await.expect("fill"), Some(5));
     assert_eq!(
-        cache.fill_count(c, 99, t).await.expect("fill is NX"),
+        cache
+            .fill_count(c, StoredCount::untagged(5), t)
+            .await
+            .expect("fill"),
+        Some(5)
+    );
+    assert_eq!(
+        cache
+            .fill_count(c, StoredCount::untagged(99), t)
+            .await
+            .expect("fill is NX"),
         Some(5)
     );
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
@@ -158,7 +167,10 @@ pub async fn revert_goes_back_to_the_last_durable_state_never_to_a_pending_one(
     (u, c): (UserId, ContentId),
 ) {
     let t = cache.fill_ticket();
-    cache.fill_count(c, 0, t).await.expect("fill");
+    cache
+        .fill_count(c, StoredCount::untagged(0), t)
+        .await
+        .expect("fill");
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
     // Like and unlike both in flight; both publishes fail.
     let like = apply(cache, u, c, Action::Like, 10).await;
@@ -181,7 +193,10 @@ pub async fn a_revert_of_a_like_over_a_durable_unlike_moves_the_count_back(
     (u, c): (UserId, ContentId),
 ) {
     let t = cache.fill_ticket();
-    cache.fill_count(c, 3, t).await.expect("fill");
+    cache
+        .fill_count(c, StoredCount::untagged(3), t)
+        .await
+        .expect("fill");
     assert!(cache
         .seed_user(u, &[(c, row(false, 5))], true, t)
         .await
@@ -207,7 +222,10 @@ pub async fn a_durable_republish_restores_a_state_that_a_revert_took_away(
     (u, c): (UserId, ContentId),
 ) {
     let t = cache.fill_ticket();
-    cache.fill_count(c, 0, t).await.expect("fill");
+    cache
+        .fill_count(c, StoredCount::untagged(0), t)
+        .await
+        .expect("fill");
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
     let like = apply(cache, u, c, Action::Like, 10).await;
     let repeat = apply(cache, u, c, Action::Like, 11).await;

@@ -7,6 +7,7 @@ use super::{cache_with, fresh_ids};
 use likes_ingest::redis_cache::RedisCacheConfig;
 use likes_shared::cache::StateCache;
 use likes_shared::hlc::now_ms;
+use likes_shared::store::StoredCount;
 use likes_shared::Action;
 
 async fn a_repeat_of_a_state_older_than_the_fence_is_published_again(cluster: bool) {
@@ -19,7 +20,10 @@ async fn a_repeat_of_a_state_older_than_the_fence_is_published_again(cluster: bo
     let (cache, _) = cache_with(config);
     let (u, c) = fresh_ids();
     let t = cache.fill_ticket();
-    cache.fill_count(c, 0, t).await.expect("fill count");
+    cache
+        .fill_count(c, StoredCount::untagged(0), t)
+        .await
+        .expect("fill count");
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
     let hlc = |ms: u64| ms << 16;
     let before = now_ms();

@@ -10,6 +10,7 @@ use super::{cache_with, fresh_ids};
 use likes_ingest::redis_cache::RedisCacheConfig;
 use likes_shared::cache::StateCache;
 use likes_shared::hlc::now_ms;
+use likes_shared::store::StoredCount;
 use likes_shared::{ContentId, UserId};
 use std::sync::atomic::Ordering;
 
@@ -23,9 +24,18 @@ async fn a_learned_event_moves_the_count_only_where_the_user_is_known(cluster: b
     let elsewhere = ContentId::new(c.get() + 2).expect("id");
     progress.store(now_ms() - 60_000, Ordering::Release);
     let before = cache.fill_ticket();
-    assert_eq!(cache.fill_count(c, 0, before).await.expect("fill"), Some(0));
     assert_eq!(
-        cache.fill_count(elsewhere, 3, before).await.expect("fill"),
+        cache
+            .fill_count(c, StoredCount::untagged(0), before)
+            .await
+            .expect("fill"),
+        Some(0)
+    );
+    assert_eq!(
+        cache
+            .fill_count(elsewhere, StoredCount::untagged(3), before)
+            .await
+            .expect("fill"),
         Some(3)
     );
     assert!(cache
@@ -54,14 +64,17 @@ async fn a_learned_event_moves_the_count_only_where_the_user_is_known(cluster: b
         "the count may lack the unknown user's like: not served; other counts stay"
     );
     assert_eq!(
-        cache.fill_count(c, 1, before).await.expect("fill"),
+        cache
+            .fill_count(c, StoredCount::untagged(1), before)
+            .await
+            .expect("fill"),
         None,
         "a store read from before the learn may lack the like"
     );
     progress.store(now_ms() + 1, Ordering::Release);
     assert_eq!(
         cache
-            .fill_count(c, 2, cache.fill_ticket())
+            .fill_count(c, StoredCount::untagged(2), cache.fill_ticket())
             .await
             .expect("fill"),
         Some(2),

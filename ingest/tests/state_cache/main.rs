@@ -6,6 +6,7 @@
 
 mod contract;
 mod fence;
+mod fill_epoch;
 mod learn;
 mod races;
 
@@ -14,6 +15,7 @@ use contract::{apply, row};
 use likes_ingest::memory_cache::MemoryStateCache;
 use likes_ingest::redis_cache::{RedisCacheConfig, RedisStateCache};
 use likes_shared::cache::StateCache;
+use likes_shared::store::StoredCount;
 use likes_shared::{Action, ContentId, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -109,13 +111,22 @@ async fn a_count_that_moved_after_the_ticket_is_not_filled() {
     let like = apply(&cache, u, c, Action::Like, 10).await;
     assert_eq!(like.count, None);
     assert_eq!(
-        cache.fill_count(c, 0, before).await.expect("fill"),
+        cache
+            .fill_count(c, StoredCount::untagged(0), before)
+            .await
+            .expect("fill"),
         None,
         "the store read may lack the like"
     );
     progress.store(likes_shared::hlc::now_ms() + 1, Ordering::Release);
     let after = cache.fill_ticket();
-    assert_eq!(cache.fill_count(c, 1, after).await.expect("fill"), Some(1));
+    assert_eq!(
+        cache
+            .fill_count(c, StoredCount::untagged(1), after)
+            .await
+            .expect("fill"),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -218,7 +229,10 @@ async fn a_full_redis_refuses_an_action_whole_and_it_can_be_taken_once_there_is_
         RedisStateCache::new(&redis.url(), RedisCacheConfig::default(), progress).expect("cache");
     let (u, c) = fresh_ids();
     let t = cache.fill_ticket();
-    cache.fill_count(c, 0, t).await.expect("fill");
+    cache
+        .fill_count(c, StoredCount::untagged(0), t)
+        .await
+        .expect("fill");
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
     let client = ::redis::Client::open(redis.url()).expect("url");
     let mut conn = client
@@ -266,10 +280,12 @@ async fn a_full_redis_refuses_an_action_whole_and_it_can_be_taken_once_there_is_
 async fn while_one_instance_spools_no_instance_counts_anything_as_committed() {
     use likes_ingest::redis_cache::{AgeBound, SpoolHold};
     use likes_shared::bus::CommitProgress;
+    use likes_shared::hlc::now_ms;
     use std::sync::atomic::AtomicBool;
     let config = RedisCacheConfig::default();
     let conn = likes_ingest::redis_cache::connection(&redis_url(), &config).expect("conn");
     let key = likes_smoke::unique_name("spool-hold");
+    let last = likes_smoke::unique_name("spool-last");
     let lag = Duration::from_millis(600);
     let (_trigger, shutdown) = likes_shared::shutdown::channel();
     let spooling = Arc::new(AtomicBool::new(true));
@@ -277,16 +293,17 @@ async fn while_one_instance_spools_no_instance_counts_anything_as_committed() {
     // Instance A spools; instance B does not, and learns it only through Redis.
     let (_a_held, _a) = SpoolHold::start(
         conn.clone(),
-        key.clone(),
+        (key.clone(), last.clone()),
         lag,
         move || a_spools.load(Ordering::Acquire),
         shutdown.clone(),
     );
-    let (b_held, _b) = SpoolHold::start(conn, key, lag, || false, shutdown);
+    let (b_held, _b) = SpoolHold::start(conn.clone(), (key, last.clone()), lag, || false, shutdown);
     let b = AgeBound::new(lag.as_millis() as u64).holding(b_held);
     tokio::time::sleep(SpoolHold::TICK * 3).await;
     assert_eq!(b.committed(), 0, "B must hold back while A spools");
     spooling.store(false, Ordering::Release);
+    let stopped_ms = now_ms();
     tokio::time::sleep(lag / 2).await;
     assert_eq!(
         b.committed(),
@@ -297,6 +314,18 @@ async fn while_one_instance_spools_no_instance_counts_anything_as_committed() {
     assert!(
         b.committed() > 0,
         "then B counts old changes as committed again"
+    );
+    // The spool's last time outlives the hold: it says when A's spool last held events.
+    let mut conn = conn;
+    let last_ms: Option<u64> = redis::cmd("GET")
+        .arg(&last)
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    let last_ms = last_ms.expect("the spool's last time is kept");
+    assert!(
+        last_ms + 2 * SpoolHold::TICK.as_millis() as u64 >= stopped_ms && last_ms <= stopped_ms,
+        "last {last_ms}, stopped {stopped_ms}"
     );
 }
 
@@ -311,7 +340,10 @@ async fn the_reconciler_repairs_a_drifted_count_unless_it_moved_since_committed(
     let (u, c) = fresh_ids();
     let cold = ContentId::new(c.get() + 1).expect("id");
     let t = cache.fill_ticket();
-    cache.fill_count(c, 5, t).await.expect("fill");
+    cache
+        .fill_count(c, StoredCount::untagged(5), t)
+        .await
+        .expect("fill");
     assert!(cache.seed_user(u, &[], true, t).await.expect("seed"));
     let before_like = likes_shared::hlc::now_ms() - 1;
     assert_eq!(apply(&cache, u, c, Action::Like, 10).await.count, Some(6));

@@ -3,6 +3,7 @@
 use super::{cache_with, fresh_ids};
 use likes_ingest::redis_cache::RedisCacheConfig;
 use likes_shared::cache::StateCache;
+use likes_shared::store::StoredCount;
 use likes_shared::Action;
 use std::sync::Arc;
 
@@ -18,7 +19,9 @@ async fn racing_likes_and_unlikes_from_two_instances_leave_one_transition_each()
     let (a, b) = (Arc::new(a), Arc::new(b));
     let (u, c) = fresh_ids();
     let t = a.fill_ticket();
-    a.fill_count(c, 0, t).await.expect("fill");
+    a.fill_count(c, StoredCount::untagged(0), t)
+        .await
+        .expect("fill");
     assert!(a.seed_user(u, &[], true, t).await.expect("seed"));
     let tasks: Vec<_> = (0..200u64)
         .map(|i| {

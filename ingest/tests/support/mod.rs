@@ -14,6 +14,7 @@ use likes_shared::bus::{BusError, DurableMark, EventPublisher};
 use likes_shared::cache::StateCache;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
+    StoredCount,
 };
 use likes_shared::trending::MemoryTrendingBoard;
 use likes_shared::{ContentId, LikeEvent, UserId};
@@ -72,10 +73,12 @@ impl EventPublisher for ScriptedPublisher {
     }
 }
 
-/// The stored rows as the sink's rules leave them; counts derived from the rows.
+/// The stored rows as the sink's rules leave them; counts derived from the rows, each with the
+/// fill epoch the sink's rules keep beside it.
 #[derive(Default)]
 pub struct ModelStore {
     rows: Mutex<HashMap<(ContentId, UserId), (RowState, u64)>>,
+    epochs: Mutex<HashMap<ContentId, (u64, i64)>>,
 }
 
 #[async_trait]
@@ -91,6 +94,15 @@ impl LikeStore for ModelStore {
             };
             rows.insert((c.content_id, c.user_id), (state, c.ts_ms));
         }
+        let mut epochs = self.epochs.lock();
+        for (content, epoch, delta) in &plan.epoch_deltas {
+            let stored = epochs.entry(*content).or_default();
+            if *epoch > stored.0 {
+                *stored = (*epoch, *delta);
+            } else if *epoch == stored.0 {
+                stored.1 += delta;
+            }
+        }
         Ok(ApplyOutcome {
             rows_written: plan.rows.len(),
             count_deltas: plan.deltas,
@@ -105,6 +117,23 @@ impl LikeStore for ModelStore {
                 rows.iter()
                     .filter(|((content, _), (s, _))| content == c && s.liked)
                     .count() as i64
+            })
+            .collect())
+    }
+
+    async fn fill_counts(&self, contents: &[ContentId]) -> Result<Vec<StoredCount>, StoreError> {
+        let counts = self.counts(contents).await?;
+        let epochs = self.epochs.lock();
+        Ok(contents
+            .iter()
+            .zip(counts)
+            .map(|(c, count)| {
+                let (fill_epoch, epoch_delta) = epochs.get(c).copied().unwrap_or_default();
+                StoredCount {
+                    count,
+                    fill_epoch,
+                    epoch_delta,
+                }
             })
             .collect())
     }
@@ -230,7 +259,7 @@ impl Harness {
                 liked: e.action.liked(),
                 version: e.version,
                 ts_ms: e.ts_ms,
-                fill_epoch: 0,
+                fill_epoch: e.fill_epoch,
             })
             .collect();
         self.store
