@@ -29,7 +29,16 @@ impl ContentDeltas {
     /// [`PerUserCollapse`](super::PerUserCollapse) emits it; other orders are sorted first.
     pub fn estimate(&mut self, changes: &[LikeChange]) -> &[(ContentId, i64)] {
         self.deltas.clear();
-        for change in changes {
+        for (i, change) in changes.iter().enumerate() {
+            // The collapse keeps one change per pair and fill epoch, the newest last: only that
+            // one says where the pair ends.
+            let pair = (change.content_id, change.user_id);
+            if changes
+                .get(i + 1)
+                .is_some_and(|next| (next.content_id, next.user_id) == pair)
+            {
+                continue;
+            }
             let delta = like_delta(change.liked);
             match self.deltas.last_mut() {
                 Some((content, sum)) if *content == change.content_id => *sum += delta,
@@ -107,6 +116,12 @@ mod tests {
             (5, 1, true),
         ]);
         assert_eq!(out, vec![(5, 1), (9, 2)]);
+    }
+
+    #[test]
+    fn a_pair_kept_twice_counts_where_it_ends() {
+        // A like from before a fill epoch and the unlike during it, both kept by the collapse.
+        assert_eq!(run(&[(1, 1, true), (1, 1, false), (1, 2, true)]), vec![]);
     }
 
     #[test]
