@@ -137,7 +137,11 @@ async fn injected_drift_is_reported_by_a_dry_run_and_repaired_exactly_by_a_real_
         )
         .await;
         sql(&store, "DELETE FROM like_counts WHERE content_id = 7").await;
-        sql(&store, "INSERT INTO like_counts VALUES (99, 4, NOW(3))").await;
+        sql(
+            &store,
+            "INSERT INTO like_counts (content_id, count, updated_at) VALUES (99, 4, NOW(3))",
+        )
+        .await;
         let drifted = vec![
             Drift {
                 content_id: c(3),

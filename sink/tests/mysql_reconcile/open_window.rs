@@ -35,7 +35,7 @@ impl WindowByHand {
 
     async fn add_count(&mut self) -> Result<(), sqlx::Error> {
         let add = format!(
-            "INSERT INTO like_counts VALUES ({},1,NOW(3)) \
+            "INSERT INTO like_counts (content_id, count, updated_at) VALUES ({},1,NOW(3)) \
              ON DUPLICATE KEY UPDATE count = count + VALUES(count)",
             self.content
         );

@@ -146,7 +146,11 @@ async fn drift_injected_while_windows_commit_is_repaired_exactly_once() {
         let seeded = seed(&store).await;
         // Before the traffic: a missing count row, and a hot count 5 too high from the start.
         sql(&store, "DELETE FROM like_counts WHERE content_id = 20").await;
-        sql(&store, "INSERT INTO like_counts VALUES (101, 5, NOW(3))").await;
+        sql(
+            &store,
+            "INSERT INTO like_counts (content_id, count, updated_at) VALUES (101, 5, NOW(3))",
+        )
+        .await;
         let injected = Arc::new(AtomicU64::new(1));
         let stop = Arc::new(AtomicBool::new(false));
         let (writers, mut exact) = spawn_traffic(&store, WINDOWS_PER_WRITER);
