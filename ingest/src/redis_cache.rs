@@ -43,6 +43,7 @@
 mod age_bound;
 mod config;
 mod connection;
+mod count_moves;
 mod count_scripts;
 mod known_counts;
 mod layout;
@@ -67,9 +68,9 @@ use likes_sink::redis_counts::Keys;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script};
 use scripts::{
-    APPLY_COUNTED_SCRIPT, APPLY_COUNT_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT,
-    FENCE_SCRIPT, FILL_COUNT_SCRIPT, FORGET_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT,
-    REVERT_COUNTED_SCRIPT, REVERT_SCRIPT, SEED_SCRIPT, SETTLE_COUNT_SCRIPT,
+    APPLY_COUNTED_SCRIPT, APPLY_SCRIPT, CONFIRM_COUNTED_SCRIPT, CONFIRM_SCRIPT, FENCE_SCRIPT,
+    FILL_COUNT_SCRIPT, LEARN_COUNTED_SCRIPT, LEARN_SCRIPT, REVERT_COUNTED_SCRIPT, REVERT_SCRIPT,
+    SEED_SCRIPT,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,56 +160,6 @@ impl RedisStateCache {
         self.conn.clone()
     }
 
-    /// The keys of a content's count that every count script takes first: the count, its last
-    /// change, its fill epoch and the epoch's sum (`count_scripts.rs`).
-    fn count_keys(&self, invocation: &mut redis::ScriptInvocation<'_>, content: ContentId) {
-        invocation
-            .key(self.keys.count(content))
-            .key(self.keys.changed(content))
-            .key(self.keys.epoch(content))
-            .key(self.keys.epoch_sum(content));
-    }
-
-    /// The Cluster's count move of a confirm, revert or learn, on the content's slot.
-    async fn settle_count(&self, content: ContentId, delta: i64) -> Result<(), CacheError> {
-        let mut invocation = SETTLE_COUNT_SCRIPT.prepare_invoke();
-        self.count_keys(&mut invocation, content);
-        invocation
-            .arg(delta)
-            .arg(now_ms())
-            .arg(self.config.count_ttl_secs);
-        let count: Option<i64> = self
-            .timed("move_count", invocation.invoke_async(&mut self.conn()))
-            .await
-            .map_err(cache_error)?;
-        self.known_counts.record(content, count.is_some());
-        Ok(())
-    }
-
-    /// The Cluster's count move of an apply, on the content's slot: the count after, and the
-    /// fill epoch its event carries. `after` is what [`APPLY_SCRIPT`] said the event follows.
-    async fn apply_count(
-        &self,
-        content: ContentId,
-        delta: i64,
-        after: &str,
-    ) -> Result<(Option<i64>, String), CacheError> {
-        let mut invocation = APPLY_COUNT_SCRIPT.prepare_invoke();
-        self.count_keys(&mut invocation, content);
-        invocation
-            .arg(delta)
-            .arg(if delta != 0 { now_ms() } else { 0 })
-            .arg(self.config.count_ttl_secs)
-            .arg(after)
-            .arg(self.config.fence_margin_ms);
-        let moved: (Option<i64>, String) = self
-            .timed("move_count", invocation.invoke_async(&mut self.conn()))
-            .await
-            .map_err(cache_error)?;
-        self.known_counts.record(content, moved.0.is_some());
-        Ok(moved)
-    }
-
     /// Runs a confirm, revert or learn script (`split` on a Cluster, else `counted`) for the state
     /// `liked` at `version` (`extra` arguments after it); when it reports that the current state's
     /// `liked` moved, the count follows by `delta`; when it reports that the state it replaced is
@@ -253,17 +204,6 @@ impl RedisStateCache {
             _ => {}
         }
         Ok(())
-    }
-
-    /// Drops a cached count that cannot follow a change, recording the change (see
-    /// `FORGET_COUNT_FN`).
-    async fn forget_count(&self, content: ContentId) -> Result<(), CacheError> {
-        let mut invocation = FORGET_COUNT_SCRIPT.prepare_invoke();
-        self.count_keys(&mut invocation, content);
-        invocation.arg(now_ms()).arg(self.config.count_ttl_secs);
-        self.timed("forget_count", invocation.invoke_async(&mut self.conn()))
-            .await
-            .map_err(cache_error)
     }
 
     /// The fence for the Cluster scripts, read again at most once a second.

@@ -101,7 +101,9 @@ pub(super) const FORGET_COUNT: &str =
 /// KEYS: count, last change, epoch, epoch sum, highest epoch, then (one Redis) the spool's last
 /// time. ARGV: stored count, ticket ms, ttl s, stored epoch, stored epoch delta, margin ms,
 /// spool's last time (a Cluster, read by the caller), epoch ttl s. Returns the count now cached,
-/// or nil when the read may lack changes (an epoch is then under way: see the module docs).
+/// or nil when the read may lack changes (an epoch is then under way: see the module docs). An
+/// epoch that a spool has overtaken is started again, so one begun during a Pulsar outage does
+/// not wait out its TTL.
 pub(super) const FILL_COUNT: &str = r#"
 local n = redis.call('GET', KEYS[1])
 if n then return tonumber(n) end
@@ -115,16 +117,20 @@ end
 local margin = tonumber(ARGV[6])
 local e = redis.call('GET', KEYS[3])
 if e then
+  local start = tonumber(e)
+  if ticket < start + margin then return false end
   local spooled = tonumber(ARGV[7])
   if KEYS[6] then spooled = tonumber(redis.call('GET', KEYS[6]) or '0') end
-  local start = tonumber(e)
-  if ticket < start + margin or spooled >= start - margin then return false end
-  local landed = 0
-  if ARGV[4] == e then landed = tonumber(ARGV[5]) end
-  local v = tonumber(ARGV[1]) - landed + tonumber(redis.call('GET', KEYS[4]) or '0')
-  redis.call('SET', KEYS[1], string.format('%d', v), 'EX', ARGV[3])
-  end_epoch(KEYS[3], KEYS[4])
-  return v
+  if spooled < start - margin then
+    local landed = 0
+    if ARGV[4] == e then landed = tonumber(ARGV[5]) end
+    local v = tonumber(ARGV[1]) - landed + tonumber(redis.call('GET', KEYS[4]) or '0')
+    redis.call('SET', KEYS[1], string.format('%d', v), 'EX', ARGV[3])
+    end_epoch(KEYS[3], KEYS[4])
+    return v
+  end
+  -- A spool held events since just before the start: this epoch can never complete. A new
+  -- one starts now, to complete once the spools are past it.
 end
 local now = redis.call('TIME')
 local start = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)

@@ -208,8 +208,10 @@ async fn no_epoch_completes_over_a_spool_that_held_events_since_its_start() {
         ..config(false)
     });
     let (base, c) = fresh_ids();
+    let u = |n: u64| user(base.get() + 10 + n);
+    let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
     progress.store(now_ms() - 60_000, Ordering::Release);
-    like_durably(&cache, user(base.get() + 11), c).await;
+    like_durably(&cache, u(1), c).await;
     let ticket = cache.fill_ticket();
     assert_eq!(
         cache
@@ -218,21 +220,21 @@ async fn no_epoch_completes_over_a_spool_that_held_events_since_its_start() {
             .expect("fill"),
         None
     );
-    let tagged = like_durably(&cache, user(base.get() + 12), c).await;
+    let first = like_durably(&cache, u(2), c).await.fill_epoch;
     // Some instance's spool held events after the start (the spool hold keeps this key).
     let mut conn = cache.connection();
     let spool_last = format!("{namespace}:spool-last");
     let _: () = redis::cmd("SET")
         .arg(&spool_last)
-        .arg(tagged.fill_epoch + 1)
+        .arg(first + 1)
         .query_async(&mut conn)
         .await
         .expect("SET");
-    tokio::time::sleep(Duration::from_millis(MARGIN_MS + 50)).await;
-    progress.store(tagged.fill_epoch + MARGIN_MS, Ordering::Release);
-    like_durably(&cache, user(base.get() + 13), c).await;
-    // The store holds the 5 and u11's like, none of the epoch's.
-    let landed = stored(6, 0, 0);
+    sleep(2 * MARGIN_MS + 50).await;
+    progress.store(first + MARGIN_MS, Ordering::Release);
+    like_durably(&cache, u(3), c).await;
+    // The store holds the 5 and u1's like; of epoch `first`, u2's and u3's.
+    let landed = stored(8, first, 2);
     assert_eq!(
         cache
             .fill_count(c, landed, cache.fill_ticket())
@@ -241,18 +243,22 @@ async fn no_epoch_completes_over_a_spool_that_held_events_since_its_start() {
         None,
         "an event spooled from before the start may reach the store after the epoch's"
     );
-    let _: () = redis::cmd("SET")
-        .arg(&spool_last)
-        .arg(tagged.fill_epoch - MARGIN_MS - 1)
+    // The epoch the spool overtook starts again, past the spool.
+    let again: u64 = redis::cmd("GET")
+        .arg(format!("{namespace}:{{c:{}}}:e", c.get()))
         .query_async(&mut conn)
         .await
-        .expect("SET");
+        .expect("a new epoch");
+    assert!(again > first + MARGIN_MS, "{again} after {first}");
+    sleep(MARGIN_MS + 50).await;
+    progress.store(again + MARGIN_MS, Ordering::Release);
+    assert_eq!(like_durably(&cache, u(4), c).await.fill_epoch, again);
     assert_eq!(
         cache
             .fill_count(c, landed, cache.fill_ticket())
             .await
             .expect("fill"),
-        Some(8),
-        "a spool that held events only before the start does not hold it back"
+        Some(9),
+        "5 + u1..u4: the store's 8, none of the new epoch's, and its +1"
     );
 }
