@@ -502,7 +502,12 @@ impl StateCache for RedisStateCache {
             .arg(stored.epoch_delta)
             .arg(self.config.fence_margin_ms)
             .arg(spooled)
-            .arg(self.config.fill_epoch_ttl_secs);
+            // 0: start no epoch.
+            .arg(if self.config.fill_epochs {
+                self.config.fill_epoch_ttl_secs.max(1)
+            } else {
+                0
+            });
         self.timed("fill_count", invocation.invoke_async(&mut self.conn()))
             .await
             .map_err(cache_error)

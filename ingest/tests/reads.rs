@@ -196,6 +196,7 @@ async fn a_lost_count_of_a_content_that_keeps_changing_comes_back_exact() {
     let config = RedisCacheConfig {
         namespace: namespace.clone(),
         fence_margin_ms: MARGIN_MS,
+        fill_epochs: true,
         ..RedisCacheConfig::default()
     };
     let committed = Arc::new(AtomicU64::new(now_ms() - 60_000));

@@ -32,6 +32,13 @@ pub struct RedisCacheConfig {
     /// A count fill of a content that keeps changing (`count_scripts.rs`) is given up after this
     /// long and started again: far longer than the lag bound and the fence margin it waits for.
     pub fill_epoch_ttl_secs: u64,
+    /// Whether a refused count fill starts a fill epoch. Off by default: a review found
+    /// interleavings that leave such a count off by one for good (a change published around
+    /// the cache while Redis applies the same pair's next one; a spool that drains within one
+    /// hold tick across the start; on a Cluster, a tag decided after a newer untagged change was
+    /// published). Off, a lost count of a content that keeps changing is answered from the
+    /// store, lagging but never drifting.
+    pub fill_epochs: bool,
 }
 
 impl Default for RedisCacheConfig {
@@ -46,6 +53,7 @@ impl Default for RedisCacheConfig {
             cluster: false,
             fence_margin_ms: 5_000,
             fill_epoch_ttl_secs: 600,
+            fill_epochs: false,
         }
     }
 }

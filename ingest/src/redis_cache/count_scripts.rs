@@ -132,6 +132,7 @@ if e then
   -- A spool held events since just before the start: this epoch can never complete. A new
   -- one starts now, to complete once the spools are past it.
 end
+if ARGV[8] == '0' then return false end
 local now = redis.call('TIME')
 local start = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 start = math.max(start, tonumber(redis.call('GET', KEYS[5]) or '0') + 1, tonumber(ARGV[4]) + 1)

@@ -20,6 +20,7 @@ fn config(cluster: bool) -> RedisCacheConfig {
     RedisCacheConfig {
         cluster,
         fence_margin_ms: MARGIN_MS,
+        fill_epochs: true,
         ..RedisCacheConfig::default()
     }
 }
