@@ -7,11 +7,11 @@
 
 use super::{cache_with, fresh_ids};
 use likes_ingest::redis_cache::RedisCacheConfig;
-use likes_shared::cache::{CachedApply, StateCache};
+use likes_shared::cache::{CachedApply, FillTicket, StateCache};
 use likes_shared::hlc::now_ms;
 use likes_shared::store::StoredCount;
 use likes_shared::{Action, ContentId, UserId};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const MARGIN_MS: u64 = 200;
@@ -55,15 +55,21 @@ fn stored(count: i64, fill_epoch: u64, epoch_delta: i64) -> StoredCount {
     }
 }
 
-async fn a_count_that_keeps_changing_is_filled_once_the_epoch_has_aged(cluster: bool) {
-    let (cache, progress) = cache_with(config(cluster));
-    let (base, c) = fresh_ids();
-    let u = |n: u64| user(base.get() + 10 + n);
-    // The store committed 5 likes long ago; the cache holds no count. A like now (before any
-    // epoch) makes the count "changed just now": a plain fill is refused and starts an epoch.
+/// The store committed 5 likes long ago and the cache holds no count; `first`'s like now
+/// (before any epoch: untagged) makes the count "changed just now", so a plain fill from a
+/// ticket before it is refused and starts an epoch. Returns that ticket.
+async fn start_epoch(
+    cache: &dyn StateCache,
+    progress: &AtomicU64,
+    first: UserId,
+    c: ContentId,
+) -> FillTicket {
     progress.store(now_ms() - 60_000, Ordering::Release);
-    let before = like_durably(&cache, u(1), c).await;
-    assert_eq!(before.fill_epoch, 0, "no epoch yet");
+    assert_eq!(
+        like_durably(cache, first, c).await.fill_epoch,
+        0,
+        "no epoch yet"
+    );
     let ticket = cache.fill_ticket();
     assert_eq!(
         cache
@@ -72,6 +78,14 @@ async fn a_count_that_keeps_changing_is_filled_once_the_epoch_has_aged(cluster: 
             .expect("fill"),
         None
     );
+    ticket
+}
+
+async fn a_count_that_keeps_changing_is_filled_once_the_epoch_has_aged(cluster: bool) {
+    let (cache, progress) = cache_with(config(cluster));
+    let (base, c) = fresh_ids();
+    let u = |n: u64| user(base.get() + 10 + n);
+    start_epoch(&cache, &progress, u(1), c).await;
     // Two likes and an unlike of a like from before the epoch, during it: each tagged.
     let two = like_durably(&cache, u(2), c).await;
     let three = like_durably(&cache, u(3), c).await;
@@ -122,16 +136,7 @@ async fn what_the_sum_cannot_account_for_ends_the_epoch(cluster: bool) {
     let (cache, progress) = cache_with(config(cluster));
     let (base, c) = fresh_ids();
     let u = |n: u64| user(base.get() + 10 + n);
-    progress.store(now_ms() - 60_000, Ordering::Release);
-    like_durably(&cache, u(1), c).await;
-    let ticket = cache.fill_ticket();
-    assert_eq!(
-        cache
-            .fill_count(c, stored(5, 0, 0), ticket)
-            .await
-            .expect("fill"),
-        None
-    );
+    let ticket = start_epoch(&cache, &progress, u(1), c).await;
     let first = like(&cache, u(2), c).await;
     assert!(first.fill_epoch > 0);
     // A revert (its publish failed) moves the count but is no apply: the epoch ends, and the
@@ -211,16 +216,7 @@ async fn no_epoch_completes_over_a_spool_that_held_events_since_its_start() {
     let (base, c) = fresh_ids();
     let u = |n: u64| user(base.get() + 10 + n);
     let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
-    progress.store(now_ms() - 60_000, Ordering::Release);
-    like_durably(&cache, u(1), c).await;
-    let ticket = cache.fill_ticket();
-    assert_eq!(
-        cache
-            .fill_count(c, stored(5, 0, 0), ticket)
-            .await
-            .expect("fill"),
-        None
-    );
+    start_epoch(&cache, &progress, u(1), c).await;
     let first = like_durably(&cache, u(2), c).await.fill_epoch;
     // Some instance's spool held events after the start (the spool hold keeps this key).
     let mut conn = cache.connection();
