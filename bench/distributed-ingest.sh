@@ -7,12 +7,17 @@
 #
 #   bench/distributed-ingest.sh [SECONDS]     (services up: infra/dev/services up)
 #
+# likes-ingest runs on as many tokio worker threads as the hello baseline's server runtime
+# (LIKES_BENCH_SERVER_THREADS, 1 by default): on two cores shared with the load generator and
+# Redis, a second worker thread only adds wake-ups, and the ratios compare like with like.
+#
 # Everything runs on loopback and stops by itself; the topics (deleted after) and the Redis
 # namespace are new for the run, the database is the services' one (no pipeline runs: nothing
 # is committed, the load checks the counts ingest serves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+threads=${LIKES_BENCH_SERVER_THREADS:-1}
 env_file=${LIKES_SERVICES_ENV:-${LIKES_RUN_DIR:-${LIKES_CACHE_DIR:-$HOME/.cache/likes}/run}/services.env}
 set -a; . "$env_file"; set +a
 cargo build --release -q -p likes-ingest -p likes-pipeline -p likes-bench --bins
@@ -27,7 +32,7 @@ data=$(mktemp -d)
 LIKES_HTTP_ADDR="127.0.0.1:$port" LIKES_DATA_DIR="$data" \
 LIKES_RATE__PER_USER_PER_SEC=1000000 LIKES_RATE__PER_USER_BURST=1000000 \
 LIKES_RATE__PER_IP_PER_SEC=1000000 LIKES_RATE__PER_IP_BURST=1000000 \
-LIKES_RATE__MAX_IN_FLIGHT=100000 RUST_LOG=warn \
+LIKES_RATE__MAX_IN_FLIGHT=100000 RUST_LOG=warn TOKIO_WORKER_THREADS="$threads" \
     "$bin/likes-ingest" >"$data/ingest.log" 2>&1 &
 ingest=$!
 cleanup() {
@@ -45,7 +50,8 @@ for _ in $(seq 100); do
 done
 echo "== likes-load target (likes-ingest on Redis + Pulsar + TiDB), hello baseline in the same run"
 status=0
-"$bin/likes-load" target --url "http://127.0.0.1:$port" --duration "$secs" || status=$?
+"$bin/likes-load" target --url "http://127.0.0.1:$port" --duration "$secs" \
+    --server-threads "$threads" || status=$?
 echo "== likes-ingest's local hot-key cache over the run"
 curl -fs "http://127.0.0.1:$port/metrics" | grep '^likes_ingest_hot_counts_lookups_total' || true
 echo "== dependency floor, same concurrency"

@@ -40,6 +40,8 @@ OPTIONS (defaults in brackets):
   --load-threads N       worker threads of the load's runtime [1]
   --no-baseline          skip the hello baseline (ratios become n/a)
   --seed N               random seed [42]
+  --hottest N            the hot GET phase reads only ids 1..=N (the most read) [16]
+  --batch N              ids per batchGet page, at most 100 [100]
   --steady R             one open-loop phase of likes/unlikes at R per second for --duration,
                          instead of the closed-loop phases (the end-to-end benchmark)
 
@@ -60,6 +62,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<run::Options>> {
         load_threads: 1,
         baseline: true,
         seed: 42,
+        hottest: 16,
+        batch: 100,
         steady: None,
     };
     let mut mode = "compare";
@@ -92,6 +96,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<run::Options>> {
             "--load-threads" => o.load_threads = value()?.parse()?,
             "--no-baseline" => o.baseline = false,
             "--seed" => o.seed = value()?.parse()?,
+            "--hottest" => o.hottest = value()?.parse()?,
+            "--batch" => o.batch = value()?.parse()?,
             "--steady" => {
                 let rate: f64 = value()?.parse().context("--steady: a rate per second")?;
                 anyhow::ensure!(rate >= 1.0, "--steady: at least 1 per second");
@@ -104,6 +110,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<run::Options>> {
         (1..=10_000).contains(&o.concurrency),
         "--concurrency: 1..=10000"
     );
+    anyhow::ensure!((1..=100).contains(&o.batch), "--batch: 1..=100");
+    anyhow::ensure!(o.hottest >= 1, "--hottest: at least 1");
     anyhow::ensure!(
         o.users >= 1 && o.contents >= 1,
         "--users and --contents: at least 1"

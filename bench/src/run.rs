@@ -5,7 +5,9 @@ use crate::driver::{self, Plan};
 use crate::report::{ratio_text, Summary};
 use crate::targets::{self, Hello, BENCH_SECRET};
 use crate::verify::{self, Exactness};
-use crate::workload::{expected_deltas, HelloSession, ReadSession, WriteSession, Zipf};
+use crate::workload::{
+    expected_deltas, BatchGetSession, HelloSession, ReadIds, ReadSession, WriteSession, Zipf,
+};
 use anyhow::Context as _;
 use hyper::header::HeaderValue;
 use rand::rngs::SmallRng;
@@ -30,6 +32,10 @@ pub struct Options {
     pub load_threads: usize,
     pub baseline: bool,
     pub seed: u64,
+    /// `--hottest N`: the GET phase that reads only the N most read contents.
+    pub hottest: u64,
+    /// `--batch N`: ids per `batchGet` page.
+    pub batch: usize,
     /// `--steady R`: one open-loop write phase at R likes/s for `duration` instead of the
     /// closed-loop phases (the end-to-end benchmark: a rate the deployment is to sustain).
     pub steady: Option<f64>,
@@ -39,6 +45,9 @@ pub struct Options {
 struct LikesRun {
     write: Summary,
     read: Summary,
+    hot_read: Summary,
+    batch: Summary,
+    batch_page: usize,
     half: Summary,
     half_rate: f64,
     sessions: Vec<WriteSession>,
@@ -238,16 +247,38 @@ fn drive_likes(
     );
     println!("{}", write.row());
 
-    let readers = (0..o.concurrency)
-        .map(|c| ReadSession {
-            host: host.clone(),
-            zipf: zipf.clone(),
-            rng: SmallRng::seed_from_u64(o.seed.wrapping_add(1_000 + c as u64)),
-        })
-        .collect();
-    let (_, tally) = load.block_on(driver::run(addr, readers, closed))?;
+    let reads = |ids: &ReadIds, salt: u64| -> Vec<ReadSession> {
+        (0..o.concurrency)
+            .map(|c| ReadSession {
+                host: host.clone(),
+                ids: ids.clone(),
+                rng: SmallRng::seed_from_u64(o.seed.wrapping_add(salt + c as u64)),
+            })
+            .collect()
+    };
+    let all = ReadIds::Zipf(zipf.clone());
+    let (_, tally) = load.block_on(driver::run(addr, reads(&all, 1_000), closed))?;
     let read = Summary::new("likes: GET content", o.concurrency, &tally, o.duration);
     println!("{}", read.row());
+
+    let hottest = ReadIds::Hottest(o.hottest.min(o.contents as u64));
+    let (_, tally) = load.block_on(driver::run(addr, reads(&hottest, 2_000), closed))?;
+    let label = format!("likes: GET {} hottest contents", o.hottest);
+    let hot_read = Summary::new(&label, o.concurrency, &tally, o.duration);
+    println!("{}", hot_read.row());
+
+    let pages = (0..o.concurrency)
+        .map(|c| BatchGetSession {
+            host: host.clone(),
+            ids: all.clone(),
+            page: o.batch,
+            rng: SmallRng::seed_from_u64(o.seed.wrapping_add(3_000 + c as u64)),
+        })
+        .collect();
+    let (_, tally) = load.block_on(driver::run(addr, pages, closed))?;
+    let label = format!("likes: batchGet {} ids", o.batch);
+    let batch = Summary::new(&label, o.concurrency, &tally, o.duration);
+    println!("{}", batch.row());
 
     let half_rate = write.rps / 2.0;
     let open = Plan {
@@ -266,6 +297,9 @@ fn drive_likes(
     Ok(LikesRun {
         write,
         read,
+        hot_read,
+        batch,
+        batch_page: o.batch,
         half,
         half_rate,
         sessions,
@@ -290,6 +324,15 @@ fn print_likes(likes: &LikesRun, hello: Option<&Summary>) {
     println!(
         "likes GET rps / hello rps:   {}",
         ratio_text(likes.read.rps, base)
+    );
+    println!(
+        "likes GET hottest / hello:   {}",
+        ratio_text(likes.hot_read.rps, base)
+    );
+    println!(
+        "likes batchGet / hello:      {}   (pages of up to {} ids per request)",
+        ratio_text(likes.batch.rps, base),
+        likes.batch_page
     );
     println!(
         "p99 at 50% of write peak ({:.0}/s offered, {:.0}/s answered 2xx): {}   (DESIGN §9: ≤ 10 ms)",

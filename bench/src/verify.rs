@@ -3,8 +3,6 @@
 //! API serves, and the counts the load's model of its own likes predicts.
 
 use crate::driver::{connect, exchange};
-use bytes::Bytes;
-use http_body_util::Empty;
 use hyper::header::{HeaderValue, HOST};
 use hyper::Request;
 use likes_pipeline::WorkerStats;
@@ -62,9 +60,11 @@ pub async fn wait_drained(
     }
 }
 
-fn get(addr: SocketAddr, path: String) -> anyhow::Result<Request<Empty<Bytes>>> {
+fn get(addr: SocketAddr, path: String) -> anyhow::Result<Request<crate::driver::Body>> {
     let host = HeaderValue::try_from(addr.to_string())?;
-    Ok(Request::get(path).header(HOST, host).body(Empty::new())?)
+    Ok(Request::get(path)
+        .header(HOST, host)
+        .body(Default::default())?)
 }
 
 /// The served `count` of each content, over a few connections.

@@ -1,14 +1,14 @@
-//! What each connection sends: the baseline's `GET /hello`, content reads, and like/unlike writes
-//! that keep a model of every (user, content) pair they touched, so the run can be checked for
-//! exactness afterwards.
+//! What each connection sends: the baseline's `GET /hello`, content reads (Zipf ids, or only the
+//! hottest few: what a local cache serves), `batchGet` pages, and like/unlike writes that keep a
+//! model of every (user, content) pair they touched, so the run can be checked for exactness
+//! afterwards.
 //!
 //! Users are partitioned over connections (user `u` belongs to connection `(u - 1) % conns`), so a
 //! pair's requests are sequential and the last answer for it is its final state.
 
-use crate::driver::Session;
+use crate::driver::{Body, Session};
 use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -43,8 +43,8 @@ impl Zipf {
     }
 }
 
-fn get(host: &HeaderValue, path: String) -> Result<Request<Empty<Bytes>>, hyper::http::Error> {
-    Request::get(path).header(HOST, host).body(Empty::new())
+fn get(host: &HeaderValue, path: String) -> Result<Request<Body>, hyper::http::Error> {
+    Request::get(path).header(HOST, host).body(Body::default())
 }
 
 /// The baseline: `GET /hello`.
@@ -53,24 +53,76 @@ pub struct HelloSession {
 }
 
 impl Session for HelloSession {
-    fn request(&mut self) -> Result<Request<Empty<Bytes>>, hyper::http::Error> {
+    fn request(&mut self) -> Result<Request<Body>, hyper::http::Error> {
         get(&self.host, "/hello".to_owned())
     }
     fn answered(&mut self, _: u16, _: &[u8]) {}
     fn failed(&mut self) {}
 }
 
-/// Anonymous `GET /v1/contents/{id}` on Zipf ids.
+/// Which contents a read names.
+#[derive(Debug, Clone)]
+pub enum ReadIds {
+    /// Zipf over all contents: the hot head and the long tail, as a feed reads.
+    Zipf(Arc<Zipf>),
+    /// Uniform over ids `1..=n`, the `n` most liked (and most read): a local hot-key cache's
+    /// share of the reads alone.
+    Hottest(u64),
+}
+
+impl ReadIds {
+    fn sample(&self, rng: &mut impl Rng) -> u64 {
+        match self {
+            ReadIds::Zipf(zipf) => zipf.sample(rng),
+            ReadIds::Hottest(n) => rng.gen_range(1..=(*n).max(1)),
+        }
+    }
+}
+
+/// Anonymous `GET /v1/contents/{id}`.
 pub struct ReadSession {
     pub host: HeaderValue,
-    pub zipf: Arc<Zipf>,
+    pub ids: ReadIds,
     pub rng: SmallRng,
 }
 
 impl Session for ReadSession {
-    fn request(&mut self) -> Result<Request<Empty<Bytes>>, hyper::http::Error> {
-        let id = self.zipf.sample(&mut self.rng);
+    fn request(&mut self) -> Result<Request<Body>, hyper::http::Error> {
+        let id = self.ids.sample(&mut self.rng);
         get(&self.host, format!("/v1/contents/{id}"))
+    }
+    fn answered(&mut self, _: u16, _: &[u8]) {}
+    fn failed(&mut self) {}
+}
+
+/// Anonymous `POST /v1/contents:batchGet` of `page` distinct ids (a feed page's counts).
+pub struct BatchGetSession {
+    pub host: HeaderValue,
+    pub ids: ReadIds,
+    pub page: usize,
+    pub rng: SmallRng,
+}
+
+impl Session for BatchGetSession {
+    fn request(&mut self) -> Result<Request<Body>, hyper::http::Error> {
+        let mut page: Vec<u64> = Vec::with_capacity(self.page);
+        // Distinct ids, as a page shows each item once; a bounded number of draws, so a tiny
+        // id space gives a shorter page rather than an endless loop.
+        for _ in 0..self.page * 8 {
+            if page.len() == self.page {
+                break;
+            }
+            let id = self.ids.sample(&mut self.rng);
+            if !page.contains(&id) {
+                page.push(id);
+            }
+        }
+        let ids: Vec<String> = page.iter().map(u64::to_string).collect();
+        let body = format!("{{\"content_ids\":[{}]}}", ids.join(","));
+        Request::post("/v1/contents:batchGet")
+            .header(HOST, &self.host)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Body::from(Bytes::from(body)))
     }
     fn answered(&mut self, _: u16, _: &[u8]) {}
     fn failed(&mut self) {}
@@ -132,7 +184,7 @@ impl WriteSession {
 }
 
 impl Session for WriteSession {
-    fn request(&mut self) -> Result<Request<Empty<Bytes>>, hyper::http::Error> {
+    fn request(&mut self) -> Result<Request<Body>, hyper::http::Error> {
         let content = self.zipf.sample(&mut self.rng);
         let path = format!("/v1/contents/{content}/like");
         if self.users.is_empty() {
@@ -155,7 +207,7 @@ impl Session for WriteSession {
             .uri(path)
             .header(HOST, &self.host)
             .header(AUTHORIZATION, bearer)
-            .body(Empty::new())
+            .body(Body::default())
     }
 
     fn answered(&mut self, status: u16, body: &[u8]) {
