@@ -35,6 +35,9 @@ impl StoredCount {
     }
 }
 
+/// One user's rows, as [`LikeStore::user_rows`] reads them.
+pub type UserRows = (UserId, Vec<(ContentId, RowState)>);
+
 /// A stored row's state, tombstones (`liked == false`) included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowState {
@@ -65,7 +68,7 @@ pub struct HistoryCursor {
     pub content_id: ContentId,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Worth retrying: connection lost, deadlock, write conflict, timeout.
     #[error("transient store error: {0}")]
@@ -120,6 +123,23 @@ pub trait LikeStore: Send + Sync + 'static {
         user: UserId,
         limit: usize,
     ) -> Result<Vec<(ContentId, RowState)>, StoreError>;
+
+    /// [`Self::user_rows`] of many users in one read: each user read, with its rows (at most
+    /// `limit`). A user the answer leaves out was not read (the read's own bound on rows ran
+    /// out first) and is asked for again; a store answers at least one of the users it is
+    /// given. One read per cold user is what a like by a new visitor costs the store, and many
+    /// arrive at once. The default reads one user at a time.
+    async fn users_rows(
+        &self,
+        users: &[UserId],
+        limit: usize,
+    ) -> Result<Vec<UserRows>, StoreError> {
+        let mut answered = Vec::with_capacity(users.len());
+        for &user in users {
+            answered.push((user, self.user_rows(user, limit).await?));
+        }
+        Ok(answered)
+    }
 
     /// The user's liked contents, newest first, strictly after `cursor`.
     async fn history(

@@ -3,11 +3,14 @@
 //! naming the service to start, when a server is not up (`infra/dev/services up tidb mariadb`).
 
 use likes_shared::store::{LikeChange, LikeStore, RowState, StoreError};
-use likes_shared::{ContentId, UserId};
+use likes_shared::UserId;
 use likes_sink::{MySqlConfig, MySqlStore};
 
+#[path = "support/changes.rs"]
+mod changes;
 #[path = "support/retrying.rs"]
 mod retrying;
+use changes::{change, ids};
 use likes_smoke::{fresh_database, ServicesEnv, MYSQL_SERVERS};
 use retrying::apply_retrying;
 use std::collections::BTreeMap;
@@ -24,23 +27,6 @@ async fn store_on(server: &str, rows_per_statement: usize) -> MySqlStore {
     .build()
     .await
     .unwrap_or_else(|e| panic!("{server}: {e}"))
-}
-
-fn change(content: u64, user: u64, liked: bool, version: u64) -> LikeChange {
-    LikeChange {
-        content_id: ContentId::new(content).expect("non-zero"),
-        user_id: UserId::new(user).expect("non-zero"),
-        liked,
-        version,
-        ts_ms: 1_795_581_680_000 + version,
-        fill_epoch: 0,
-    }
-}
-
-fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<ContentId> {
-    range
-        .map(|c| ContentId::new(c).expect("non-zero"))
-        .collect()
 }
 
 #[tokio::test]

@@ -45,7 +45,7 @@ use crate::transitions::{plan_writes, row_keys, RowKey};
 use async_trait::async_trait;
 use likes_shared::store::{
     ApplyOutcome, HistoryCursor, LikeChange, LikeStore, LikedItem, RowState, StoreError,
-    StoredCount,
+    StoredCount, UserRows,
 };
 use likes_shared::{ContentId, UserId};
 pub use reconcile::{
@@ -291,6 +291,18 @@ impl LikeStore for MySqlStore {
         limit: usize,
     ) -> Result<Vec<(ContentId, RowState)>, StoreError> {
         reads::user_rows(&self.pool, user, limit).await
+    }
+
+    async fn users_rows(
+        &self,
+        users: &[UserId],
+        limit: usize,
+    ) -> Result<Vec<UserRows>, StoreError> {
+        let mut answered = Vec::with_capacity(users.len());
+        for chunk in users.chunks(self.rows_per_statement) {
+            answered.extend(reads::users_rows(&self.pool, chunk, limit).await?);
+        }
+        Ok(answered)
     }
 
     async fn history(

@@ -3,8 +3,8 @@
 //! vary in length and are written as text (see [`super::statements`]).
 
 use super::classify;
-use super::statements::{id_list, Datetime};
-use likes_shared::store::{HistoryCursor, LikedItem, RowState, StoreError, StoredCount};
+use super::statements::{id_list, user_list, Datetime};
+use likes_shared::store::{HistoryCursor, LikedItem, RowState, StoreError, StoredCount, UserRows};
 use likes_shared::{ContentId, UserId};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlPool, Row};
@@ -129,6 +129,62 @@ pub(super) async fn user_rows(
     .iter()
     .map(|row| Ok((content(row, 0)?, row_state(row, 1, 2)?)))
     .collect()
+}
+
+/// [`user_rows`] of many users in one statement: their rows in the `by_user` index's order,
+/// backwards, with one `LIMIT` of twice `limit` rows over them all, so the server stops the
+/// scan there (one heavy user cannot make the read scan all of its likes). The users past the
+/// rows read are left out, to be asked again; the first user (the highest id) is always
+/// answered: it has fewer rows than the bound, or at least `limit` of them.
+pub(super) async fn users_rows(
+    pool: &MySqlPool,
+    users: &[UserId],
+    limit: usize,
+) -> Result<Vec<UserRows>, StoreError> {
+    let mut users = users.to_vec();
+    users.sort_unstable_by(|a, b| b.cmp(a));
+    users.dedup();
+    if let [user] = users[..] {
+        return Ok(vec![(user, user_rows(pool, user, limit).await?)]);
+    }
+    let bound = limit.max(1).saturating_mul(2);
+    let sql = format!(
+        "SELECT user_id, content_id, liked, version FROM likes WHERE user_id IN {} \
+         ORDER BY user_id DESC, updated_at DESC, content_id DESC LIMIT {bound}",
+        user_list(&users)
+    );
+    let rows = sqlx::raw_sql(&sql)
+        .fetch_all(pool)
+        .await
+        .map_err(classify)?;
+    let mut read: HashMap<UserId, Vec<(ContentId, RowState)>> = HashMap::new();
+    let mut last = None;
+    for row in &rows {
+        let owner = user(row, 0)?;
+        last = Some(owner);
+        read.entry(owner)
+            .or_default()
+            .push((content(row, 1)?, row_state(row, 2, 3)?));
+    }
+    let answered: Vec<UserId> = users
+        .into_iter()
+        .filter(|u| match last {
+            // The bound ran out at `cut`: users after it are unread, and `cut` itself is read
+            // only as far as its first `limit` rows.
+            Some(cut) if rows.len() >= bound => {
+                *u > cut || (*u == cut && read.get(u).is_some_and(|r| r.len() >= limit))
+            }
+            _ => true,
+        })
+        .collect();
+    Ok(answered
+        .into_iter()
+        .map(|u| {
+            let mut rows = read.remove(&u).unwrap_or_default();
+            rows.truncate(limit);
+            (u, rows)
+        })
+        .collect())
 }
 
 pub(super) async fn history(

@@ -11,7 +11,7 @@
 use crate::transitions::RowKey;
 use crate::utc::Civil;
 use likes_shared::store::LikeChange;
-use likes_shared::ContentId;
+use likes_shared::{ContentId, UserId};
 use std::fmt::Write as _;
 
 /// `SELECT … FOR UPDATE` of the rows a window touches. The locking read matters on MariaDB and
@@ -101,9 +101,19 @@ pub(super) fn add_epoch_deltas(deltas: &[(ContentId, u64, i64)], now_ms: u64) ->
 
 /// `(a,b,c)` of content ids, for `IN` lists.
 pub(super) fn id_list(ids: &[ContentId]) -> String {
+    number_list(ids.iter().map(|id| id.get()))
+}
+
+/// `(a,b,c)` of user ids, for `IN` lists.
+pub(super) fn user_list(ids: &[UserId]) -> String {
+    number_list(ids.iter().map(|id| id.get()))
+}
+
+fn number_list(ids: impl ExactSizeIterator<Item = u64>) -> String {
+    let ids: Vec<u64> = ids.collect();
     let mut sql = String::with_capacity(2 + ids.len() * 21);
     sql.push('(');
-    push_separated(&mut sql, ids, |sql, id| write!(sql, "{}", id.get()));
+    push_separated(&mut sql, &ids, |sql, id| write!(sql, "{id}"));
     sql.push(')');
     sql
 }
