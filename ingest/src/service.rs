@@ -11,6 +11,7 @@
 //! come from `degraded` instead, marked stale (DESIGN section 8): actions publish without dedup,
 //! reads come from the store. `CacheError::Full` is not an outage: it stays a 503.
 
+mod cold_users;
 mod degraded;
 mod reads;
 
@@ -85,6 +86,7 @@ const FILL_ATTEMPTS: usize = 3;
 
 pub struct LikeService {
     backends: Backends,
+    cold_users: cold_users::ColdUserReads,
     clock: HybridClock,
     source: String,
     metrics: Arc<Metrics>,
@@ -93,6 +95,7 @@ pub struct LikeService {
 impl LikeService {
     pub fn new(backends: Backends, source: String, metrics: Arc<Metrics>) -> Self {
         LikeService {
+            cold_users: cold_users::ColdUserReads::new(backends.store.clone(), USER_FILL_ROWS + 1),
             backends,
             clock: HybridClock::new(),
             source,
@@ -317,12 +320,7 @@ impl LikeService {
     async fn fill_user(&self, user: UserId) -> Result<bool, Failure> {
         for _ in 0..FILL_ATTEMPTS {
             let ticket = self.backends.cache.fill_ticket();
-            let mut rows = self
-                .backends
-                .store
-                .user_rows(user, USER_FILL_ROWS + 1)
-                .await
-                .map_err(store_down)?;
+            let mut rows = self.cold_users.rows(user).await.map_err(store_down)?;
             let complete = rows.len() <= USER_FILL_ROWS;
             rows.truncate(USER_FILL_ROWS);
             if let Some(newest) = rows.iter().map(|(_, r)| r.version).max() {
