@@ -4,25 +4,19 @@
 //! is where that is checked on the real servers.
 
 use likes_shared::store::{LikeChange, LikeStore, StoredCount};
-use likes_shared::{ContentId, UserId};
-use likes_sink::{MySqlConfig, SqliteConfig};
-use likes_smoke::{fresh_database, ServicesEnv, MYSQL_SERVERS};
+use likes_sink::SqliteConfig;
+use likes_smoke::MYSQL_SERVERS;
 
+#[path = "support/mysql.rs"]
+mod mysql;
+use mysql::{ids, store_on};
+
+/// A change of `fill_epoch` (0: untagged).
 fn change(content: u64, user: u64, liked: bool, version: u64, fill_epoch: u64) -> LikeChange {
     LikeChange {
-        content_id: ContentId::new(content).expect("non-zero"),
-        user_id: UserId::new(user).expect("non-zero"),
-        liked,
-        version,
-        ts_ms: 1_795_581_680_000 + version,
         fill_epoch,
+        ..mysql::change(content, user, liked, version)
     }
-}
-
-fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<ContentId> {
-    range
-        .map(|c| ContentId::new(c).expect("non-zero"))
-        .collect()
 }
 
 fn stored(count: i64, fill_epoch: u64, epoch_delta: i64) -> StoredCount {
@@ -89,14 +83,7 @@ async fn check(store: &dyn LikeStore, name: &str) {
 #[tokio::test]
 async fn every_store_adds_up_each_contents_newest_fill_epoch() {
     for server in MYSQL_SERVERS {
-        let url = fresh_database(&ServicesEnv::load().get(server)).await;
-        let store = MySqlConfig {
-            url,
-            ..MySqlConfig::default()
-        }
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{server}: {e}"));
+        let store = store_on(server, 1_000).await;
         check(&store, server).await;
         assert_eq!(store.count_mismatches().await.expect("I1"), vec![]);
     }

@@ -4,30 +4,18 @@
 
 use likes_shared::store::{LikeChange, LikeStore, RowState, StoreError};
 use likes_shared::UserId;
-use likes_sink::{MySqlConfig, MySqlStore};
+use likes_sink::MySqlConfig;
 
-#[path = "support/changes.rs"]
-mod changes;
+#[path = "support/mysql.rs"]
+mod mysql;
 #[path = "support/retrying.rs"]
 mod retrying;
-use changes::{change, ids};
 use likes_smoke::{fresh_database, ServicesEnv, MYSQL_SERVERS};
+use mysql::{change, ids, store_on};
 use retrying::apply_retrying;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-async fn store_on(server: &str, rows_per_statement: usize) -> MySqlStore {
-    let url = fresh_database(&ServicesEnv::load().get(server)).await;
-    MySqlConfig {
-        url,
-        rows_per_statement,
-        ..MySqlConfig::default()
-    }
-    .build()
-    .await
-    .unwrap_or_else(|e| panic!("{server}: {e}"))
-}
 
 #[tokio::test]
 async fn a_window_of_20000_events_commits_in_bounded_statements_and_again_changes_nothing() {

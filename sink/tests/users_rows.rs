@@ -4,12 +4,11 @@
 
 use likes_shared::store::{LikeChange, LikeStore};
 use likes_shared::UserId;
-use likes_sink::MySqlConfig;
-use likes_smoke::{fresh_database, ServicesEnv, MYSQL_SERVERS};
+use likes_smoke::MYSQL_SERVERS;
 
-#[path = "support/changes.rs"]
-mod changes;
-use changes::change;
+#[path = "support/mysql.rs"]
+mod mysql;
+use mysql::{change, store_on};
 
 fn user(n: u64) -> UserId {
     UserId::new(n).expect("non-zero")
@@ -18,14 +17,7 @@ fn user(n: u64) -> UserId {
 #[tokio::test]
 async fn a_read_of_many_users_gives_each_its_newest_rows_or_leaves_it_to_be_asked_again() {
     for server in MYSQL_SERVERS {
-        let url = fresh_database(&ServicesEnv::load().get(server)).await;
-        let store = MySqlConfig {
-            url,
-            ..MySqlConfig::default()
-        }
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{server}: {e}"));
+        let store = store_on(server, 1_000).await;
         // User 1 has no rows; 2 has three (one a tombstone); 3 has seven; 4 has two.
         let mut window: Vec<LikeChange> = vec![
             change(1, 2, true, 10),
